@@ -1,0 +1,1 @@
+"""Matching engine, journal and matcher process."""

@@ -1,0 +1,120 @@
+"""Commands to the engine: integers only, validated for shape at the edge.
+
+Every state change (orders and operator actions alike) is a command; the matcher stamps each
+with a sequence number and a timestamp, journals it, and only then applies it. Field values
+are already converted to ticks, lots and asset units by the edge; the engine still checks
+everything that depends on state (balances, limits, band, ids).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["limit", "market"]
+TimeInForce = Literal["GTC", "IOC", "FOK"]
+SelfTradePrevention = Literal["cancel_newest", "cancel_oldest", "cancel_both"]
+Permission = Literal["trade", "read"]
+
+
+# gc=False: commands hold no containers that could form cycles, so the cyclic collector need
+# not track them (DESIGN.md: few tracked objects in the hot path).
+class _Command(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    forbid_unknown_fields=True,
+    tag_field="type",
+    gc=False,
+):
+    pass
+
+
+class PlaceOrder(_Command, tag="place", kw_only=True):
+    account_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    qty: int  # lots
+    price: int | None = None  # ticks; required for limit, None for market
+    tif: TimeInForce = "GTC"
+    post_only: bool = False
+    client_order_id: str
+    stp: SelfTradePrevention = "cancel_newest"
+    # The session that placed it, for cancel-on-disconnect scoped to a session. "" for none.
+    session_id: str = ""
+
+
+class CancelOrder(_Command, tag="cancel", kw_only=True):
+    account_id: int
+    symbol: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+
+
+class AmendOrder(_Command, tag="amend", kw_only=True):
+    account_id: int
+    symbol: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+    new_qty: int | None = None  # lots, total order qty (not remaining)
+    new_price: int | None = None  # ticks
+
+
+class CancelAll(_Command, tag="cancel_all", kw_only=True):
+    account_id: int
+    symbol: str | None = None
+    # Non-empty: only the orders placed by this session (cancel-on-disconnect "session").
+    session_id: str = ""
+    reason: Literal["user", "disconnect"] = "user"
+
+
+class CreateAccount(_Command, tag="create_account", kw_only=True):
+    # The engine assigns the id (next free, deterministic); `label` is the operator's note.
+    label: str = ""
+
+
+class CreateApiKey(_Command, tag="create_api_key", kw_only=True):
+    account_id: int
+    api_key: str
+    # Generated outside the engine (randomness has no place in it) and journaled with the key.
+    secret: str
+    permissions: tuple[Permission, ...] = ("trade", "read")
+
+
+class Deposit(_Command, tag="deposit", kw_only=True):
+    account_id: int
+    asset: str
+    amount: int  # asset units, > 0
+
+
+class Withdraw(_Command, tag="withdraw", kw_only=True):
+    account_id: int
+    asset: str
+    amount: int  # asset units, > 0; from `available` only
+
+
+class HaltSymbol(_Command, tag="halt", kw_only=True):
+    symbol: str
+
+
+class ResumeSymbol(_Command, tag="resume", kw_only=True):
+    symbol: str
+
+
+Command = (
+    PlaceOrder
+    | CancelOrder
+    | AmendOrder
+    | CancelAll
+    | CreateAccount
+    | CreateApiKey
+    | Deposit
+    | Withdraw
+    | HaltSymbol
+    | ResumeSymbol
+)
+
+ORDER_COMMANDS = (PlaceOrder, CancelOrder, AmendOrder, CancelAll)

@@ -1,0 +1,1 @@
+"""Gateway: WebSocket, REST and FIX edges in front of the matcher."""

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the tests need into .venv and runs the whole suite: ruff, mypy --strict, pytest.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1))" >&2
+    exit 1
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing redis-server (Debian package) for the market-data tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+        echo "redis-server is not installed: install the 'redis-server' package (e.g. sudo apt-get install redis-server);" >&2
+        echo "the tests start their own server on a free port and never use a running one." >&2
+        exit 1
+    fi
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+echo "== ruff"
+.venv/bin/ruff check exchange gateway loadtest tests
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
