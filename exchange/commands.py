@@ -32,7 +32,7 @@ class _Command(
     pass
 
 
-class PlaceOrder(_Command, tag="place", kw_only=True):
+class PlaceOrder(_Command, tag="place", kw_only=True, frozen=True):
     account_id: int
     symbol: str
     side: Side
@@ -47,14 +47,14 @@ class PlaceOrder(_Command, tag="place", kw_only=True):
     session_id: str = ""
 
 
-class CancelOrder(_Command, tag="cancel", kw_only=True):
+class CancelOrder(_Command, tag="cancel", kw_only=True, frozen=True):
     account_id: int
     symbol: str
     order_id: int | None = None
     client_order_id: str | None = None
 
 
-class AmendOrder(_Command, tag="amend", kw_only=True):
+class AmendOrder(_Command, tag="amend", kw_only=True, frozen=True):
     account_id: int
     symbol: str
     order_id: int | None = None
@@ -63,7 +63,7 @@ class AmendOrder(_Command, tag="amend", kw_only=True):
     new_price: int | None = None  # ticks
 
 
-class CancelAll(_Command, tag="cancel_all", kw_only=True):
+class CancelAll(_Command, tag="cancel_all", kw_only=True, frozen=True):
     account_id: int
     symbol: str | None = None
     # Non-empty: only the orders placed by this session (cancel-on-disconnect "session").
@@ -71,12 +71,12 @@ class CancelAll(_Command, tag="cancel_all", kw_only=True):
     reason: Literal["user", "disconnect"] = "user"
 
 
-class CreateAccount(_Command, tag="create_account", kw_only=True):
+class CreateAccount(_Command, tag="create_account", kw_only=True, frozen=True):
     # The engine assigns the id (next free, deterministic); `label` is the operator's note.
     label: str = ""
 
 
-class CreateApiKey(_Command, tag="create_api_key", kw_only=True):
+class CreateApiKey(_Command, tag="create_api_key", kw_only=True, frozen=True):
     account_id: int
     api_key: str
     # Generated outside the engine (randomness has no place in it) and journaled with the key.
@@ -84,23 +84,23 @@ class CreateApiKey(_Command, tag="create_api_key", kw_only=True):
     permissions: tuple[Permission, ...] = ("trade", "read")
 
 
-class Deposit(_Command, tag="deposit", kw_only=True):
+class Deposit(_Command, tag="deposit", kw_only=True, frozen=True):
     account_id: int
     asset: str
     amount: int  # asset units, > 0
 
 
-class Withdraw(_Command, tag="withdraw", kw_only=True):
+class Withdraw(_Command, tag="withdraw", kw_only=True, frozen=True):
     account_id: int
     asset: str
     amount: int  # asset units, > 0; from `available` only
 
 
-class HaltSymbol(_Command, tag="halt", kw_only=True):
+class HaltSymbol(_Command, tag="halt", kw_only=True, frozen=True):
     symbol: str
 
 
-class ResumeSymbol(_Command, tag="resume", kw_only=True):
+class ResumeSymbol(_Command, tag="resume", kw_only=True, frozen=True):
     symbol: str
 
 

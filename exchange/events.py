@@ -58,15 +58,15 @@ class _OrderEvent(_Event, frozen=True, kw_only=True):
     session_id: str
 
 
-class OrderAccepted(_OrderEvent, tag="accepted", kw_only=True):
+class OrderAccepted(_OrderEvent, tag="accepted", kw_only=True, frozen=True):
     post_only: bool
 
 
-class OrderRejected(_OrderEvent, tag="rejected", kw_only=True):
+class OrderRejected(_OrderEvent, tag="rejected", kw_only=True, frozen=True):
     code: int
 
 
-class OrderFilled(_OrderEvent, tag="filled", kw_only=True):
+class OrderFilled(_OrderEvent, tag="filled", kw_only=True, frozen=True):
     trade_id: int
     last_px: int  # ticks
     last_qty: int  # lots
@@ -75,19 +75,19 @@ class OrderFilled(_OrderEvent, tag="filled", kw_only=True):
     fee_asset: str
 
 
-class OrderCanceled(_OrderEvent, tag="canceled", kw_only=True):
+class OrderCanceled(_OrderEvent, tag="canceled", kw_only=True, frozen=True):
     reason: CancelReason
 
 
-class OrderAmended(_OrderEvent, tag="amended", kw_only=True):
+class OrderAmended(_OrderEvent, tag="amended", kw_only=True, frozen=True):
     kept_priority: bool
 
 
-class OrderExpired(_OrderEvent, tag="expired", kw_only=True):
+class OrderExpired(_OrderEvent, tag="expired", kw_only=True, frozen=True):
     pass
 
 
-class CancelRejected(_Event, tag="cancel_rejected", kw_only=True):
+class CancelRejected(_Event, tag="cancel_rejected", kw_only=True, frozen=True):
     """A cancel or amend that changed nothing (unknown order, bad new values...)."""
 
     account_id: int
@@ -98,53 +98,53 @@ class CancelRejected(_Event, tag="cancel_rejected", kw_only=True):
     amend: bool
 
 
-class AllCanceled(_Event, tag="all_canceled", kw_only=True):
+class AllCanceled(_Event, tag="all_canceled", kw_only=True, frozen=True):
     account_id: int
     symbol: str | None
     count: int
 
 
-class CommandRejected(_Event, tag="command_rejected", kw_only=True):
+class CommandRejected(_Event, tag="command_rejected", kw_only=True, frozen=True):
     """An operator command that changed nothing."""
 
     code: int
     reason: str
 
 
-class AccountCreated(_Event, tag="account_created", kw_only=True):
+class AccountCreated(_Event, tag="account_created", kw_only=True, frozen=True):
     account_id: int
     label: str
 
 
-class ApiKeyCreated(_Event, tag="api_key_created", kw_only=True):
+class ApiKeyCreated(_Event, tag="api_key_created", kw_only=True, frozen=True):
     account_id: int
     api_key: str
     permissions: tuple[Permission, ...]
 
 
-class Deposited(_Event, tag="deposited", kw_only=True):
+class Deposited(_Event, tag="deposited", kw_only=True, frozen=True):
     account_id: int
     asset: str
     amount: int
     available: int
 
 
-class Withdrawn(_Event, tag="withdrawn", kw_only=True):
+class Withdrawn(_Event, tag="withdrawn", kw_only=True, frozen=True):
     account_id: int
     asset: str
     amount: int
     available: int
 
 
-class SymbolHalted(_Event, tag="halted", kw_only=True):
+class SymbolHalted(_Event, tag="halted", kw_only=True, frozen=True):
     symbol: str
 
 
-class SymbolResumed(_Event, tag="resumed", kw_only=True):
+class SymbolResumed(_Event, tag="resumed", kw_only=True, frozen=True):
     symbol: str
 
 
-class BookChanged(_Event, tag="book", kw_only=True):
+class BookChanged(_Event, tag="book", kw_only=True, frozen=True):
     """Absolute new level totals (lots) after the command; a 0 size deletes the level."""
 
     symbol: str
@@ -153,7 +153,7 @@ class BookChanged(_Event, tag="book", kw_only=True):
     asks: list[tuple[int, int]]
 
 
-class TradeExecuted(_Event, tag="trade", kw_only=True):
+class TradeExecuted(_Event, tag="trade", kw_only=True, frozen=True):
     symbol: str
     trade_id: int  # contiguous per symbol
     price: int  # ticks

@@ -43,12 +43,12 @@ class _Msg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     pass
 
 
-class Hello(_Msg, tag="hello", kw_only=True):
+class Hello(_Msg, tag="hello", kw_only=True, frozen=True):
     gateway_id: str
     version: int = PROTOCOL_VERSION
 
 
-class Welcome(_Msg, tag="welcome", kw_only=True):
+class Welcome(_Msg, tag="welcome", kw_only=True, frozen=True):
     matcher_id: str
     version: int
     config: ExchangeConfig
@@ -56,65 +56,65 @@ class Welcome(_Msg, tag="welcome", kw_only=True):
     last_seq: int
 
 
-class Heartbeat(_Msg, tag="hb", kw_only=True):
+class Heartbeat(_Msg, tag="hb", kw_only=True, frozen=True):
     ts: int
 
 
-class Submit(_Msg, tag="submit", kw_only=True):
+class Submit(_Msg, tag="submit", kw_only=True, frozen=True):
     req_id: int
     command: Command
 
 
-class Result(_Msg, tag="result", kw_only=True):
+class Result(_Msg, tag="result", kw_only=True, frozen=True):
     req_id: int
     seq: int
     events: list[Event]
 
 
-class Refused(_Msg, tag="refused", kw_only=True):
+class Refused(_Msg, tag="refused", kw_only=True, frozen=True):
     req_id: int
     code: int
     reason: str
 
 
-class Ask(_Msg, tag="ask", kw_only=True):
+class Ask(_Msg, tag="ask", kw_only=True, frozen=True):
     req_id: int
     query: Query
 
 
-class Answer(_Msg, tag="answer", kw_only=True):
+class Answer(_Msg, tag="answer", kw_only=True, frozen=True):
     req_id: int
     result: QueryResult
 
 
-class Interest(_Msg, tag="interest", kw_only=True):
+class Interest(_Msg, tag="interest", kw_only=True, frozen=True):
     add: list[int] = []
     remove: list[int] = []
 
 
-class Reports(_Msg, tag="reports", kw_only=True):
+class Reports(_Msg, tag="reports", kw_only=True, frozen=True):
     events: list[OrderEvent]
 
 
-class SessionOpened(_Msg, tag="session_opened", kw_only=True):
+class SessionOpened(_Msg, tag="session_opened", kw_only=True, frozen=True):
     session_id: str
     account_id: int
     cancel_on_disconnect: Literal["none", "session", "account"]
 
 
-class SessionClosed(_Msg, tag="session_closed", kw_only=True):
+class SessionClosed(_Msg, tag="session_closed", kw_only=True, frozen=True):
     session_id: str
 
 
-class MdSubscribe(_Msg, tag="md_sub", kw_only=True):
+class MdSubscribe(_Msg, tag="md_sub", kw_only=True, frozen=True):
     symbols: list[str]
 
 
-class MdUnsubscribe(_Msg, tag="md_unsub", kw_only=True):
+class MdUnsubscribe(_Msg, tag="md_unsub", kw_only=True, frozen=True):
     symbols: list[str]
 
 
-class MarketData(_Msg, tag="md", kw_only=True):
+class MarketData(_Msg, tag="md", kw_only=True, frozen=True):
     symbol: str
     payload: bytes
 

@@ -18,32 +18,32 @@ class _Query(
     pass
 
 
-class GetBook(_Query, tag="book", kw_only=True):
+class GetBook(_Query, tag="book", kw_only=True, frozen=True):
     symbol: str
     depth: int = 50
 
 
-class GetOrder(_Query, tag="order", kw_only=True):
+class GetOrder(_Query, tag="order", kw_only=True, frozen=True):
     account_id: int
     symbol: str
     order_id: int | None = None
     client_order_id: str | None = None
 
 
-class GetOpenOrders(_Query, tag="open_orders", kw_only=True):
+class GetOpenOrders(_Query, tag="open_orders", kw_only=True, frozen=True):
     account_id: int
     symbol: str | None = None
 
 
-class GetBalances(_Query, tag="balances", kw_only=True):
+class GetBalances(_Query, tag="balances", kw_only=True, frozen=True):
     account_id: int
 
 
-class GetApiKey(_Query, tag="api_key", kw_only=True):
+class GetApiKey(_Query, tag="api_key", kw_only=True, frozen=True):
     api_key: str
 
 
-class GetTrades(_Query, tag="trades", kw_only=True):
+class GetTrades(_Query, tag="trades", kw_only=True, frozen=True):
     symbol: str
     limit: int = 100
 
@@ -55,7 +55,7 @@ class _Answer(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     pass
 
 
-class BookSnapshot(_Answer, tag="book", kw_only=True):
+class BookSnapshot(_Answer, tag="book", kw_only=True, frozen=True):
     symbol: str
     book_seq: int
     last_trade_id: int
@@ -63,7 +63,7 @@ class BookSnapshot(_Answer, tag="book", kw_only=True):
     asks: list[tuple[int, int]]
 
 
-class OrderState(_Answer, tag="order", kw_only=True):
+class OrderState(_Answer, tag="order", kw_only=True, frozen=True):
     account_id: int
     order_id: int
     client_order_id: str
@@ -90,26 +90,26 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
     held: int
 
 
-class ApiKeyInfo(_Answer, tag="api_key", kw_only=True):
+class ApiKeyInfo(_Answer, tag="api_key", kw_only=True, frozen=True):
     api_key: str
     account_id: int
     secret: str
     permissions: tuple[Permission, ...]
 
 
-class NotFound(_Answer, tag="not_found", kw_only=True):
+class NotFound(_Answer, tag="not_found", kw_only=True, frozen=True):
     code: int  # exchange.codes.Code value (UNKNOWN_ORDER, UNKNOWN_SYMBOL, UNKNOWN_ACCOUNT...)
 
 
-class OrderList(_Answer, tag="orders", kw_only=True):
+class OrderList(_Answer, tag="orders", kw_only=True, frozen=True):
     orders: list[OrderState]
 
 
-class BalanceList(_Answer, tag="balances", kw_only=True):
+class BalanceList(_Answer, tag="balances", kw_only=True, frozen=True):
     balances: list[Balance]
 
 
-class TradeList(_Answer, tag="trades", kw_only=True):
+class TradeList(_Answer, tag="trades", kw_only=True, frozen=True):
     trades: list[TradeExecuted]
 
 
