@@ -1,0 +1,16 @@
+# One image for every role: `exchange matcher`, `exchange gateway`, `exchange up`.
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY exchange ./exchange
+COPY gateway ./gateway
+COPY loadtest ./loadtest
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 exchange \
+    && mkdir -p /data && chown exchange /data
+USER exchange
+VOLUME ["/data"]
+EXPOSE 8080
+ENTRYPOINT ["exchange"]
+CMD ["up", "--data-dir", "/data", "--host", "0.0.0.0", "--port", "8080"]
