@@ -1,0 +1,923 @@
+"""The matching engine: a pure, deterministic function of (state, command) to events.
+
+No I/O, clock or randomness: `seq` and `ts` come in with each command, ids are counters in
+the state. Business outcomes are result codes carried by events; exceptions mean a bug or a
+caller breaking the contract (a non-increasing `seq`). Semantics and the event order within a
+command are written down in docs/ENGINE.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from typing import Final
+
+from exchange.accounts import FEE_ACCOUNT, Account, Balance
+from exchange.book import Book, Side
+from exchange.codes import Code
+from exchange.commands import (
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    CreateAccount,
+    CreateApiKey,
+    Deposit,
+    HaltSymbol,
+    Permission,
+    PlaceOrder,
+    ResumeSymbol,
+    Withdraw,
+)
+from exchange.engine_queries import answer_query
+from exchange.engine_state import (
+    DECODER,
+    ENCODER,
+    STATE_VERSION,
+    AccountRecord,
+    ApiKeyRecord,
+    BalanceRecord,
+    BookRecord,
+    EngineState,
+    OrderRecord,
+)
+from exchange.events import (
+    AccountCreated,
+    AllCanceled,
+    ApiKeyCreated,
+    BookChanged,
+    CancelReason,
+    CancelRejected,
+    CommandRejected,
+    Deposited,
+    Event,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    SymbolHalted,
+    SymbolResumed,
+    TradeExecuted,
+    Withdrawn,
+)
+from exchange.instruments import ExchangeConfig
+from exchange.orders import AMEND, CANCEL, EXPIRE, FILL, PARTIAL_FILL, Order, transition
+from exchange.queries import Query, QueryResult
+
+MAX_CLIENT_ORDER_ID = 36
+# Terminal orders kept for GetOrder (order.status after a timeout), oldest dropped first.
+CLOSED_ORDERS_KEPT: Final = 10_000
+
+_INVALID = int(Code.INVALID_VALUE)
+_UNKNOWN_SYMBOL = int(Code.UNKNOWN_SYMBOL)
+_HALTED = int(Code.SYMBOL_HALTED)
+_UNKNOWN_ACCOUNT = int(Code.UNKNOWN_ACCOUNT)
+_DUP_COID = int(Code.DUPLICATE_CLIENT_ORDER_ID)
+_BAND = int(Code.PRICE_OUTSIDE_BAND)
+_POST_ONLY = int(Code.POST_ONLY_WOULD_TAKE)
+_BALANCE = int(Code.INSUFFICIENT_BALANCE)
+_NO_FILL = int(Code.NO_FILL)
+_UNKNOWN_ORDER = int(Code.UNKNOWN_ORDER)
+_DUP_KEY = int(Code.DUPLICATE_API_KEY)
+
+
+class _ApiKey:
+    __slots__ = ("account_id", "api_key", "permissions", "secret")
+
+    def __init__(
+        self, api_key: str, account_id: int, secret: str, permissions: tuple[Permission, ...]
+    ) -> None:
+        self.api_key = api_key
+        self.account_id = account_id
+        self.secret = secret
+        self.permissions = permissions
+
+
+def _record(o: Order) -> OrderRecord:
+    return OrderRecord(
+        o.order_id, o.account_id, o.symbol, o.side, o.order_type, o.tif, o.post_only, o.price,
+        o.qty, o.cum_qty, o.cum_notional, o.status, o.client_order_id, o.session_id, o.stp,
+        o.created_seq, o.created_ts, o.updated_ts,
+    )
+
+
+def _order(r: OrderRecord) -> Order:
+    return Order(
+        r.order_id, r.account_id, r.symbol, r.side, r.order_type, r.tif, r.post_only, r.price,
+        r.qty, r.cum_qty, r.cum_notional, r.status, r.client_order_id, r.session_id, r.stp,
+        r.created_seq, r.created_ts, r.updated_ts,
+    )
+
+
+def _canceled(o: Order, seq: int, ts: int, exec_id: int, reason: CancelReason) -> OrderCanceled:
+    return OrderCanceled(
+        seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id, order_id=o.order_id,
+        client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
+        order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, cum_qty=o.cum_qty,
+        leaves_qty=0, cum_notional=o.cum_notional, status=o.status, session_id=o.session_id,
+        reason=reason,
+    )
+
+
+def _filled(
+    o: Order, seq: int, ts: int, exec_id: int, trade_id: int, px: int, q: int, maker: bool,
+    fee: int, fee_asset: str,
+) -> OrderFilled:
+    return OrderFilled(
+        seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id, order_id=o.order_id,
+        client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
+        order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, cum_qty=o.cum_qty,
+        leaves_qty=o.qty - o.cum_qty, cum_notional=o.cum_notional, status=o.status,
+        session_id=o.session_id, trade_id=trade_id, last_px=px, last_qty=q,
+        liquidity="maker" if maker else "taker", fee=fee, fee_asset=fee_asset,
+    )
+
+
+class Engine:
+    def __init__(self, config: ExchangeConfig) -> None:
+        self.config = config
+        self.last_seq = 0
+        self._assets: list[str] = list(config.assets)
+        self._books: dict[str, Book] = {s: Book(i) for s, i in config.instruments.items()}
+        self._accounts: dict[int, Account] = {
+            FEE_ACCOUNT: Account(FEE_ACCOUNT, "fees", self._assets)
+        }
+        self._api_keys: dict[str, _ApiKey] = {}
+        self._net_deposits: dict[str, int] = dict.fromkeys(self._assets, 0)
+        self._next_account_id = 1
+        self._next_order_id = 1
+        self._exec_id = 0  # last exec_id handed out
+        self._closed: dict[int, Order] = {}
+        self._closed_ids: deque[int] = deque()
+
+    # ------------------------------------------------------------------ commands
+    def apply(self, command: Command, seq: int, ts: int) -> list[Event]:
+        if seq <= self.last_seq:
+            raise ValueError(f"seq {seq} is not after {self.last_seq}")
+        self.last_seq = seq
+        kind = type(command)
+        if kind is PlaceOrder:
+            return self._place(command, seq, ts)  # type: ignore[arg-type]
+        if kind is CancelOrder:
+            return self._cancel(command, seq, ts)  # type: ignore[arg-type]
+        if kind is AmendOrder:
+            return self._amend(command, seq, ts)  # type: ignore[arg-type]
+        match command:
+            case CancelAll():
+                return self._cancel_all(command, seq, ts)
+            case CreateAccount():
+                return self._create_account(command, seq, ts)
+            case CreateApiKey():
+                return self._create_api_key(command, seq, ts)
+            case Deposit():
+                return self._deposit(command, seq, ts)
+            case Withdraw():
+                return self._withdraw(command, seq, ts)
+            case HaltSymbol() | ResumeSymbol():
+                return self._halt(command, seq, ts)
+        raise TypeError(f"not a command: {command!r}")
+
+    # ------------------------------------------------------------------ place
+    def _reject(self, c: PlaceOrder, code: int, seq: int, ts: int) -> list[Event]:
+        self._exec_id += 1
+        return [
+            OrderRejected(
+                seq=seq, ts=ts, exec_id=self._exec_id, account_id=c.account_id, order_id=0,
+                client_order_id=c.client_order_id, symbol=c.symbol, side=c.side,
+                order_type=c.order_type, tif=c.tif, price=c.price, qty=c.qty, cum_qty=0,
+                leaves_qty=0, cum_notional=0, status="rejected", session_id=c.session_id,
+                code=code,
+            )
+        ]
+
+    def _place(self, c: PlaceOrder, seq: int, ts: int) -> list[Event]:
+        book = self._books.get(c.symbol)
+        if book is None:
+            return self._reject(c, _UNKNOWN_SYMBOL, seq, ts)
+        if book.halted:
+            return self._reject(c, _HALTED, seq, ts)
+        inst = book.inst
+        qty = c.qty
+        price = c.price
+        is_limit = c.order_type == "limit"
+        coid = c.client_order_id
+        if (
+            qty < inst.min_lots
+            or qty > inst.max_lots
+            or (price is None) is is_limit
+            or (price is not None and price <= 0)
+            or not coid
+            or len(coid) > MAX_CLIENT_ORDER_ID
+            or (c.post_only and (not is_limit or c.tif != "GTC"))
+        ):
+            return self._reject(c, _INVALID, seq, ts)
+        account_id = c.account_id
+        acct = self._accounts.get(account_id)
+        if acct is None or account_id == FEE_ACCOUNT:
+            return self._reject(c, _UNKNOWN_ACCOUNT, seq, ts)
+        if coid in acct.by_coid:
+            return self._reject(c, _DUP_COID, seq, ts)
+        is_buy = c.side == "buy"
+        ref = book.last_price or inst.reference_ticks
+        pct = inst.price_band_pct
+        opposite = book.asks if is_buy else book.bids
+        okeys = opposite.keys
+        if price is not None:
+            if abs(price - ref) * 100 > ref * pct:
+                return self._reject(c, _BAND, seq, ts)
+            limit = price
+            if okeys:
+                best = okeys[-1]
+                crosses = price >= -best if is_buy else price <= best
+            else:
+                crosses = False
+            if crosses and c.post_only:
+                return self._reject(c, _POST_ONLY, seq, ts)
+        else:
+            # Market orders walk only the levels inside the band around the reference.
+            limit = ref * (100 + pct) // 100 if is_buy else -((-ref * (100 - pct)) // 100)
+            crosses = True
+        balances = acct.balances
+        if is_buy:
+            if price is not None and balances[inst.quote].available < (
+                price * qty * inst.quote_units_per_tick_lot
+            ):
+                return self._reject(c, _BALANCE, seq, ts)
+        elif balances[inst.base].available < qty * inst.base_units_per_lot:
+            return self._reject(c, _BALANCE, seq, ts)
+        if price is None or c.tif == "FOK":
+            fillable, budget_bound = self._fillable(book, opposite, is_buy, acct, c, limit)
+            if fillable == 0 and price is None:
+                return self._reject(c, _BALANCE if budget_bound else _NO_FILL, seq, ts)
+            if fillable < qty and c.tif == "FOK":
+                return self._reject(c, _NO_FILL, seq, ts)
+
+        order_id = self._next_order_id
+        self._next_order_id = order_id + 1
+        o = Order(
+            order_id, account_id, c.symbol, c.side, c.order_type, c.tif, c.post_only, price,
+            qty, 0, 0, "new", coid, c.session_id, c.stp, seq, ts, ts,
+        )
+        self._exec_id += 1
+        events: list[Event] = [
+            OrderAccepted(
+                seq=seq, ts=ts, exec_id=self._exec_id, account_id=account_id,
+                order_id=order_id, client_order_id=coid, symbol=o.symbol, side=o.side,
+                order_type=o.order_type, tif=o.tif, price=price, qty=qty, cum_qty=0,
+                leaves_qty=qty, cum_notional=0, status="new", session_id=o.session_id,
+                post_only=o.post_only,
+            )
+        ]
+        stp_hit = crosses and self._take(book, o, acct, opposite, limit, events, seq, ts)
+        self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
+        self._book_changed(book, events, seq, ts)
+        return events
+
+    def _fillable(
+        self, book: Book, opposite: Side, is_buy: bool, acct: Account, c: PlaceOrder, limit: int
+    ) -> tuple[int, bool]:
+        """Lots a taker would fill (stopping at `c.qty`), and whether its quote stopped it.
+
+        Walks the book exactly as `_take` would, without changing anything: the FOK and the
+        market-order checks answer before any state changes.
+        """
+        inst = book.inst
+        qtl = inst.quote_units_per_tick_lot
+        budget = acct.balances[inst.quote].available if is_buy and c.price is None else -1
+        remaining = c.qty
+        filled = 0
+        account_id = acct.account_id
+        stp_oldest = c.stp == "cancel_oldest"
+        levels = opposite.levels
+        for key in reversed(opposite.keys):
+            px = -key if is_buy else key
+            if (px > limit) if is_buy else (px < limit):
+                break
+            m = levels[key].head
+            while m is not None:
+                if m.account_id == account_id:
+                    if not stp_oldest:
+                        return filled, False
+                    m = m.next
+                    continue
+                q = m.qty - m.cum_qty
+                if q > remaining:
+                    q = remaining
+                if budget >= 0:
+                    affordable = budget // (px * qtl)
+                    if affordable < q:
+                        return filled + affordable, True
+                    budget -= q * px * qtl
+                filled += q
+                remaining -= q
+                if remaining == 0:
+                    return filled, False
+                m = m.next
+        return filled, False
+
+    def _take(
+        self, book: Book, o: Order, acct: Account, opposite: Side, limit: int,
+        events: list[Event], seq: int, ts: int,
+    ) -> bool:
+        """Match taker `o` against `opposite` up to `limit`; True if STP stopped the taker.
+
+        The taker holds nothing while it takes: it pays from `available` at each fill's
+        price; what rests afterwards is held by `_finish_taker`.
+        """
+        inst = book.inst
+        qtl = inst.quote_units_per_tick_lot
+        bul = inst.base_units_per_lot
+        maker_bps = inst.maker_fee_bps
+        taker_bps = inst.taker_fee_bps
+        base = inst.base
+        quote = inst.quote
+        is_buy = o.side == "buy"
+        is_market = o.price is None
+        account_id = o.account_id
+        stp = o.stp
+        tb = acct.balances
+        t_base = tb[base]
+        t_quote = tb[quote]
+        fees = self._accounts[FEE_ACCOUNT].balances
+        f_base = fees[base]
+        f_quote = fees[quote]
+        accounts = self._accounts
+        levels = opposite.levels
+        keys = opposite.keys
+        taker_side = o.side
+        symbol = book.symbol
+        remaining = o.qty - o.cum_qty
+        while keys:
+            key = keys[-1]
+            px = -key if is_buy else key
+            if (px > limit) if is_buy else (px < limit):
+                return False
+            level = levels[key]
+            m = level.head
+            while m is not None:
+                if m.account_id == account_id:
+                    if stp != "cancel_newest":
+                        self._cancel_order(book, m, "stp", events, seq, ts)
+                    if stp != "cancel_oldest":
+                        return True
+                    m = level.head if key in levels else None
+                    continue
+                q = m.qty - m.cum_qty
+                if q > remaining:
+                    q = remaining
+                notional = px * q * qtl
+                if is_market and is_buy:
+                    affordable = t_quote.available // (px * qtl)
+                    if affordable < q:
+                        if affordable == 0:
+                            return False
+                        q = affordable
+                        notional = px * q * qtl
+                base_units = q * bul
+                mb = accounts[m.account_id].balances
+                if is_buy:
+                    # Taker buys base: pays quote, fee in base. Maker sells held base.
+                    t_fee = -((-base_units * taker_bps) // 10000)
+                    m_fee = -((-notional * maker_bps) // 10000)
+                    t_quote.available -= notional
+                    t_base.available += base_units - t_fee
+                    mbase = mb[base]
+                    mbase.held -= base_units
+                    mb[quote].available += notional - m_fee
+                    f_base.available += t_fee
+                    f_quote.available += m_fee
+                    t_fee_asset = base
+                    m_fee_asset = quote
+                else:
+                    t_fee = -((-notional * taker_bps) // 10000)
+                    m_fee = -((-base_units * maker_bps) // 10000)
+                    t_base.available -= base_units
+                    t_quote.available += notional - t_fee
+                    mquote = mb[quote]
+                    mquote.held -= notional
+                    mb[base].available += base_units - m_fee
+                    f_quote.available += t_fee
+                    f_base.available += m_fee
+                    t_fee_asset = quote
+                    m_fee_asset = base
+                trade_id = book.trade_id + 1
+                book.trade_id = trade_id
+                book.last_price = px
+                trade = TradeExecuted(
+                    seq=seq, ts=ts, symbol=symbol, trade_id=trade_id, price=px, qty=q,
+                    taker_side=taker_side, maker_order_id=m.order_id,
+                    taker_order_id=o.order_id,
+                )
+                book.trades.append(trade)
+                events.append(trade)
+                # Maker.
+                m.cum_qty += q
+                m.cum_notional += px * q
+                m.updated_ts = ts
+                nxt = m.next
+                m_done = m.cum_qty == m.qty
+                if m_done:
+                    m.status = transition(m.status, FILL)
+                    opposite.unlink(m, q)
+                    self._forget_open(accounts[m.account_id], m)
+                else:
+                    m.status = transition(m.status, PARTIAL_FILL)
+                    touched = opposite.touched
+                    if px not in touched:
+                        touched[px] = level.total
+                    level.total -= q
+                exec_id = self._exec_id
+                events.append(
+                    _filled(m, seq, ts, exec_id + 1, trade_id, px, q, True, m_fee, m_fee_asset)
+                )
+                # Taker.
+                o.cum_qty += q
+                o.cum_notional += px * q
+                o.updated_ts = ts
+                remaining -= q
+                o.status = transition(o.status, PARTIAL_FILL if remaining else FILL)
+                events.append(
+                    _filled(o, seq, ts, exec_id + 2, trade_id, px, q, False, t_fee, t_fee_asset)
+                )
+                self._exec_id = exec_id + 2
+                if not remaining:
+                    return False
+                if not m_done:
+                    # Only a market buy short of quote leaves a maker partly filled here.
+                    return False
+                m = nxt
+        return False
+
+    def _finish_taker(
+        self, book: Book, o: Order, acct: Account, stp_hit: bool, events: list[Event],
+        seq: int, ts: int,
+    ) -> None:
+        leaves = o.qty - o.cum_qty
+        if not leaves:
+            if o.status == "filled":
+                self._remember_closed(o)
+            return
+        if stp_hit:
+            o.status = transition(o.status, CANCEL)
+            self._exec_id += 1
+            events.append(_canceled(o, seq, ts, self._exec_id, "stp"))
+            self._remember_closed(o)
+            return
+        if o.price is None or o.tif != "GTC":
+            o.status = transition(o.status, EXPIRE)
+            self._exec_id += 1
+            e = self._exec_id
+            events.append(
+                OrderExpired(
+                    seq=seq, ts=ts, exec_id=e, account_id=o.account_id, order_id=o.order_id,
+                    client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
+                    order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty,
+                    cum_qty=o.cum_qty, leaves_qty=0, cum_notional=o.cum_notional,
+                    status=o.status, session_id=o.session_id,
+                )
+            )
+            self._remember_closed(o)
+            return
+        inst = book.inst
+        price = o.price
+        if o.side == "buy":
+            amount = price * leaves * inst.quote_units_per_tick_lot
+            bal = acct.balances[inst.quote]
+            book.bids.add(o, price, leaves)
+        else:
+            amount = leaves * inst.base_units_per_lot
+            bal = acct.balances[inst.base]
+            book.asks.add(o, price, leaves)
+        bal.available -= amount
+        bal.held += amount
+        acct.open[o.order_id] = o
+        acct.by_coid[o.client_order_id] = o
+
+    def _book_changed(self, book: Book, events: list[Event], seq: int, ts: int) -> None:
+        bids = book.bids.changes() if book.bids.touched else []
+        asks = book.asks.changes() if book.asks.touched else []
+        if bids or asks:
+            book.book_seq += 1
+            events.append(
+                BookChanged(
+                    seq=seq, ts=ts, symbol=book.symbol, book_seq=book.book_seq, bids=bids,
+                    asks=asks,
+                )
+            )
+
+    # ------------------------------------------------------------------ order helpers
+    def _release(self, book: Book, o: Order, leaves: int) -> Balance:
+        """Unlink a resting order and release its hold; returns the balance released to."""
+        inst = book.inst
+        price = o.price
+        assert price is not None
+        acct = self._accounts[o.account_id]
+        if o.side == "buy":
+            amount = price * leaves * inst.quote_units_per_tick_lot
+            bal = acct.balances[inst.quote]
+            book.bids.unlink(o, leaves)
+        else:
+            amount = leaves * inst.base_units_per_lot
+            bal = acct.balances[inst.base]
+            book.asks.unlink(o, leaves)
+        bal.held -= amount
+        bal.available += amount
+        return bal
+
+    def _cancel_order(
+        self, book: Book, o: Order, reason: CancelReason, events: list[Event], seq: int, ts: int
+    ) -> None:
+        """Cancel a resting order: release, forget, OrderCanceled."""
+        self._release(book, o, o.qty - o.cum_qty)
+        self._forget_open(self._accounts[o.account_id], o)
+        o.status = transition(o.status, CANCEL)
+        o.updated_ts = ts
+        self._exec_id += 1
+        events.append(_canceled(o, seq, ts, self._exec_id, reason))
+
+    def _forget_open(self, acct: Account, o: Order) -> None:
+        del acct.open[o.order_id]
+        del acct.by_coid[o.client_order_id]
+        self._remember_closed(o)
+
+    def _remember_closed(self, o: Order) -> None:
+        closed_ids = self._closed_ids
+        if len(closed_ids) >= CLOSED_ORDERS_KEPT:
+            del self._closed[closed_ids.popleft()]
+        closed_ids.append(o.order_id)
+        self._closed[o.order_id] = o
+
+    def _find_open(
+        self, account_id: int, symbol: str, order_id: int | None, coid: str | None
+    ) -> Order | None:
+        """The account's open order named by id and/or client id on `symbol`, else None.
+
+        Another account's order, an order on another symbol, and ids that disagree all look
+        exactly like an unknown order.
+        """
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            return None
+        if order_id is not None:
+            o = acct.open.get(order_id)
+            if o is not None and coid is not None and o.client_order_id != coid:
+                return None
+        else:
+            o = acct.by_coid.get(coid) if coid is not None else None
+        if o is None or o.symbol != symbol:
+            return None
+        return o
+
+    # ------------------------------------------------------------------ cancel / amend
+    def _cancel_rejected(
+        self, c: CancelOrder | AmendOrder, code: int, seq: int, ts: int
+    ) -> list[Event]:
+        return [
+            CancelRejected(
+                seq=seq, ts=ts, account_id=c.account_id, symbol=c.symbol, order_id=c.order_id,
+                client_order_id=c.client_order_id, code=code, amend=type(c) is AmendOrder,
+            )
+        ]
+
+    def _cancel(self, c: CancelOrder, seq: int, ts: int) -> list[Event]:
+        book = self._books.get(c.symbol)
+        if book is None:
+            return self._cancel_rejected(c, _UNKNOWN_SYMBOL, seq, ts)
+        if c.order_id is None and c.client_order_id is None:
+            return self._cancel_rejected(c, _INVALID, seq, ts)
+        o = self._find_open(c.account_id, c.symbol, c.order_id, c.client_order_id)
+        if o is None:
+            return self._cancel_rejected(c, _UNKNOWN_ORDER, seq, ts)
+        events: list[Event] = []
+        self._cancel_order(book, o, "user", events, seq, ts)
+        self._book_changed(book, events, seq, ts)
+        return events
+
+    def _amend(self, c: AmendOrder, seq: int, ts: int) -> list[Event]:
+        book = self._books.get(c.symbol)
+        if book is None:
+            return self._cancel_rejected(c, _UNKNOWN_SYMBOL, seq, ts)
+        if book.halted:
+            return self._cancel_rejected(c, _HALTED, seq, ts)
+        inst = book.inst
+        new_qty = c.new_qty
+        new_price = c.new_price
+        if (
+            (c.order_id is None and c.client_order_id is None)
+            or (new_qty is None and new_price is None)
+            or (new_qty is not None and (new_qty < 0 or new_qty > inst.max_lots))
+            or (new_price is not None and new_price <= 0)
+        ):
+            return self._cancel_rejected(c, _INVALID, seq, ts)
+        o = self._find_open(c.account_id, c.symbol, c.order_id, c.client_order_id)
+        if o is None:
+            return self._cancel_rejected(c, _UNKNOWN_ORDER, seq, ts)
+        old_price = o.price
+        assert old_price is not None
+        qty = o.qty if new_qty is None else new_qty
+        price = old_price if new_price is None else new_price
+        cum = o.cum_qty
+        events: list[Event] = []
+        if qty <= cum:
+            self._cancel_order(book, o, "amend", events, seq, ts)
+            self._book_changed(book, events, seq, ts)
+            return events
+        if qty < inst.min_lots:
+            return self._cancel_rejected(c, _INVALID, seq, ts)
+        is_buy = o.side == "buy"
+        opposite = book.asks if is_buy else book.bids
+        crosses = False
+        if price != old_price:
+            ref = book.last_price or inst.reference_ticks
+            if abs(price - ref) * 100 > ref * inst.price_band_pct:
+                return self._cancel_rejected(c, _BAND, seq, ts)
+            okeys = opposite.keys
+            if okeys:
+                best = okeys[-1]
+                crosses = price >= -best if is_buy else price <= best
+            if crosses and o.post_only:
+                return self._cancel_rejected(c, _POST_ONLY, seq, ts)
+        acct = self._accounts[o.account_id]
+        old_leaves = o.qty - cum
+        leaves = qty - cum
+        if is_buy:
+            qtl = inst.quote_units_per_tick_lot
+            extra = price * leaves * qtl - old_price * old_leaves * qtl
+            bal = acct.balances[inst.quote]
+        else:
+            extra = (leaves - old_leaves) * inst.base_units_per_lot
+            bal = acct.balances[inst.base]
+        if extra > bal.available:
+            return self._cancel_rejected(c, _BALANCE, seq, ts)
+        kept = price == old_price and qty <= o.qty
+        side = book.bids if is_buy else book.asks
+        if kept:
+            level = o.level
+            assert level is not None
+            touched = side.touched
+            if price not in touched:
+                touched[price] = level.total
+            level.total += leaves - old_leaves
+            bal.available -= extra
+            bal.held += extra
+            o.qty = qty
+        else:
+            self._release(book, o, old_leaves)
+            o.price = price
+            o.qty = qty
+        o.status = transition(o.status, AMEND)
+        o.updated_ts = ts
+        self._exec_id += 1
+        events.append(
+            OrderAmended(
+                seq=seq, ts=ts, exec_id=self._exec_id, account_id=o.account_id,
+                order_id=o.order_id, client_order_id=o.client_order_id, symbol=o.symbol,
+                side=o.side, order_type=o.order_type, tif=o.tif, price=price, qty=qty,
+                cum_qty=cum, leaves_qty=leaves, cum_notional=o.cum_notional, status=o.status,
+                session_id=o.session_id, kept_priority=kept,
+            )
+        )
+        if not kept:
+            # Out of the book while it takes (so it cannot meet itself); `_finish_taker`
+            # rests what is left at the back of its level. It stays in the account's open
+            # orders meanwhile, which keeps their id order.
+            stp_hit = crosses and self._take(book, o, acct, opposite, price, events, seq, ts)
+            self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
+            if o.status not in ("new", "partially_filled"):
+                del acct.open[o.order_id]
+                del acct.by_coid[o.client_order_id]
+        self._book_changed(book, events, seq, ts)
+        return events
+
+    # ------------------------------------------------------------------ cancel all
+    def _cancel_all(self, c: CancelAll, seq: int, ts: int) -> list[Event]:
+        acct = self._accounts.get(c.account_id)
+        if c.symbol is not None and c.symbol not in self._books:
+            return [CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_SYMBOL, reason="unknown symbol")]
+        if acct is None:
+            return [
+                CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
+            ]
+        reason: CancelReason = "disconnect" if c.reason == "disconnect" else "cancel_all"
+        events: list[Event] = []
+        count = 0
+        for o in list(acct.open.values()):
+            if c.symbol is not None and o.symbol != c.symbol:
+                continue
+            if c.session_id and o.session_id != c.session_id:
+                continue
+            self._cancel_order(self._books[o.symbol], o, reason, events, seq, ts)
+            count += 1
+        events.append(AllCanceled(seq=seq, ts=ts, account_id=c.account_id, symbol=c.symbol,
+                                  count=count))
+        for book in self._books.values():
+            self._book_changed(book, events, seq, ts)
+        return events
+
+    # ------------------------------------------------------------------ operator
+    def _create_account(self, c: CreateAccount, seq: int, ts: int) -> list[Event]:
+        account_id = self._next_account_id
+        self._next_account_id += 1
+        self._accounts[account_id] = Account(account_id, c.label, self._assets)
+        return [AccountCreated(seq=seq, ts=ts, account_id=account_id, label=c.label)]
+
+    def _create_api_key(self, c: CreateApiKey, seq: int, ts: int) -> list[Event]:
+        if not c.api_key or not c.secret or not c.permissions:
+            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
+        if c.account_id == FEE_ACCOUNT or c.account_id not in self._accounts:
+            return [
+                CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
+            ]
+        if c.api_key in self._api_keys:
+            return [CommandRejected(seq=seq, ts=ts, code=_DUP_KEY, reason="duplicate api key")]
+        self._api_keys[c.api_key] = _ApiKey(c.api_key, c.account_id, c.secret, c.permissions)
+        return [
+            ApiKeyCreated(
+                seq=seq, ts=ts, account_id=c.account_id, api_key=c.api_key,
+                permissions=c.permissions,
+            )
+        ]
+
+    def _funds_check(self, c: Deposit | Withdraw, seq: int, ts: int) -> list[Event] | None:
+        if c.asset not in self._net_deposits or c.amount <= 0:
+            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
+        if c.account_id not in self._accounts:
+            return [
+                CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
+            ]
+        return None
+
+    def _deposit(self, c: Deposit, seq: int, ts: int) -> list[Event]:
+        rejected = self._funds_check(c, seq, ts)
+        if rejected is not None:
+            return rejected
+        bal = self._accounts[c.account_id].balances[c.asset]
+        bal.available += c.amount
+        self._net_deposits[c.asset] += c.amount
+        return [
+            Deposited(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
+                      available=bal.available)
+        ]
+
+    def _withdraw(self, c: Withdraw, seq: int, ts: int) -> list[Event]:
+        rejected = self._funds_check(c, seq, ts)
+        if rejected is not None:
+            return rejected
+        bal = self._accounts[c.account_id].balances[c.asset]
+        if c.amount > bal.available:
+            return [CommandRejected(seq=seq, ts=ts, code=_BALANCE, reason="insufficient balance")]
+        bal.available -= c.amount
+        self._net_deposits[c.asset] -= c.amount
+        return [
+            Withdrawn(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
+                      available=bal.available)
+        ]
+
+    def _halt(self, c: HaltSymbol | ResumeSymbol, seq: int, ts: int) -> list[Event]:
+        book = self._books.get(c.symbol)
+        if book is None:
+            return [CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_SYMBOL, reason="unknown symbol")]
+        if type(c) is HaltSymbol:
+            book.halted = True
+            return [SymbolHalted(seq=seq, ts=ts, symbol=c.symbol)]
+        book.halted = False
+        return [SymbolResumed(seq=seq, ts=ts, symbol=c.symbol)]
+
+    # ------------------------------------------------------------------ queries
+    def answer(self, query: Query) -> QueryResult:
+        return answer_query(self, query)
+
+    # ------------------------------------------------------------------ snapshot
+    def _state(self) -> EngineState:
+        return EngineState(
+            version=STATE_VERSION,
+            last_seq=self.last_seq,
+            next_order_id=self._next_order_id,
+            next_exec_id=self._exec_id + 1,
+            next_account_id=self._next_account_id,
+            net_deposits=list(self._net_deposits.items()),
+            accounts=[
+                AccountRecord(
+                    a.account_id, a.label,
+                    [BalanceRecord(n, b.available, b.held) for n, b in a.balances.items()],
+                )
+                for a in self._accounts.values()
+            ],
+            api_keys=[
+                ApiKeyRecord(k.api_key, k.account_id, k.secret, k.permissions)
+                for k in self._api_keys.values()
+            ],
+            books=[
+                BookRecord(
+                    b.symbol, b.halted, b.last_price, b.book_seq, b.trade_id, list(b.trades),
+                    [_record(o) for o in b.bids.orders()],
+                    [_record(o) for o in b.asks.orders()],
+                )
+                for b in self._books.values()
+            ],
+            closed=[_record(self._closed[i]) for i in self._closed_ids],
+        )
+
+    def snapshot(self) -> bytes:
+        return ENCODER.encode(self._state())
+
+    @classmethod
+    def restore(cls, config: ExchangeConfig, data: bytes) -> Engine:
+        state = DECODER.decode(data)
+        if state.version != STATE_VERSION:
+            raise ValueError(f"snapshot version {state.version} is not {STATE_VERSION}")
+        engine = cls(config)
+        engine.last_seq = state.last_seq
+        engine._next_order_id = state.next_order_id
+        engine._exec_id = state.next_exec_id - 1
+        engine._next_account_id = state.next_account_id
+        engine._net_deposits = dict(state.net_deposits)
+        engine._accounts = {}
+        for ar in state.accounts:
+            acct = Account(ar.account_id, ar.label, engine._assets)
+            for br in ar.balances:
+                acct.balances[br.asset] = Balance(br.available, br.held)
+            engine._accounts[ar.account_id] = acct
+        for kr in state.api_keys:
+            engine._api_keys[kr.api_key] = _ApiKey(
+                kr.api_key, kr.account_id, kr.secret, kr.permissions
+            )
+        resting: list[Order] = []
+        for br2 in state.books:
+            book = engine._books[br2.symbol]
+            book.halted = br2.halted
+            book.last_price = br2.last_price
+            book.book_seq = br2.book_seq
+            book.trade_id = br2.trade_id
+            book.trades.extend(br2.trades)
+            for side, records in ((book.bids, br2.bids), (book.asks, br2.asks)):
+                for r in records:
+                    o = _order(r)
+                    assert o.price is not None
+                    side.add(o, o.price, o.qty - o.cum_qty)
+                    resting.append(o)
+                side.touched.clear()
+        resting.sort(key=lambda o: o.order_id)
+        for o in resting:
+            acct = engine._accounts[o.account_id]
+            acct.open[o.order_id] = o
+            acct.by_coid[o.client_order_id] = o
+        for r in state.closed:
+            engine._closed[r.order_id] = _order(r)
+            engine._closed_ids.append(r.order_id)
+        return engine
+
+    def state_hash(self) -> str:
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+    # ------------------------------------------------------------------ invariants
+    def validate(self) -> None:
+        resting: dict[int, Order] = {}
+        held: dict[tuple[int, str], int] = {}
+        for book in self._books.values():
+            book.validate()
+            inst = book.inst
+            for o in book.bids.orders() + book.asks.orders():
+                assert o.order_id not in resting, "order twice in the books"
+                assert 0 < o.order_id < self._next_order_id
+                resting[o.order_id] = o
+                leaves = o.qty - o.cum_qty
+                assert o.price is not None
+                if o.side == "buy":
+                    key = (o.account_id, inst.quote)
+                    amount = o.price * leaves * inst.quote_units_per_tick_lot
+                else:
+                    key = (o.account_id, inst.base)
+                    amount = leaves * inst.base_units_per_lot
+                held[key] = held.get(key, 0) + amount
+        totals = dict.fromkeys(self._assets, 0)
+        open_count = 0
+        for account_id, acct in self._accounts.items():
+            assert acct.account_id == account_id
+            assert account_id < self._next_account_id
+            ids = list(acct.open)
+            assert ids == sorted(ids), "open orders out of id order"
+            assert len(acct.by_coid) == len(acct.open)
+            for order_id, o in acct.open.items():
+                assert resting.get(order_id) is o, "open order not in its book"
+                assert o.account_id == account_id
+                assert acct.by_coid.get(o.client_order_id) is o
+            open_count += len(acct.open)
+            assert list(acct.balances) == self._assets
+            for name, bal in acct.balances.items():
+                assert bal.available >= 0, f"negative available {account_id} {name}"
+                assert bal.held == held.get((account_id, name), 0), (
+                    f"held {account_id} {name}: {bal.held} != {held.get((account_id, name), 0)}"
+                )
+                totals[name] += bal.available + bal.held
+        assert open_count == len(resting), "resting order without an account"
+        assert not self._accounts[FEE_ACCOUNT].open
+        for name in self._assets:
+            assert totals[name] == self._net_deposits[name], f"{name} not conserved"
+        assert len(self._closed) == len(self._closed_ids) <= CLOSED_ORDERS_KEPT
+        for order_id in self._closed_ids:
+            assert self._closed[order_id].status in ("filled", "canceled", "expired")
+        for api in self._api_keys.values():
+            assert api.account_id in self._accounts
