@@ -1,0 +1,89 @@
+"""Prometheus metrics of one gateway: one registry per app, so tests can run several apps.
+
+Labels are by method, result code and symbol, never by client, key or session: cardinality
+stays bounded whatever the clients do.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Ack latency buckets (seconds): the gateway's own share is tens of microseconds, a journaled
+# order a few milliseconds with fsync; the tail matters (DESIGN.md), so buckets reach 5 s.
+_LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "Trading requests by method and result code",
+            ["method", "code"], registry=r,
+        )
+        self.ack_latency = Histogram(
+            "gateway_ack_latency_seconds", "Request received to reply written, by method",
+            ["method"], buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_depth = Gauge(
+            "gateway_matcher_queue_depth", "Commands waiting for an in-flight slot, by lane",
+            ["lane"], registry=r,
+        )
+        self.in_flight = Gauge(
+            "gateway_matcher_in_flight", "Commands sent to the matcher and not yet answered",
+            registry=r,
+        )
+        self.asks_in_flight = Gauge(
+            "gateway_matcher_asks_in_flight", "Read-only queries awaiting the matcher",
+            registry=r,
+        )
+        self.link_up = Gauge(
+            "gateway_matcher_link_up", "1 while the matcher link is up", registry=r,
+        )
+        self.link_reconnects = Counter(
+            "gateway_matcher_reconnects", "Matcher link (re)connections", registry=r,
+        )
+        self.overloaded = Counter(
+            "gateway_overloaded", "Requests refused with 4002, by lane", ["lane"], registry=r,
+        )
+        self.sessions = Gauge(
+            "gateway_trade_sessions", "Open /ws/trade connections", registry=r,
+        )
+        self.sessions_closed = Counter(
+            "gateway_trade_sessions_closed", "Closed /ws/trade connections by reason",
+            ["reason"], registry=r,
+        )
+        self.messages_in = Counter(
+            "gateway_ws_messages_in", "WebSocket messages received", ["endpoint"], registry=r,
+        )
+        self.messages_out = Counter(
+            "gateway_ws_messages_out", "WebSocket messages sent", ["endpoint"], registry=r,
+        )
+        self.bytes_in = Counter(
+            "gateway_ws_bytes_in", "WebSocket payload bytes received", ["endpoint"], registry=r,
+        )
+        self.bytes_out = Counter(
+            "gateway_ws_bytes_out", "WebSocket payload bytes sent", ["endpoint"], registry=r,
+        )
+        self.reports = Counter(
+            "gateway_execution_reports", "Execution reports pushed, by symbol", ["symbol"],
+            registry=r,
+        )
+        self.send_buffer_full = Counter(
+            "gateway_send_buffer_full", "Sessions closed because their send buffer filled",
+            registry=r,
+        )
+        self.cancel_on_disconnect = Counter(
+            "gateway_cancel_on_disconnect", "CancelAll sent for closed sessions, by result",
+            ["result"], registry=r,
+        )
+        self.key_cache = Gauge(
+            "gateway_api_key_cache_entries", "API keys cached", registry=r,
+        )
+        self.nonce_cache = Gauge(
+            "gateway_logon_nonces", "Logon nonces remembered for replay protection",
+            registry=r,
+        )
