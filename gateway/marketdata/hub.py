@@ -1,0 +1,315 @@
+"""The gateway's market-data hub: symbols, subscriptions, feed callbacks, heartbeats.
+
+One hub per gateway process. It subscribes the feed to a symbol when the first client wants
+it and drops it when the last one leaves, fetches snapshots over the matcher link (retrying
+with backoff while the link is down), and runs the once-a-second heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Final
+
+import msgspec
+import structlog
+
+from exchange.instruments import ExchangeConfig
+from exchange.md_wire import decode_batch
+from exchange.queries import BookSnapshot, GetBook
+from gateway.marketdata import metrics
+from gateway.marketdata.client import MdClient
+from gateway.marketdata.feed import Feed, LinkFeed, RedisFeed
+from gateway.marketdata.messages import (
+    ErrorInfo,
+    StatusOut,
+    SubscriptionInfo,
+    encode,
+    request_decoder,
+)
+from gateway.marketdata.symbol import CHANNELS, Subscription, SymbolFeed
+from gateway.md_source import MarketDataSource
+
+log = structlog.get_logger("gateway.marketdata")
+
+# Enough levels that a view of MAX_DEPTH can be rebuilt as levels above it are consumed.
+SNAPSHOT_DEPTH: Final = 100_000
+SNAPSHOT_TIMEOUT_S: Final = 5.0
+FETCH_BACKOFF_MIN_S: Final = 0.05
+FETCH_BACKOFF_MAX_S: Final = 2.0
+HEARTBEAT_S: Final = 1.0
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    max_connections: int = 10_000
+    max_symbols_per_connection: int = 50
+    max_depth: int = 1000
+    default_depth: int = 50
+    max_interval_ms: int = 10_000
+    min_interval_ms: int = 10
+    buffer_limit: int = 1 << 20  # bytes per client
+    max_request_bytes: int = 4096
+
+
+class RequestError(Exception):
+    def __init__(self, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+
+
+class MdHub:
+    def __init__(
+        self,
+        *,
+        source: MarketDataSource,
+        config: ExchangeConfig,
+        redis_url: str | None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.limits = limits or Limits()
+        self.symbols: dict[str, SymbolFeed] = {}
+        self.clients: set[MdClient] = set()
+        self.feed: Feed = RedisFeed(redis_url, self) if redis_url else LinkFeed(source, self)
+        self.started_at = time.monotonic()
+
+    # ---- FeedSink ----------------------------------------------------------------------
+
+    def on_payload(self, symbol: str, payload: bytes) -> None:
+        feed = self.symbols.get(symbol)
+        if feed is None:
+            return  # a batch still in flight for a symbol nobody wants any more
+        try:
+            batch = decode_batch(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("md_bad_payload", symbol=symbol, error=str(exc))
+            return
+        feed.on_batch(batch)
+
+    def on_active(self, symbol: str) -> None:
+        feed = self.symbols.get(symbol)
+        if feed is not None:
+            feed.start_resync("subscribed" if feed.resyncs == 0 else "reconnect")
+
+    def on_down(self) -> None:
+        log.warning("md_feed_down", symbols=len(self.symbols))
+        for feed in self.symbols.values():
+            feed.on_feed_down()
+
+    async def fetch_snapshot(self, symbol: str) -> BookSnapshot:
+        backoff = FETCH_BACKOFF_MIN_S
+        while True:
+            try:
+                async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):
+                    answer = await self.source.ask(GetBook(symbol=symbol, depth=SNAPSHOT_DEPTH))
+                if isinstance(answer, BookSnapshot):
+                    return answer
+                log.error("md_snapshot_refused", symbol=symbol, answer=str(answer))
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("md_snapshot_failed", symbol=symbol, error=repr(exc))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, FETCH_BACKOFF_MAX_S)
+
+    # ---- clients -----------------------------------------------------------------------
+
+    def can_accept(self) -> bool:
+        return len(self.clients) < self.limits.max_connections
+
+    def add_client(self, client: MdClient) -> None:
+        self.clients.add(client)
+        metrics.CONNECTIONS.set(len(self.clients))
+
+    def remove_client(self, client: MdClient) -> None:
+        """Drop every subscription of a closed client (never called mid fan-out)."""
+        for symbol in list(client.subscriptions):
+            self._unsubscribe_one(client, symbol)
+        self.clients.discard(client)
+        metrics.CONNECTIONS.set(len(self.clients))
+
+    def client_closed(self, client: MdClient) -> None:
+        # Called from inside a fan-out loop (slow consumer): defer the removal.
+        asyncio.get_running_loop().call_soon(self.remove_client, client)
+
+    def _symbol(self, symbol: str) -> SymbolFeed:
+        feed = self.symbols.get(symbol)
+        if feed is None:
+            feed = SymbolFeed(symbol, self.config.instruments[symbol], self.fetch_snapshot)
+            self.symbols[symbol] = feed
+            self.feed.want(symbol)
+        return feed
+
+    def _unsubscribe_one(self, client: MdClient, symbol: str) -> None:
+        client.subscriptions.pop(symbol, None)
+        feed = self.symbols.get(symbol)
+        if feed is None:
+            return
+        feed.remove(client)
+        if not feed.subs:
+            feed.close()
+            del self.symbols[symbol]
+            self.feed.unwant(symbol)
+
+    # ---- requests ----------------------------------------------------------------------
+
+    def handle(self, client: MdClient, raw: str | bytes) -> None:
+        """One request from a subscriber; answers go out on the same socket."""
+        req_id: int | str | None = None
+        try:
+            if len(raw) > self.limits.max_request_bytes:
+                limit = self.limits.max_request_bytes
+                raise RequestError(1004, f"request larger than {limit} bytes")
+            try:
+                request = request_decoder.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise RequestError(1001, f"malformed request: {exc}") from None
+            req_id = request.id
+            if request.method == "subscribe":
+                self._subscribe(client, request.params, req_id)
+            elif request.method == "unsubscribe":
+                symbols = self._symbols_param(request.params)
+                for symbol in symbols:
+                    self._unsubscribe_one(client, symbol)
+                client.send(
+                    encode(
+                        StatusOut(
+                            type="unsubscribed", symbol=None, ts=time.time_ns(), id=req_id,
+                            symbols=symbols,
+                        )
+                    )
+                )
+            elif request.method == "resync":
+                for symbol in self._symbols_param(request.params):
+                    feed = self.symbols.get(symbol)
+                    if feed is None or symbol not in client.subscriptions:
+                        raise RequestError(1002, f"not subscribed to {symbol}")
+                    feed.resend_snapshot(client)
+            else:
+                raise RequestError(
+                    1001, f"unknown method {request.method!r}: subscribe, unsubscribe, resync"
+                )
+        except RequestError as err:
+            metrics.REJECTED.labels("bad_request").inc()
+            client.send(
+                encode(
+                    StatusOut(
+                        type="error", symbol=None, ts=time.time_ns(), id=req_id,
+                        error=ErrorInfo(code=err.code, msg=err.msg),
+                    )
+                )
+            )
+
+    def _symbols_param(self, params: dict[str, object]) -> list[str]:
+        symbols = params.get("symbols")
+        if (
+            not isinstance(symbols, list)
+            or not symbols
+            or not all(isinstance(s, str) for s in symbols)
+        ):
+            raise RequestError(1001, "params.symbols must be a non-empty list of strings")
+        out: list[str] = []
+        for symbol in symbols:
+            assert isinstance(symbol, str)
+            if symbol not in self.config.instruments:
+                raise RequestError(1003, f"unknown symbol: {symbol}")
+            if symbol not in out:
+                out.append(symbol)
+        return out
+
+    def _subscribe(
+        self, client: MdClient, params: dict[str, object], req_id: int | str | None
+    ) -> None:
+        lim = self.limits
+        unknown = set(params) - {"channels", "symbols", "depth", "interval_ms"}
+        if unknown:
+            raise RequestError(1001, f"unknown params: {', '.join(sorted(unknown))}")
+        channels = params.get("channels")
+        if (
+            not isinstance(channels, list)
+            or not channels
+            or not all(isinstance(c, str) and c in CHANNELS for c in channels)
+        ):
+            raise RequestError(
+                1001, "params.channels must be a non-empty list of: book, trades, ticker, heartbeat"
+            )
+        symbols = self._symbols_param(params)
+        depth = params.get("depth", lim.default_depth)
+        if type(depth) is not int or not 1 <= depth <= lim.max_depth:
+            raise RequestError(1002, f"depth must be an integer in 1..{lim.max_depth}")
+        interval = params.get("interval_ms", 0)
+        if type(interval) is not int or not (
+            interval == 0 or lim.min_interval_ms <= interval <= lim.max_interval_ms
+        ):
+            raise RequestError(
+                1002,
+                f"interval_ms must be 0 (every update) or an integer in "
+                f"{lim.min_interval_ms}..{lim.max_interval_ms}",
+            )
+        total = len(set(client.subscriptions) | set(symbols))
+        if total > lim.max_symbols_per_connection:
+            metrics.REJECTED.labels("too_many_subscriptions").inc()
+            raise RequestError(
+                1002,
+                f"too many subscriptions: at most {lim.max_symbols_per_connection} symbols "
+                f"per connection",
+            )
+        chans = frozenset(c for c in channels if isinstance(c, str))
+        infos = [
+            SubscriptionInfo(symbol=s, channels=sorted(chans), depth=depth, interval_ms=interval)
+            for s in symbols
+        ]
+        # Acknowledge first, so the snapshot that follows is never ahead of the answer.
+        client.send(
+            encode(
+                StatusOut(
+                    type="subscribed", symbol=None, ts=time.time_ns(), id=req_id,
+                    subscriptions=infos,
+                )
+            )
+        )
+        for symbol in symbols:
+            sub = Subscription(symbol, chans, depth, interval)
+            client.subscriptions[symbol] = sub
+            self._symbol(symbol).add(client, sub)
+
+    # ---- background --------------------------------------------------------------------
+
+    async def heartbeat_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += HEARTBEAT_S
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            if not self.feed.connected:
+                continue  # silence tells subscribers the feed is down
+            ts = time.time_ns()
+            for feed in tuple(self.symbols.values()):
+                feed.heartbeat(ts)
+
+    def close(self) -> None:
+        for feed in self.symbols.values():
+            feed.close()
+
+    def health(self) -> dict[str, object]:
+        now = time.monotonic()
+        return {
+            "feed": self.feed.name,
+            "feed_connected": self.feed.connected,
+            "connections": len(self.clients),
+            "symbols": {
+                symbol: {
+                    "ready": feed.ready,
+                    "seq": feed.seq,
+                    "last_trade_id": feed.last_trade_id,
+                    "subscribers": len(feed.subs),
+                    "views": len(feed.groups),
+                    "resyncs": feed.resyncs,
+                    "gaps": feed.gaps,
+                    "last_batch_age_s": (
+                        round(now - feed.last_batch_at, 3) if feed.last_batch_at else None
+                    ),
+                }
+                for symbol, feed in sorted(self.symbols.items())
+            },
+        }

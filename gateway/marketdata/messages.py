@@ -1,0 +1,118 @@
+"""Subscriber-facing /ws/md messages (PROTOCOL.md) and their WebSocket framing.
+
+Each outgoing message is encoded to JSON once and framed once; the same bytes are then
+written to every subscriber that shares the view (`frame`).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final, Literal
+
+import msgspec
+
+Level = tuple[str, str]
+
+
+class BookOut(msgspec.Struct, frozen=True, kw_only=True):
+    channel: Literal["book"] = "book"
+    type: Literal["snapshot", "update"]
+    symbol: str
+    ts: int
+    seq: int
+    prev_seq: int | None
+    bids: list[Level]
+    asks: list[Level]
+    checksum: int
+
+
+class TradeOut(msgspec.Struct, frozen=True, kw_only=True):
+    channel: Literal["trades"] = "trades"
+    symbol: str
+    ts: int
+    trade_id: int
+    price: str
+    qty: str
+    taker_side: str
+
+
+class TickerOut(msgspec.Struct, frozen=True, kw_only=True):
+    channel: Literal["ticker"] = "ticker"
+    symbol: str
+    ts: int
+    best_bid: str | None
+    best_bid_qty: str | None
+    best_ask: str | None
+    best_ask_qty: str | None
+    last: str | None
+    volume_24h: str
+
+
+class HeartbeatOut(msgspec.Struct, frozen=True, kw_only=True):
+    channel: Literal["heartbeat"] = "heartbeat"
+    symbol: str
+    ts: int
+    seq: int
+    last_trade_id: int
+
+
+class SubscriptionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    channels: list[str]
+    depth: int
+    interval_ms: int
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    code: int
+    msg: str
+
+
+class StatusOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """channel "status": resync_required, slow_consumer, and the answers to requests."""
+
+    channel: Literal["status"] = "status"
+    type: Literal["resync_required", "slow_consumer", "subscribed", "unsubscribed", "error"]
+    symbol: str | None
+    ts: int
+    id: int | str | None = None
+    subscriptions: list[SubscriptionInfo] | None = None
+    symbols: list[str] | None = None
+    error: ErrorInfo | None = None
+
+
+OutMessage = BookOut | TradeOut | TickerOut | HeartbeatOut | StatusOut
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True):
+    """A subscriber request: {"method": ..., "params": {...}, "id"?: ...}."""
+
+    method: str
+    params: dict[str, object] = {}
+    id: int | str | None = None
+
+
+_encoder: Final = msgspec.json.Encoder()
+request_decoder: Final = msgspec.json.Decoder(Request)
+
+_TEXT_FIN: Final = 0x81
+
+
+def frame(payload: bytes) -> bytes:
+    """An unmasked, uncompressed final text frame (server to client, RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((_TEXT_FIN, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", _TEXT_FIN, 126, n) + payload
+    return struct.pack("!BBQ", _TEXT_FIN, 127, n) + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    body = struct.pack("!H", code) + reason.encode()[:120]
+    return bytes((0x88, len(body))) + body
+
+
+def encode(message: OutMessage) -> bytes:
+    """JSON text of one message, framed: ready to write to any number of sockets."""
+    return frame(_encoder.encode(message))

@@ -1,0 +1,24 @@
+"""Prometheus metrics of the gateway's market-data fan-out (labels by symbol, never client)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CONNECTIONS = Gauge("md_ws_connections", "Open /ws/md connections")
+REJECTED = Counter(
+    "md_ws_rejected_total", "Refused /ws/md connections and requests", ["reason"]
+)
+SENT = Counter("md_messages_sent_total", "Messages written to subscribers", ["channel"])
+SLOW_CONSUMERS = Counter(
+    "md_slow_consumers_total", "Subscribers closed because their send buffer overflowed"
+)
+FEED_CONNECTED = Gauge("md_feed_connected", "1 while the gateway's market-data feed is up")
+FEED_BATCHES = Counter("md_feed_batches_total", "Feed batches received", ["symbol"])
+GAPS = Counter("md_gaps_total", "Sequence gaps seen on the feed", ["symbol"])
+RESYNCS = Counter("md_resyncs_total", "Book resyncs (snapshot fetches)", ["symbol", "reason"])
+BOOK_SEQ = Gauge("md_book_seq", "Book sequence the gateway holds", ["symbol"])
+RESYNC_BUFFER_DROPS = Counter(
+    "md_resync_buffer_overflows_total",
+    "Batches that overflowed the buffer kept while a snapshot was fetched",
+    ["symbol"],
+)

@@ -1,0 +1,430 @@
+"""One symbol's feed inside a gateway: its L2 book, sequence checks, resync and fan-out.
+
+Book subscribers are grouped by view (depth, interval_ms). A group remembers the levels its
+members hold (`view_*`) and the seq of the last book message it sent them, so each update is
+the diff between that view and the book's current top N: absolute sizes, "0" for a level
+that left the view, the full size for one that entered it. Every member of a group gets the
+same bytes, encoded once. A conflated group (interval_ms > 0) sends at most one update per
+interval, holding the diff accumulated since its last one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import structlog
+
+from exchange.instruments import Instrument
+from exchange.md_builder import L2Book
+from exchange.md_wire import MdBatch
+from exchange.queries import BookSnapshot
+from gateway.marketdata import metrics
+from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
+from gateway.marketdata.client import MdClient
+from gateway.marketdata.messages import (
+    BookOut,
+    HeartbeatOut,
+    Level,
+    StatusOut,
+    TickerOut,
+    TradeOut,
+    encode,
+)
+
+log = structlog.get_logger("gateway.marketdata")
+
+CHANNELS: Final = frozenset({"book", "trades", "ticker", "heartbeat"})
+PENDING_MAX: Final = 10_000  # batches buffered while a snapshot is being fetched
+APPLY, STALE, GAP = 0, 1, 2
+
+FetchSnapshot = Callable[[str], Awaitable[BookSnapshot]]
+
+
+class Subscription:
+    __slots__ = ("channels", "depth", "interval_ms", "symbol")
+
+    def __init__(self, symbol: str, channels: frozenset[str], depth: int, interval_ms: int):
+        self.symbol = symbol
+        self.channels = channels
+        self.depth = depth
+        self.interval_ms = interval_ms
+
+
+class BookGroup:
+    __slots__ = (
+        "depth", "fan", "handle", "interval_ms", "last_flush", "members", "seq",
+        "view_asks", "view_bids",
+    )
+
+    def __init__(self, depth: int, interval_ms: int) -> None:
+        self.depth = depth
+        self.interval_ms = interval_ms
+        self.members: dict[MdClient, None] = {}  # insertion-ordered set
+        self.fan: tuple[MdClient, ...] = ()  # snapshot of members to iterate while sending
+        self.view_bids: dict[int, int] = {}
+        self.view_asks: dict[int, int] = {}
+        self.seq = -1  # seq of the last book message sent to this group; -1: none yet
+        self.handle: asyncio.TimerHandle | None = None
+        self.last_flush = 0.0
+
+    def set_members(self) -> None:
+        self.fan = tuple(self.members)
+
+    def cancel_timer(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
+class SymbolFeed:
+    def __init__(
+        self, symbol: str, instrument: Instrument, fetch_snapshot: FetchSnapshot
+    ) -> None:
+        self.symbol = symbol
+        self.instrument = instrument
+        self._fetch_snapshot = fetch_snapshot
+        self.book = L2Book()
+        self.seq = 0
+        self.last_trade_id = 0
+        self.ready = False  # the book is a verified copy of the engine's at `seq`
+        self.last_ts = 0
+        self.last_batch_at = 0.0  # monotonic time of the last feed batch
+        self.subs: dict[MdClient, Subscription] = {}
+        self.groups: dict[tuple[int, int], BookGroup] = {}
+        self.trade_fan: tuple[MdClient, ...] = ()
+        self.ticker_fan: tuple[MdClient, ...] = ()
+        self.last_ticker: bytes | None = None
+        self.pending: deque[MdBatch] = deque()
+        self.pending_overflow = False
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._refetch = False
+        self.resyncs = 0
+        self.gaps = 0
+        self._tick_units = instrument.tick_units
+        self._lot_units = instrument.lot_units
+
+    # ---- subscribers -------------------------------------------------------------------
+
+    def add(self, client: MdClient, sub: Subscription) -> None:
+        if client in self.subs:
+            self.remove(client)
+        self.subs[client] = sub
+        if "book" in sub.channels:
+            group = self._group(sub.depth, sub.interval_ms)
+            group.members[client] = None
+            group.set_members()
+            if self.ready:
+                client.send(self._snapshot_frame(group))
+        self._rebuild_fans()
+        if "ticker" in sub.channels and self.ready and self.last_ticker is not None:
+            client.send(self.last_ticker)
+
+    def remove(self, client: MdClient) -> None:
+        sub = self.subs.pop(client, None)
+        if sub is None:
+            return
+        if "book" in sub.channels:
+            key = (sub.depth, sub.interval_ms)
+            group = self.groups[key]
+            del group.members[client]
+            group.set_members()
+            if not group.members:
+                group.cancel_timer()
+                del self.groups[key]
+        self._rebuild_fans()
+
+    def resend_snapshot(self, client: MdClient) -> None:
+        """A subscriber's own `resync`: a fresh snapshot of its view (when the book is ready)."""
+        sub = self.subs.get(client)
+        if sub is None or "book" not in sub.channels or not self.ready:
+            return
+        client.send(self._snapshot_frame(self.groups[(sub.depth, sub.interval_ms)]))
+
+    def _group(self, depth: int, interval_ms: int) -> BookGroup:
+        group = self.groups.get((depth, interval_ms))
+        if group is None:
+            group = self.groups[(depth, interval_ms)] = BookGroup(depth, interval_ms)
+            if self.ready:
+                self._reset_view(group)
+        return group
+
+    def _rebuild_fans(self) -> None:
+        self.trade_fan = tuple(c for c, s in self.subs.items() if "trades" in s.channels)
+        self.ticker_fan = tuple(c for c, s in self.subs.items() if "ticker" in s.channels)
+
+    def close(self) -> None:
+        for group in self.groups.values():
+            group.cancel_timer()
+        if self._fetch_task is not None:
+            self._fetch_task.cancel()
+
+    # ---- feed --------------------------------------------------------------------------
+
+    def on_batch(self, batch: MdBatch) -> None:
+        metrics.FEED_BATCHES.labels(self.symbol).inc()
+        self.last_batch_at = time.monotonic()
+        self._process(batch)
+
+    def _process(self, batch: MdBatch) -> None:
+        if not self.ready:
+            if len(self.pending) >= PENDING_MAX:
+                # Too much arrived during the fetch: drop it all and fetch again afterwards.
+                self.pending.clear()
+                self.pending_overflow = True
+                metrics.RESYNC_BUFFER_DROPS.labels(self.symbol).inc()
+            self.pending.append(batch)
+            return
+        verdict = self._classify(batch)
+        if verdict == APPLY:
+            self._apply(batch)
+        elif verdict == GAP:
+            self.gaps += 1
+            metrics.GAPS.labels(self.symbol).inc()
+            log.warning(
+                "md_gap", symbol=self.symbol, have_seq=self.seq, batch_prev_seq=batch.prev_seq,
+                have_trade_id=self.last_trade_id, batch_prev_trade_id=batch.prev_trade_id,
+            )
+            self.pending.append(batch)
+            self.start_resync("gap")
+
+    def _classify(self, b: MdBatch) -> int:
+        if b.book is not None:
+            if b.prev_seq != self.seq:
+                return STALE if b.seq <= self.seq else GAP
+        elif b.seq != self.seq:
+            return STALE if b.seq < self.seq else GAP
+        if b.trades:
+            if b.trades[0].trade_id - 1 != self.last_trade_id:
+                return STALE if b.last_trade_id <= self.last_trade_id else GAP
+        elif b.last_trade_id >= 0 and b.last_trade_id != self.last_trade_id:
+            # -1: the publisher does not know its last trade id yet (fresh after a restart).
+            return STALE if b.last_trade_id < self.last_trade_id else GAP
+        return APPLY
+
+    def _apply(self, batch: MdBatch) -> None:
+        self.last_ts = batch.ts
+        inst = self.instrument
+        if batch.trades:
+            fan = self.trade_fan
+            for trade in batch.trades:
+                data = encode(
+                    TradeOut(
+                        symbol=self.symbol,
+                        ts=trade.ts,
+                        trade_id=trade.trade_id,
+                        price=inst.ticks_to_price(trade.price),
+                        qty=inst.lots_to_qty(trade.qty),
+                        taker_side=trade.taker_side,
+                    )
+                )
+                for client in fan:
+                    client.send(data)
+                metrics.SENT.labels("trades").inc(len(fan))
+            self.last_trade_id = batch.trades[-1].trade_id
+        if batch.book is not None:
+            self.book.apply(batch.book.bids, batch.book.asks)
+            self.seq = batch.seq
+            metrics.BOOK_SEQ.labels(self.symbol).set(self.seq)
+            for group in tuple(self.groups.values()):
+                if group.interval_ms == 0:
+                    self._send_update(group)
+                elif group.handle is None:
+                    self._schedule(group)
+        if batch.ticker is not None:
+            t = batch.ticker
+            self.last_ticker = data = encode(
+                TickerOut(
+                    symbol=self.symbol,
+                    ts=batch.ts,
+                    best_bid=None if t.best_bid is None else inst.ticks_to_price(t.best_bid),
+                    best_bid_qty=None if t.best_bid_qty is None else inst.lots_to_qty(
+                        t.best_bid_qty
+                    ),
+                    best_ask=None if t.best_ask is None else inst.ticks_to_price(t.best_ask),
+                    best_ask_qty=None if t.best_ask_qty is None else inst.lots_to_qty(
+                        t.best_ask_qty
+                    ),
+                    last=None if t.last is None else inst.ticks_to_price(t.last),
+                    volume_24h=inst.lots_to_qty(t.volume_24h),
+                )
+            )
+            for client in self.ticker_fan:
+                client.send(data)
+            metrics.SENT.labels("ticker").inc(len(self.ticker_fan))
+
+    # ---- book views --------------------------------------------------------------------
+
+    def _levels(self, levels: list[tuple[int, int]]) -> list[Level]:
+        inst = self.instrument
+        return [
+            (inst.ticks_to_price(p), inst.lots_to_qty(q) if q else "0") for p, q in levels
+        ]
+
+    def _reset_view(self, group: BookGroup) -> None:
+        group.view_bids = dict(self.book.bids.top(group.depth))
+        group.view_asks = dict(self.book.asks.top(group.depth))
+        group.seq = self.seq
+
+    def _view_checksum(self, group: BookGroup) -> int:
+        n = min(CHECKSUM_LEVELS, group.depth)
+        bids = sorted(group.view_bids.items(), reverse=True)[:n]
+        asks = sorted(group.view_asks.items())[:n]
+        return checksum_units(asks, bids, self._tick_units, self._lot_units)
+
+    def _snapshot_frame(self, group: BookGroup) -> bytes:
+        """The group's view as a snapshot at the group's seq (what its updates build on)."""
+        if group.seq < 0:
+            self._reset_view(group)
+        bids = sorted(group.view_bids.items(), reverse=True)
+        asks = sorted(group.view_asks.items())
+        n = min(CHECKSUM_LEVELS, group.depth)
+        checksum = checksum_units(asks[:n], bids[:n], self._tick_units, self._lot_units)
+        metrics.SENT.labels("book").inc()
+        return encode(
+            BookOut(
+                type="snapshot",
+                symbol=self.symbol,
+                ts=self.last_ts or time.time_ns(),
+                seq=group.seq,
+                prev_seq=None,
+                bids=self._levels(bids),
+                asks=self._levels(asks),
+                checksum=checksum,
+            )
+        )
+
+    def _send_update(self, group: BookGroup) -> None:
+        if group.seq == self.seq:
+            return
+        depth = group.depth
+        new_bids = self.book.bids.top(depth)
+        new_asks = self.book.asks.top(depth)
+        old_bids, old_asks = group.view_bids, group.view_asks
+        nb = dict(new_bids)
+        na = dict(new_asks)
+        bid_changes = [(p, q) for p, q in new_bids if old_bids.get(p) != q]
+        bid_changes.extend((p, 0) for p in old_bids if p not in nb)
+        ask_changes = [(p, q) for p, q in new_asks if old_asks.get(p) != q]
+        ask_changes.extend((p, 0) for p in old_asks if p not in na)
+        bid_changes.sort(reverse=True)
+        ask_changes.sort()
+        n = min(CHECKSUM_LEVELS, depth)
+        checksum = checksum_units(new_asks[:n], new_bids[:n], self._tick_units, self._lot_units)
+        data = encode(
+            BookOut(
+                type="update",
+                symbol=self.symbol,
+                ts=self.last_ts,
+                seq=self.seq,
+                prev_seq=group.seq,
+                bids=self._levels(bid_changes),
+                asks=self._levels(ask_changes),
+                checksum=checksum,
+            )
+        )
+        group.view_bids, group.view_asks, group.seq = nb, na, self.seq
+        for client in group.fan:
+            client.send(data)
+        metrics.SENT.labels("book").inc(len(group.fan))
+
+    def _schedule(self, group: BookGroup) -> None:
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, group.last_flush + group.interval_ms / 1000 - loop.time())
+        group.handle = loop.call_later(delay, self._flush, group)
+
+    def _flush(self, group: BookGroup) -> None:
+        group.handle = None
+        group.last_flush = asyncio.get_running_loop().time()
+        if self.ready and self.groups.get((group.depth, group.interval_ms)) is group:
+            self._send_update(group)
+
+    # ---- resync ------------------------------------------------------------------------
+
+    def on_feed_down(self) -> None:
+        """The feed is lost: the book may go stale; tell subscribers now, resync on return."""
+        if self.ready:
+            self.ready = False
+            self._notify_resync()
+        for group in self.groups.values():
+            group.cancel_timer()
+
+    def start_resync(self, reason: str) -> None:
+        self.resyncs += 1
+        metrics.RESYNCS.labels(self.symbol, reason).inc()
+        if self.ready:
+            self.ready = False
+            self._notify_resync()
+            for group in self.groups.values():
+                group.cancel_timer()
+        if self._fetch_task is not None and not self._fetch_task.done():
+            # A fetch is under way, maybe issued before the event that asks for this one.
+            self._refetch = True
+            return
+        self._fetch_task = asyncio.create_task(self._fetch(), name=f"md-snapshot-{self.symbol}")
+
+    def _notify_resync(self) -> None:
+        data = encode(StatusOut(type="resync_required", symbol=self.symbol, ts=time.time_ns()))
+        for client in self.subs:
+            client.send(data)
+        metrics.SENT.labels("status").inc(len(self.subs))
+
+    async def _fetch(self) -> None:
+        while True:
+            self._refetch = False
+            self.pending_overflow = False
+            snapshot = await self._fetch_snapshot(self.symbol)
+            if self._refetch or self.pending_overflow:
+                continue
+            self._load(snapshot)
+            return
+
+    def _load(self, snapshot: BookSnapshot) -> None:
+        self.book.load(snapshot.bids, snapshot.asks)
+        self.seq = snapshot.book_seq
+        self.last_trade_id = snapshot.last_trade_id
+        self.ready = True
+        metrics.BOOK_SEQ.labels(self.symbol).set(self.seq)
+        log.info("md_book_ready", symbol=self.symbol, seq=self.seq, resyncs=self.resyncs)
+        for group in self.groups.values():
+            group.cancel_timer()
+            self._reset_view(group)
+            data = self._snapshot_frame(group)
+            for client in group.fan:
+                client.send(data)
+        # Replay what arrived during the fetch: older batches are stale and skipped.
+        pending, self.pending = self.pending, deque()
+        for batch in pending:
+            if not self.ready:
+                self.pending.append(batch)
+            else:
+                self._process(batch)
+
+    # ---- heartbeat ---------------------------------------------------------------------
+
+    def heartbeat(self, ts: int) -> None:
+        """Once a second: seq = that of the last book message on each subscription."""
+        if not self.ready:
+            return
+        frames: dict[int, bytes] = {}
+        sent = 0
+        for client, sub in self.subs.items():
+            if "heartbeat" not in sub.channels:
+                continue
+            if "book" in sub.channels:
+                seq = self.groups[(sub.depth, sub.interval_ms)].seq
+            else:
+                seq = self.seq
+            data = frames.get(seq)
+            if data is None:
+                data = frames[seq] = encode(
+                    HeartbeatOut(
+                        symbol=self.symbol, ts=ts, seq=seq, last_trade_id=self.last_trade_id
+                    )
+                )
+            client.send(data)
+            sent += 1
+        metrics.SENT.labels("heartbeat").inc(sent)
