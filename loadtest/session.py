@@ -1,0 +1,149 @@
+"""One trading session: sends its mix without waiting, matches answers, checks reports.
+
+The WebSocket is aiohttp's; everything here is bookkeeping on the event loop's thread. The
+send path never awaits an answer: `send` encodes, registers the request and writes the frame.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+from loadtest import wire
+from loadtest.checks import AckTracker, SessionChecker, Violations
+from loadtest.mix import Action, Mix
+from loadtest.recorder import Recorder
+
+# A session whose unanswered requests reach this bound stops sending until answers come
+# back (counted as not_sent): the generator's memory stays bounded even against a dead server.
+MAX_PENDING = 50_000
+# Refused cancels/amends kept for the end-of-run race classification.
+MAX_REFUSALS = 100_000
+CLEANUP = "cleanup"
+
+
+@dataclass(slots=True)
+class Pending:
+    method: str
+    scheduled_ns: int
+    action: Action | None
+
+
+class LogonError(RuntimeError):
+    pass
+
+
+class Session:
+    def __init__(
+        self,
+        name: str,
+        ws: aiohttp.ClientWebSocketResponse[bool],
+        mix: Mix,
+        recorder: Recorder,
+        violations: Violations,
+    ) -> None:
+        self.name = name
+        self.ws = ws
+        self.mix = mix
+        self.rec = recorder
+        self.acks = AckTracker(name, violations)
+        self.checker = SessionChecker(name, violations)
+        self.next_id = 1
+        self.not_sent = 0
+        self.refused: list[str] = []  # client_order_ids of refused cancels/amends
+        self.last_ack_ns = 0
+
+    async def logon(self, api_key: str, secret: str, timeout_s: float = 10.0) -> None:
+        nonce = f"{self.name}-{time.time_ns()}"
+        params = wire.logon_params(api_key, secret, time.time_ns() // 1_000_000, nonce)
+        params["cancel_on_disconnect"] = "session"
+        req_id = self._take_id()
+        await self.ws.send_frame(
+            wire.request(req_id, "session.logon", params), aiohttp.WSMsgType.TEXT
+        )
+        msg = await self.ws.receive(timeout=timeout_s)
+        if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            raise LogonError(f"{self.name}: connection closed during logon ({msg.type})")
+        reply = wire.inbound_decoder.decode(msg.data)
+        if reply.id != req_id or reply.status != 200:
+            err = reply.error
+            raise LogonError(f"{self.name}: logon refused: {err.code if err else reply.status}")
+
+    def _take_id(self) -> int:
+        req_id = self.next_id
+        self.next_id += 1
+        return req_id
+
+    async def send(self, action: Action, scheduled_ns: int) -> bool:
+        """Send one scheduled request; False if the backlog bound stopped it."""
+        if len(self.acks.pending) >= MAX_PENDING:
+            self.not_sent += 1
+            return False
+        req_id = self._take_id()
+        frame = wire.request(req_id, action.method, action.params)
+        self.acks.sent(req_id, Pending(action.method, scheduled_ns, action))
+        self.rec.on_sent(scheduled_ns, time.monotonic_ns())
+        await self.ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+        return True
+
+    async def send_cleanup(self) -> None:
+        """Cancel everything this session left open (not measured)."""
+        req_id = self._take_id()
+        self.acks.sent(req_id, Pending(CLEANUP, time.monotonic_ns(), None))
+        await self.ws.send_frame(
+            wire.request(req_id, "orders.cancel_all", {}), aiohttp.WSMsgType.TEXT
+        )
+
+    def on_message(self, data: bytes | str, recv_ns: int) -> None:
+        msg = wire.inbound_decoder.decode(data)
+        if msg.type == "execution":
+            self._on_execution(msg)
+        elif msg.id is not None:
+            self._on_response(msg, recv_ns)
+        else:
+            self.acks.v.add("unexpected_message", f"{self.name}: {data[:120]!r}")
+
+    def _on_response(self, msg: wire.Inbound, recv_ns: int) -> None:
+        pending = self.acks.answered(msg.id)
+        if not isinstance(pending, Pending):
+            return
+        self.last_ack_ns = recv_ns
+        if pending.method == CLEANUP:
+            return
+        code = None if msg.status == 200 else (msg.error.code if msg.error else -1)
+        self.rec.on_ack(pending.method, pending.scheduled_ns, recv_ns, code)
+        action = pending.action
+        if action is None:
+            return
+        if code is None:
+            order = action.resting
+            if order is not None and msg.result is not None:
+                status = msg.result.get("status")
+                cid = order.client_order_id
+                # Track it as open unless it already traded or finished (reports may come
+                # before the answer): only untouched resting orders are cancel/amend targets.
+                if (
+                    status in ("new", "accepted")
+                    and cid not in self.checker.done
+                    and cid not in self.checker.traded
+                ):
+                    self.mix.open.add(order)
+        elif action.method != "order.place" and len(self.refused) < MAX_REFUSALS:
+            self.refused.append(action.client_order_id)
+
+    def _on_execution(self, msg: wire.Inbound) -> None:
+        cid = msg.client_order_id or f"order:{msg.order_id}"
+        self.checker.on_exec(msg.seq, cid, msg.exec_type, msg.ord_status)
+        if msg.exec_type == "trade":
+            if msg.ts is not None:
+                self.rec.on_fill((time.time_ns() - msg.ts) // 1000)
+            # A partly filled order is no longer a clean cancel/amend target.
+            self.mix.open.remove(cid)
+        elif msg.ord_status in ("canceled", "filled", "rejected", "expired"):
+            self.mix.open.remove(cid)
+
+    def races(self) -> int:
+        """Refused cancels/amends of orders that traded: lost races with a fill."""
+        return sum(1 for cid in self.refused if cid in self.checker.traded)

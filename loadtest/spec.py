@@ -1,0 +1,73 @@
+"""What a run is (RunSpec), what one worker process is told (WorkerSpec) and what it returns.
+
+These travel between processes as msgpack, so they are msgspec structs of plain values.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from loadtest.checks import Violations
+
+
+class Credential(msgspec.Struct, frozen=True):
+    api_key: str
+    secret: str
+    account_id: str = ""
+
+
+class RunSpec(msgspec.Struct, frozen=True, kw_only=True):
+    url: str  # http://host:port of a gateway
+    rate: float  # offered order requests per second, all workers together
+    duration_s: float
+    sessions: int
+    workers: int
+    symbols: list[str]
+    config_path: str | None = None  # instrument config (tick/lot grid, reference prices)
+    md_subscribers: int = 0
+    seed: int = 1
+    drain_s: float = 5.0  # after the last send, how long to wait for outstanding answers
+    max_open_per_session: int = 400
+
+
+class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
+    worker_id: int
+    url: str
+    rate: float
+    duration_s: float
+    credentials: list[Credential]
+    symbols: list[str]
+    config_path: str | None
+    md_subscribers: int
+    seed: int
+    drain_s: float
+    max_open_per_session: int
+
+
+class WorkerResult(msgspec.Struct, kw_only=True):
+    worker_id: int
+    sessions: int = 0
+    scheduled: int = 0
+    sent: int = 0
+    not_sent: int = 0  # skipped because a session's backlog hit its bound
+    acked: int = 0
+    ok: int = 0
+    errors: dict[int, int] = msgspec.field(default_factory=dict)
+    # Cancels/amends refused (3005 and the like) for orders that had traded: a lost race
+    # with a fill, which the mix provokes on purpose, not an exchange error.
+    races: int = 0
+    missing: int = 0
+    exec_reports: int = 0
+    md_messages: int = 0
+    last_ack_s: float = 0.0  # seconds from the start to the last answer received
+    precise_pacer: bool = False
+    hists: dict[str, str] = msgspec.field(default_factory=dict)
+    violations: Violations = msgspec.field(default_factory=Violations)
+    failure: str | None = None
+
+
+def split_sessions(credentials: list[Credential], workers: int) -> list[list[Credential]]:
+    """Deal the sessions out to workers round-robin (each worker gets at least one)."""
+    if workers <= 0 or len(credentials) < workers:
+        raise ValueError("need at least one session per worker")
+    return [credentials[i::workers] for i in range(workers)]

@@ -1,0 +1,184 @@
+"""One generator process: N trading sessions (and optional md probes) on one event loop.
+
+Flow: connect and log on every session, report ready, wait for the common start time, send
+on the open-loop schedule (round-robin over sessions) for the run's duration, wait a bounded
+time for outstanding answers, cancel what is left open, and report the result. Every second
+it ships that second's counts and ack histogram to the coordinator for the progress line
+and the over-time plots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import traceback
+from multiprocessing.queues import Queue
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from exchange.instruments import Instrument, load_config
+from loadtest.checks import Violations
+from loadtest.md_probe import BookChecker, run_probe
+from loadtest.mix import Mix
+from loadtest.pacer import Pacer
+from loadtest.recorder import Recorder
+from loadtest.schedule import Schedule
+from loadtest.session import Session
+from loadtest.spec import WorkerResult, WorkerSpec
+
+# Messages to the coordinator: (kind, worker_id, msgpack payload).
+READY, INTERVALS, RESULT = "ready", "intervals", "result"
+CLEANUP_WAIT_S = 5.0
+
+
+def instruments_for(spec: WorkerSpec) -> list[Instrument]:
+    config = load_config(spec.config_path)
+    missing = [s for s in spec.symbols if s not in config.instruments]
+    if missing:
+        raise ValueError(f"symbols not in the instrument config: {missing}")
+    return [config.instruments[s] for s in spec.symbols]
+
+
+async def _reader(session: Session) -> None:
+    ws = session.ws
+    async for msg in ws:
+        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+            session.on_message(msg.data, time.monotonic_ns())
+        elif msg.type == aiohttp.WSMsgType.ERROR:
+            break
+
+
+async def _send_loop(sessions: list[Session], schedule: Schedule, pacer: Pacer) -> None:
+    k = 0
+    n = len(sessions)
+    while k < schedule.count:
+        due = schedule.due_count(time.monotonic_ns())
+        if due <= k:
+            await pacer.sleep_until(schedule.due_ns(k))
+            continue
+        # Everything due now goes out in this pass, each stamped with its own scheduled time.
+        while k < due:
+            session = sessions[k % n]
+            await session.send(session.mix.next_action(), schedule.due_ns(k))
+            k += 1
+
+
+async def _ship_intervals(recorder: Recorder, queue: Queue[Any], worker_id: int) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        done = recorder.take_closed(time.monotonic_ns())
+        if done:
+            queue.put_nowait((INTERVALS, worker_id, msgspec.msgpack.encode(done)))
+
+
+async def _wait_answered(sessions: list[Session], deadline_ns: int) -> None:
+    # Poll: the readers complete requests; there is nothing to be notified about per request.
+    while time.monotonic_ns() < deadline_ns:
+        if all(not s.acks.pending for s in sessions):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) -> WorkerResult:
+    """`start_wall_ns` is a callable returning the common start time (wall clock, ns)."""
+    instruments = instruments_for(spec)
+    violations = Violations()
+    result = WorkerResult(worker_id=spec.worker_id, sessions=len(spec.credentials))
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(loop)
+    result.precise_pacer = pacer.precise
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        sessions: list[Session] = []
+        # The recorder's start is set once the common start time is known.
+        recorder = Recorder(0)
+        for i, cred in enumerate(spec.credentials):
+            ws = await http.ws_connect(
+                f"{spec.url}/ws/trade", decode_text=False, max_msg_size=8 << 20
+            )
+            name = f"w{spec.worker_id}s{i}"
+            mix = Mix(
+                instruments,
+                tag=f"{name}-{time.time_ns() % 1_000_000_000:x}",
+                seed=spec.seed * 1000 + spec.worker_id * 100 + i,
+                max_open=spec.max_open_per_session,
+            )
+            session = Session(name, ws, mix, recorder, violations)
+            await session.logon(cred.api_key, cred.secret)
+            sessions.append(session)
+        queue.put_nowait((READY, spec.worker_id, b""))
+        wall = await loop.run_in_executor(None, start_wall_ns)
+        start_ns = time.monotonic_ns() + (int(wall) - time.time_ns())
+        recorder.start_ns = start_ns
+        schedule = Schedule.for_duration(start_ns, spec.rate, spec.duration_s)
+        result.scheduled = schedule.count
+
+        readers = [asyncio.create_task(_reader(s)) for s in sessions]
+        shipper = asyncio.create_task(_ship_intervals(recorder, queue, spec.worker_id))
+        probe_checkers: list[BookChecker] = []
+        probes = []
+        end_ns = schedule.end_ns + int(spec.drain_s * 1e9)
+        for p in range(spec.md_subscribers):
+            checker = BookChecker(f"w{spec.worker_id}md{p}", violations)
+            probe_checkers.append(checker)
+            probes.append(
+                asyncio.create_task(
+                    run_probe(http, spec.url, spec.symbols, recorder, checker, end_ns)
+                )
+            )
+        try:
+            await _send_loop(sessions, schedule, pacer)
+            await _wait_answered(sessions, end_ns)
+        finally:
+            shipper.cancel()
+            pacer.close()
+        closed = recorder.flush()
+        queue.put_nowait((INTERVALS, spec.worker_id, msgspec.msgpack.encode(closed)))
+
+        for s in sessions:
+            result.missing += s.acks.finish()
+        # Leave the exchange as we found it; these answers are not measured.
+        for s in sessions:
+            with contextlib.suppress(Exception):
+                await s.send_cleanup()
+        await _wait_answered(sessions, time.monotonic_ns() + int(CLEANUP_WAIT_S * 1e9))
+        for probe in probes:
+            with contextlib.suppress(Exception):
+                await probe
+        for s in sessions:
+            await s.ws.close()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+
+    result.sent = recorder.sent
+    result.not_sent = sum(s.not_sent for s in sessions)
+    result.acked = recorder.acked
+    result.ok = recorder.ok
+    result.errors = dict(recorder.errors)
+    result.races = sum(s.races() for s in sessions)
+    result.exec_reports = sum(s.checker.reports for s in sessions)
+    result.md_messages = sum(c.messages for c in probe_checkers)
+    last = max((s.last_ack_ns for s in sessions), default=0)
+    result.last_ack_s = max(0.0, (last - start_ns) / 1e9)
+    result.hists = recorder.encoded()
+    result.violations = violations
+    return result
+
+
+def process_main(spec_bytes: bytes, queue: Queue[Any], start_queue: Queue[Any]) -> None:
+    """Entry point of a worker process (spawned by the coordinator)."""
+    spec = msgspec.msgpack.decode(spec_bytes, type=WorkerSpec)
+    import uvloop
+
+    try:
+        result = uvloop.run(run_worker(spec, queue, start_queue.get))
+    except BaseException as exc:  # report any failure instead of dying silently
+        result = WorkerResult(
+            worker_id=spec.worker_id,
+            failure=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}",
+        )
+    queue.put((RESULT, spec.worker_id, msgspec.msgpack.encode(result)))
