@@ -49,6 +49,7 @@ def make_app(faults: Faults | None = None, stats: Stats | None = None) -> web.Ap
         seq = 0
         open_orders: dict[str, dict[str, Any]] = {}
         n = 0
+        order: dict[str, Any] | None
 
         async def push(order: dict[str, Any], exec_type: str, ord_status: str) -> None:
             nonlocal seq
@@ -89,7 +90,8 @@ def make_app(faults: Faults | None = None, stats: Stats | None = None) -> web.Ap
             elif not logged_on:
                 error = (401, 2001)
             elif method == "order.place":
-                order = {"cid": params["client_order_id"], "symbol": params["symbol"]}
+                placed = {"cid": params["client_order_id"], "symbol": params["symbol"]}
+                order = placed
                 if params.get("tif") == "IOC":
                     result = {"order_id": order["cid"], "status": "expired"}
                     after.append((order, "expired", "expired"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import pytest
 from aiohttp import web
@@ -16,7 +16,7 @@ from tests.loadtest.fake_exchange import SECRETS, Faults, Stats, make_app
 SYMBOLS = ["BTC-USD", "ETH-USD", "ETH-BTC"]
 
 
-async def serve(app: web.Application) -> AsyncIterator[str]:
+async def serve(app: web.Application) -> AsyncGenerator[str, None]:
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

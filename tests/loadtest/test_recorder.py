@@ -1,0 +1,79 @@
+"""HDR recording, encode/decode/merge across processes, intervals, and the merged result."""
+
+from __future__ import annotations
+
+from loadtest import recorder as rec
+from loadtest.report import headline, result_line, stats, table
+from loadtest.runner import merge
+from loadtest.spec import RunSpec, WorkerResult
+
+S = 1_000_000_000
+
+
+def test_latency_counts_from_the_scheduled_time() -> None:
+    r = rec.Recorder(start_ns=0)
+    # Scheduled at 1 s, sent 3 ms late, answered 5 ms after schedule: latency 5 ms, lag 3 ms.
+    r.on_sent(S, S + 3_000_000)
+    r.on_ack("order.place", S, S + 5_000_000, None)
+    assert r.hist(rec.ACK_ALL).get_max_value() == r.hist(rec.ACK_ALL).get_highest_equivalent_value(
+        5000
+    )
+    assert 2990 <= r.hist(rec.SEND_LAG).get_value_at_percentile(50) <= 3010
+    assert r.hist(rec.ack_name("order.place")).get_total_count() == 1
+
+
+def test_errors_are_counted_by_code_and_intervals_roll_by_second() -> None:
+    r = rec.Recorder(start_ns=0)
+    for i in range(10):
+        t = i * S // 4  # four per second
+        r.on_sent(t, t)
+        r.on_ack("order.cancel", t, t + 1_000_000, 3005 if i % 5 == 0 else None)
+    closed = r.take_closed(3 * S)
+    assert [iv.second for iv in closed] == [0, 1, 2]
+    assert [iv.sent for iv in closed] == [4, 4, 2]
+    assert [iv.errors for iv in closed] == [1, 1, 0]
+    assert r.take_closed(3 * S) == []
+    assert r.errors == {3005: 2} and r.ok == 8
+    assert rec.decode(closed[0].ack_hist).get_total_count() == 4
+    tail = r.flush()
+    assert len(tail) == 1 and tail[0].sent == 0
+
+
+def test_extreme_values_are_clamped_not_dropped() -> None:
+    h = rec.new_histogram()
+    rec.record(h, -5)
+    rec.record(h, 10**12)
+    assert h.get_total_count() == 2
+    assert h.get_max_value() >= rec.HIGHEST_US * 0.99
+
+
+def test_histograms_merge_exactly_across_workers() -> None:
+    a, b = rec.Recorder(0), rec.Recorder(0)
+    for i in range(1, 1001):
+        a.on_ack("order.place", 0, i * 1000, None)  # 1..1000 us
+        b.on_ack("order.place", 0, (i + 1000) * 1000, None)  # 1001..2000 us
+    spec = RunSpec(url="x", rate=100, duration_s=1, sessions=2, workers=2, symbols=["BTC-USD"])
+    results = [
+        WorkerResult(worker_id=0, acked=1000, ok=1000, hists=a.encoded()),
+        WorkerResult(worker_id=1, acked=1000, ok=1000, hists=b.encoded(), errors={4002: 3}),
+    ]
+    merged = merge(spec, results, [])
+    s = stats(merged, rec.ACK_ALL)
+    assert s is not None and s["count"] == 2000
+    assert abs(s["p50"] - 1.0) < 0.01
+    assert abs(s["p99"] - 1.98) < 0.01
+    assert merged.errors == 3
+    h = headline(merged)
+    assert h["p999_ms"] >= h["p99_ms"] >= h["p50_ms"]
+    line = result_line(merged)
+    assert line.startswith("RESULT e2e offered_per_s=100 achieved_per_s=2000 p50_ms=1.000")
+    assert line.endswith("errors=3")
+    assert "4002: 3" in table(merged)
+
+
+def test_lost_races_and_missing_answers_in_the_error_count() -> None:
+    spec = RunSpec(url="x", rate=10, duration_s=1, sessions=1, workers=1, symbols=["BTC-USD"])
+    merged = merge(
+        spec, [WorkerResult(worker_id=0, errors={3005: 5}, races=4, missing=2)], []
+    )
+    assert merged.errors == 1 + 2

@@ -1,0 +1,66 @@
+"""The open-loop schedule and the pacer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from loadtest.pacer import Pacer
+from loadtest.schedule import Schedule
+
+
+@pytest.mark.parametrize("rate", [1.0, 3.0, 1000.0, 4000.0, 7.5, 15_000.0])
+def test_due_count_is_the_exact_inverse_of_due_ns(rate: float) -> None:
+    s = Schedule(start_ns=10**12, rate_per_s=rate, count=500)
+    assert s.due_count(s.start_ns - 1) == 0
+    for k in range(s.count):
+        t = s.due_ns(k)
+        assert s.due_count(t) == k + 1
+        if k and s.due_ns(k - 1) < t:
+            assert s.due_count(t - 1) == k
+    assert s.due_count(s.end_ns + 10**12) == s.count
+
+
+def test_schedule_spacing_follows_the_rate_and_never_the_replies() -> None:
+    s = Schedule.for_duration(0, 4000.0, 30.0)
+    assert s.count == 120_000
+    assert s.due_ns(1) - s.due_ns(0) == 250_000
+    assert s.due_ns(4000) == 1_000_000_000
+    # Due times are fixed in advance: being late does not move later requests.
+    assert s.due_count(2_000_000_000) == 8001
+
+
+def test_bad_schedules_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Schedule(0, 0.0, 10)
+    with pytest.raises(ValueError):
+        Schedule(0, 10.0, -1)
+
+
+async def test_pacer_wakes_at_the_requested_time() -> None:
+    pacer = Pacer(asyncio.get_running_loop())
+    try:
+        lates = []
+        for _ in range(20):
+            target = time.monotonic_ns() + 300_000
+            await pacer.sleep_until(target)
+            now = time.monotonic_ns()
+            assert now >= target
+            lates.append(now - target)
+        if pacer.precise:
+            # Sub-millisecond pacing is the point of the timerfd (median: robust to noise).
+            assert sorted(lates)[len(lates) // 2] < 1_000_000
+    finally:
+        pacer.close()
+
+
+async def test_pacer_returns_at_once_for_a_past_time() -> None:
+    pacer = Pacer(asyncio.get_running_loop(), use_timerfd=False)
+    assert not pacer.precise
+    t0 = time.monotonic_ns()
+    await pacer.sleep_until(t0 - 1)
+    await pacer.sleep_until(time.monotonic_ns() + 1_000_000)
+    assert time.monotonic_ns() - t0 >= 1_000_000
+    pacer.close()
