@@ -260,7 +260,8 @@ class Journal:
             self._active = path
             # A new segment when full, or when the last one does not end right before
             # next_seq (a snapshot newer than the journal): segments stay contiguous inside.
-            if self._size >= self.segment_bytes or scan.last_segment_next != next_seq:
+            full = self._size >= self.segment_bytes and self._size > len(MAGIC)
+            if full or scan.last_segment_next != next_seq:
                 self._rotate(next_seq)
         else:
             self._create(next_seq)
@@ -282,7 +283,7 @@ class Journal:
 
     def append(self, first_seq: int, data: bytes) -> None:
         """Write one batch (records first_seq...) and make it durable. OSError is fatal."""
-        if self._size >= self.segment_bytes:
+        if self._size >= self.segment_bytes and self._size > len(MAGIC):
             self._rotate(first_seq)
         view = memoryview(data)
         written = 0
