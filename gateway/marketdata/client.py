@@ -69,7 +69,9 @@ class MdClient:
         )
         transport = self._transport
         transport.write(
-            encode(StatusOut(type="slow_consumer", symbol=None, ts=time.time_ns()))
+            encode(
+                StatusOut(channel="status", type="slow_consumer", symbol=None, ts=time.time_ns())
+            )
         )
         transport.write(close_frame(WS_POLICY_VIOLATION, "slow consumer"))
         self._mark_closed()

@@ -174,6 +174,7 @@ class MdHub:
                 client.send(
                     encode(
                         StatusOut(
+                            channel="status",
                             type="unsubscribed", symbol=None, ts=time.time_ns(), id=req_id,
                             symbols=symbols,
                         )
@@ -194,6 +195,7 @@ class MdHub:
             client.send(
                 encode(
                     StatusOut(
+                        channel="status",
                         type="error", symbol=None, ts=time.time_ns(), id=req_id,
                         error=ErrorInfo(code=err.code, msg=err.msg),
                     )
@@ -263,6 +265,7 @@ class MdHub:
         client.send(
             encode(
                 StatusOut(
+                    channel="status",
                     type="subscribed", symbol=None, ts=time.time_ns(), id=req_id,
                     subscriptions=infos,
                 )

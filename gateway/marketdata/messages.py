@@ -71,7 +71,7 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
 class StatusOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """channel "status": resync_required, slow_consumer, and the answers to requests."""
 
-    channel: Literal["status"] = "status"
+    channel: Literal["status"]  # no default: omit_defaults would drop it
     type: Literal["resync_required", "slow_consumer", "subscribed", "unsubscribed", "error"]
     symbol: str | None
     ts: int

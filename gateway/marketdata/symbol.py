@@ -367,7 +367,11 @@ class SymbolFeed:
         self._fetch_task = asyncio.create_task(self._fetch(), name=f"md-snapshot-{self.symbol}")
 
     def _notify_resync(self) -> None:
-        data = encode(StatusOut(type="resync_required", symbol=self.symbol, ts=time.time_ns()))
+        data = encode(
+            StatusOut(
+                channel="status", type="resync_required", symbol=self.symbol, ts=time.time_ns()
+            )
+        )
         for client in self.subs:
             client.send(data)
         metrics.SENT.labels("status").inc(len(self.subs))

@@ -1,0 +1,322 @@
+"""Engine -> publisher (link transport) -> gateway hub -> /ws/md subscribers, in one process.
+
+A seeded random order flow drives a real Engine; every subscriber's book, rebuilt from its
+snapshot and updates, must equal the engine's book (to its depth) at every seq it is told,
+and every checksum must verify: unconflated, conflated, and depth-limited views alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from exchange.instruments import ExchangeConfig
+from exchange.md_publish import make_port
+from exchange.md_wire import decode_batch
+from gateway.marketdata import HUB_KEY, Limits, health, install
+from tests.gateway.test_md_support import (
+    SYMBOL,
+    BookReplica,
+    EngineSource,
+    Flow,
+    MdWs,
+    config,
+)
+
+__all__ = ["config"]
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    source: Any, config: ExchangeConfig, redis_url: str | None = None, limits: Limits | None = None
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = web.Application()
+    install(app, source=source, config=config, redis_url=redis_url, limits=limits)
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def subscribe(
+    client: TestClient[web.Request, web.Application],
+    flow: Flow,
+    *,
+    depth: int = 50,
+    interval_ms: int = 0,
+    channels: tuple[str, ...] = ("book", "trades", "ticker", "heartbeat"),
+) -> MdWs:
+    ws = await client.ws_connect("/ws/md")
+    params: dict[str, Any] = {"channels": list(channels), "symbols": [SYMBOL], "depth": depth}
+    if interval_ms:
+        params["interval_ms"] = interval_ms
+    await ws.send_json({"method": "subscribe", "params": params, "id": 1})
+    sub = MdWs(ws, BookReplica(flow.inst, depth, flow.books))
+    if "book" in channels:
+        await sub.wait_for(lambda: sub.replica.snapshots >= 1)
+    else:
+        await sub.wait_for(lambda: any(m.get("type") == "subscribed" for m in sub.messages))
+    return sub
+
+
+async def run_flow(flow: Flow, steps: int) -> None:
+    for i in range(steps):
+        flow.step()
+        # Let the subscribers read; now and then long enough for conflation timers to fire.
+        await asyncio.sleep(0.002 if i % 25 == 0 else 0)
+
+
+def final_seq(flow: Flow) -> int:
+    return max(flow.books)
+
+
+async def test_link_stream_matches_engine_at_every_seq(config: ExchangeConfig) -> None:
+    flow = Flow(7, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    await flow.port.start()
+    async with gateway(source, config) as client:
+        full = await subscribe(client, flow, depth=1000)
+        top10 = await subscribe(client, flow, depth=10)
+        top3 = await subscribe(client, flow, depth=3, channels=("book",))
+        conflated = await subscribe(client, flow, depth=50, interval_ms=20)
+        subs = (full, top10, top3, conflated)
+        first_trade = flow.last_trade_id
+        batches_before = flow.book_batches
+        await run_flow(flow, 600)
+        end = final_seq(flow)
+        for sub in subs:
+            await sub.wait_for(lambda sub=sub: sub.replica.seq == end)  # type: ignore[misc]
+        for sub in subs:
+            assert sub.replica.resyncs == 0
+            assert sub.replica.snapshots == 1
+        # One update per matcher batch that changed the book (events merged per batch).
+        assert full.replica.updates == flow.book_batches - batches_before
+        # Conflation coalesced: fewer updates than book changes, same final book.
+        assert 0 < conflated.replica.updates < full.replica.updates
+        assert conflated.replica.checked >= conflated.replica.updates
+        # Trades contiguous from the snapshot on.
+        ids = full.replica.trade_ids
+        assert ids == list(range(first_trade + 1, flow.last_trade_id + 1))
+        assert ids, "the flow traded"
+        assert any(m["channel"] == "ticker" for m in full.messages)
+        assert not any(m["channel"] == "trades" for m in top3.messages)
+        info = health(client.app)
+        assert info["connections"] == 4
+        sym = info["symbols"][SYMBOL]  # type: ignore[index]
+        assert sym["ready"] and sym["seq"] == end and sym["views"] == 4
+        for sub in subs:
+            await sub.close()
+    await flow.port.stop()
+
+
+async def test_link_gap_is_detected_and_repaired(config: ExchangeConfig) -> None:
+    flow = Flow(11, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    await flow.port.start()
+    async with gateway(source, config) as client:
+        sub = await subscribe(client, flow, depth=50)
+        conflated = await subscribe(client, flow, depth=20, interval_ms=30)
+        await run_flow(flow, 50)
+        dropped: list[int] = []
+
+        def drop_one(symbol: str, payload: bytes) -> bool:
+            batch = decode_batch(payload)
+            if not dropped and batch.book is not None:
+                dropped.append(batch.seq)
+                return True
+            return False
+
+        source.drop = drop_one
+        await run_flow(flow, 100)
+        assert dropped
+        end = final_seq(flow)
+        for s in (sub, conflated):
+            await s.wait_for(lambda s=s: s.replica.seq == end)  # type: ignore[misc]
+            assert s.replica.resyncs == 1
+            assert s.replica.snapshots == 2
+            kinds = [m.get("type") for m in s.messages if m["channel"] in ("status", "book")]
+            i = kinds.index("resync_required")
+            assert kinds[i + 1] == "snapshot", "a fresh snapshot follows resync_required"
+        # Nothing dropped silently: every update before the gap chained, and after it too.
+        assert health(client.app)["symbols"][SYMBOL]["gaps"] == 1  # type: ignore[index]
+        await sub.close()
+        await conflated.close()
+    await flow.port.stop()
+
+
+async def test_link_down_then_up_resyncs(config: ExchangeConfig) -> None:
+    flow = Flow(5, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    async with gateway(source, config) as client:
+        sub = await subscribe(client, flow)
+        await run_flow(flow, 30)
+        source.up = False
+        assert source.state_handler is not None
+        source.state_handler(False)
+        await run_flow(flow, 30)  # lost while the link is down
+        await sub.wait_for(lambda: sub.replica.resyncs == 1)
+        source.up = True
+        source.state_handler(True)
+        await run_flow(flow, 30)
+        end = final_seq(flow)
+        await sub.wait_for(lambda: sub.replica.seq == end)
+        assert sub.replica.snapshots == 2
+        await sub.close()
+
+
+async def test_slow_consumer_is_cut_off_alone(config: ExchangeConfig) -> None:
+    flow = Flow(3, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    limits = Limits(buffer_limit=16 * 1024)
+    async with gateway(source, config, limits=limits) as client:
+        fast = await subscribe(client, flow, depth=1000)
+        # The slow one: a raw socket with a tiny receive buffer that never reads.
+        assert client.server.port is not None
+        slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        slow.connect(("127.0.0.1", client.server.port))
+        slow.sendall(
+            b"GET /ws/md HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        body = (
+            b'{"method":"subscribe","params":{"channels":["book","trades"],'
+            b'"symbols":["BTC-USD"],"depth":1000}}'
+        )
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+        slow.sendall(bytes((0x81, 0x80 | len(body))) + mask + masked)
+        hub = client.app[HUB_KEY]
+        await asyncio.wait_for(_until(lambda: len(hub.symbols[SYMBOL].subs) == 2), 10)
+        steps = 0
+        while len(hub.clients) == 2:
+            assert steps < 20_000, "the slow consumer was never cut off"
+            flow.step()
+            steps += 1
+            await asyncio.sleep(0)
+        end = final_seq(flow)
+        await fast.wait_for(lambda: fast.replica.seq == end)
+        assert fast.replica.resyncs == 0 and not fast.closed.is_set()
+        # The slow one finds slow_consumer at the end of what was buffered, then the close.
+        slow.setblocking(False)
+        data = bytearray()
+        loop = asyncio.get_running_loop()
+        while True:
+            chunk = await loop.sock_recv(slow, 65536)
+            if not chunk:
+                break
+            data += chunk
+        slow.close()
+        assert b'"type":"slow_consumer"' in data[-300:]
+        assert health(client.app)["connections"] == 1
+        await fast.close()
+
+
+async def _until(cond: Any) -> None:
+    while not cond():
+        await asyncio.sleep(0.005)
+
+
+async def test_heartbeat_once_a_second_with_seq(config: ExchangeConfig) -> None:
+    flow = Flow(9, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    async with gateway(source, config) as client:
+        sub = await subscribe(client, flow, interval_ms=100)
+        plain = await subscribe(client, flow, channels=("heartbeat", "trades"))
+        await run_flow(flow, 20)
+        await sub.wait_for(lambda: len(sub.replica.heartbeats) >= 2, timeout=5)
+        await plain.wait_for(lambda: len(plain.replica.heartbeats) >= 1, timeout=5)
+        hb = sub.replica.heartbeats[-1]
+        assert hb["seq"] == sub.replica.seq  # checked in BookReplica too
+        assert hb["last_trade_id"] == flow.last_trade_id
+        assert plain.replica.heartbeats[-1]["seq"] == final_seq(flow)
+        gaps = [
+            b["ts"] - a["ts"] for a, b in zip(sub.replica.heartbeats, sub.replica.heartbeats[1:])
+        ]
+        assert all(0.5e9 < g < 1.5e9 for g in gaps), gaps
+        await sub.close()
+        await plain.close()
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        ("not json", 1001),
+        ({"method": "subscribe", "params": {"channels": ["book"], "symbols": ["NOPE-X"]}}, 1003),
+        ({"method": "subscribe", "params": {"channels": ["candles"], "symbols": [SYMBOL]}}, 1001),
+        (
+            {"method": "subscribe", "params": {"channels": ["book"], "symbols": [SYMBOL],
+                                               "depth": 0}},
+            1002,
+        ),
+        (
+            {"method": "subscribe", "params": {"channels": ["book"], "symbols": [SYMBOL],
+                                               "interval_ms": 3}},
+            1002,
+        ),
+        ({"method": "subscribe", "params": {"symbols": [SYMBOL]}}, 1001),
+        ({"method": "fly", "params": {}}, 1001),
+        ({"method": "resync", "params": {"symbols": [SYMBOL]}}, 1002),
+        ({"method": "subscribe", "params": {"channels": ["book"], "symbols": "BTC-USD"}}, 1001),
+    ],
+)
+async def test_bad_requests_get_clear_errors(
+    config: ExchangeConfig, request_: Any, code: int
+) -> None:
+    flow = Flow(1, None, config)
+    source = EngineSource(flow.engine)
+    async with gateway(source, config) as client:
+        ws = await client.ws_connect("/ws/md")
+        if isinstance(request_, str):
+            await ws.send_str(request_)
+        else:
+            await ws.send_json({**request_, "id": "r1"})
+        msg = await asyncio.wait_for(ws.receive_json(), 5)
+        assert msg["channel"] == "status" and msg["type"] == "error"
+        assert msg["error"]["code"] == code and msg["error"]["msg"]
+        if not isinstance(request_, str):
+            assert msg["id"] == "r1"
+        assert not client.app[HUB_KEY].symbols, "a bad request subscribes nothing"
+        await ws.close()
+
+
+async def test_limits_on_subscriptions_and_connections(config: ExchangeConfig) -> None:
+    flow = Flow(1, None, config)
+    source = EngineSource(flow.engine)
+    limits = Limits(max_connections=2, max_symbols_per_connection=2)
+    async with gateway(source, config, limits=limits) as client:
+        ws = await client.ws_connect("/ws/md")
+        await ws.send_json({"method": "subscribe", "params": {
+            "channels": ["trades"], "symbols": ["BTC-USD", "ETH-USD"]}})
+        ok = await asyncio.wait_for(ws.receive_json(), 5)
+        assert ok["type"] == "subscribed" and len(ok["subscriptions"]) == 2
+        await ws.send_json({"method": "subscribe", "params": {
+            "channels": ["trades"], "symbols": ["ETH-BTC"]}})
+        err = await asyncio.wait_for(ws.receive_json(), 5)
+        assert err["type"] == "error" and "too many subscriptions" in err["error"]["msg"]
+        await ws.send_json({"method": "unsubscribe", "params": {"symbols": ["BTC-USD"]}})
+        un = await asyncio.wait_for(ws.receive_json(), 5)
+        assert un["type"] == "unsubscribed" and un["symbols"] == ["BTC-USD"]
+        assert set(client.app[HUB_KEY].symbols) == {"ETH-USD"}
+        ws2 = await client.ws_connect("/ws/md")
+        resp = await client.get("/ws/md", headers={
+            "Upgrade": "websocket", "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})
+        assert resp.status == 503
+        assert (await resp.json())["error"]["code"] == 4002
+        await ws.close()
+        await ws2.close()
