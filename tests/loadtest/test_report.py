@@ -1,0 +1,47 @@
+"""Table, JSON and PNG outputs of a run, and the send-lag note."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loadtest import recorder as rec
+from loadtest.cli import write_outputs
+from loadtest.report import generator_notes, table
+from loadtest.runner import Second, merge
+from loadtest.spec import RunSpec, WorkerResult
+
+SPEC = RunSpec(url="x", rate=1000, duration_s=3, sessions=2, workers=1, symbols=["BTC-USD"])
+
+
+def result_with_lag(lag_us: int) -> WorkerResult:
+    r = rec.Recorder(0)
+    for i in range(3000):
+        r.on_sent(i * 1_000_000, i * 1_000_000 + lag_us * 1000)
+        r.on_ack("order.place", i * 1_000_000, i * 1_000_000 + 800_000, None)
+        r.on_md(300)
+        r.on_fill(400)
+    return WorkerResult(worker_id=0, scheduled=3000, sent=3000, acked=3000, ok=3000,
+                        hists=r.encoded(), precise_pacer=True)
+
+
+def test_outputs_are_written_and_readable(tmp_path: Path) -> None:
+    timeline = [Second(second=i, sent=1000, acked=1000, p50_ms=0.8, p99_ms=0.9, max_ms=1.0)
+                for i in range(3)]
+    result = merge(SPEC, [result_with_lag(10)], timeline)
+    paths = write_outputs(result, tmp_path, "results", with_plots=True)
+    data = json.loads(paths[0].read_text())
+    assert data["summary"]["achieved_per_s"] == 1000
+    assert 0.79 < data["summary"]["p99_ms"] < 0.81
+    assert data["summary"]["latency_ms"]["md"]["count"] == 3000
+    for png in paths[1:]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert generator_notes(result) == []
+    assert "no violations" in table(result)
+
+
+def test_a_generator_that_fell_behind_says_so() -> None:
+    result = merge(SPEC, [result_with_lag(5_000)], [])
+    notes = generator_notes(result)
+    assert notes and "fell behind" in notes[0]
+    assert "NOTE: generator fell behind" in table(result)
