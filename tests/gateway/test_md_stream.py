@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +29,7 @@ from tests.gateway.test_md_support import (
     Flow,
     MdWs,
     config,
+    wait_until,
 )
 
 __all__ = ["config"]
@@ -200,7 +202,7 @@ async def test_slow_consumer_is_cut_off_alone(config: ExchangeConfig) -> None:
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(body))
         slow.sendall(bytes((0x81, 0x80 | len(body))) + mask + masked)
         hub = client.app[HUB_KEY]
-        await asyncio.wait_for(_until(lambda: len(hub.symbols[SYMBOL].subs) == 2), 10)
+        await wait_until(lambda: len(hub.symbols[SYMBOL].subs) == 2)
         steps = 0
         while len(hub.clients) == 2:
             assert steps < 20_000, "the slow consumer was never cut off"
@@ -225,11 +227,6 @@ async def test_slow_consumer_is_cut_off_alone(config: ExchangeConfig) -> None:
         await fast.close()
 
 
-async def _until(cond: Any) -> None:
-    while not cond():
-        await asyncio.sleep(0.005)
-
-
 async def test_heartbeat_once_a_second_with_seq(config: ExchangeConfig) -> None:
     flow = Flow(9, None, config)
     source = EngineSource(flow.engine)
@@ -238,15 +235,14 @@ async def test_heartbeat_once_a_second_with_seq(config: ExchangeConfig) -> None:
         sub = await subscribe(client, flow, interval_ms=100)
         plain = await subscribe(client, flow, channels=("heartbeat", "trades"))
         await run_flow(flow, 20)
-        await sub.wait_for(lambda: len(sub.replica.heartbeats) >= 2, timeout=5)
-        await plain.wait_for(lambda: len(plain.replica.heartbeats) >= 1, timeout=5)
+        await sub.wait_for(lambda: len(sub.replica.heartbeats) >= 2, within=5)
+        await plain.wait_for(lambda: len(plain.replica.heartbeats) >= 1, within=5)
         hb = sub.replica.heartbeats[-1]
         assert hb["seq"] == sub.replica.seq  # checked in BookReplica too
         assert hb["last_trade_id"] == flow.last_trade_id
         assert plain.replica.heartbeats[-1]["seq"] == final_seq(flow)
-        gaps = [
-            b["ts"] - a["ts"] for a, b in zip(sub.replica.heartbeats, sub.replica.heartbeats[1:])
-        ]
+        beats = sub.replica.heartbeats
+        gaps = [b["ts"] - a["ts"] for a, b in itertools.pairwise(beats)]
         assert all(0.5e9 < g < 1.5e9 for g in gaps), gaps
         await sub.close()
         await plain.close()

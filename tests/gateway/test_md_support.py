@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import zlib
@@ -149,9 +150,10 @@ class EngineSource:
 
     def send_to_gateways(self, symbol: str, payload: bytes) -> None:
         """What the link transport calls (the matcher side of the link)."""
-        if symbol in self.subscribed and self.up and self.handler is not None:
-            if not self.drop(symbol, payload):
-                self.handler(symbol, payload)
+        live = symbol in self.subscribed and self.up and self.handler is not None
+        if live and not self.drop(symbol, payload):
+            assert self.handler is not None
+            self.handler(symbol, payload)
 
 
 def kraken_string(text: str) -> str:
@@ -270,8 +272,8 @@ class MdWs:
             self.closed.set()
             self.changed.set()
 
-    async def wait_for(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, cond: Callable[[], bool], within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
         while not cond():
             if self.error is not None:
                 raise self.error
@@ -281,10 +283,8 @@ class MdWs:
             self.changed.clear()
             if cond():
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), remaining)
-            except TimeoutError:
-                pass
         if self.error is not None:
             raise self.error
 
@@ -293,10 +293,12 @@ class MdWs:
         self.task.cancel()
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_until(cond: Callable[[], bool], within: float = 10.0) -> None:
     """Poll a condition that no event signals (other processes, sockets)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
+    deadline = time.monotonic() + within
+    while True:
+        if cond():
+            return
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         await asyncio.sleep(0.005)
