@@ -1,0 +1,96 @@
+"""The gateway's aiohttp application: /ws/trade, /ws/md, read-only REST, /healthz, /metrics.
+
+    settings = GatewaySettings(matcher="unix:/run/exchange/matcher.sock")
+    app = await create_app(settings)          # links to the matcher first (its config)
+    web.run_app(app, ...)                     # or AppRunner + TCPSite(reuse_port=True)
+
+The app owns its matcher link: it is started here (the instrument config comes from the
+matcher's Welcome, so the app is built once the first link is up) and stopped by the app's
+cleanup context. While the link is down the gateway keeps serving: /healthz answers 503 and
+order entry answers 5002 until the link is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from exchange.instruments import ExchangeConfig
+from gateway.matcher_link import LinkLimits, MatcherLink
+from gateway.metrics import GatewayMetrics
+from gateway.rest import RestApi
+from gateway.trade_ws import TradeGateway, TradeLimits
+
+log = structlog.get_logger("gateway.app")
+
+
+def default_gateway_id() -> str:
+    return f"gw-{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    matcher: str  # unix:/path or tcp:host:port
+    gateway_id: str = field(default_factory=default_gateway_id)
+    redis_url: str | None = None
+    trade: TradeLimits = field(default_factory=TradeLimits)
+    link: LinkLimits = field(default_factory=LinkLimits)
+    first_link_timeout_s: float | None = None  # None: wait for the matcher as long as it takes
+    market_data: bool = True
+
+
+LINK_KEY = web.AppKey("matcher_link", MatcherLink)
+TRADE_KEY = web.AppKey("trade_gateway", TradeGateway)
+METRICS_KEY = web.AppKey("gateway_metrics", GatewayMetrics)
+CONFIG_KEY = web.AppKey("exchange_config", ExchangeConfig)
+SETTINGS_KEY = web.AppKey("gateway_settings", GatewaySettings)
+
+
+async def create_app(settings: GatewaySettings) -> web.Application:
+    """Link to the matcher, then build the app around that link (async app factory)."""
+    metrics = GatewayMetrics()
+    link = MatcherLink(settings.matcher, settings.gateway_id, limits=settings.link,
+                       metrics=metrics)
+    link.start()
+    try:
+        async with asyncio.timeout(settings.first_link_timeout_s):
+            config = await link.wait_config()
+    except BaseException:
+        await link.stop()
+        raise
+    return build_app(settings, link, config, metrics)
+
+
+def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConfig,
+              metrics: GatewayMetrics) -> web.Application:
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+    app[LINK_KEY] = link
+    app[METRICS_KEY] = metrics
+    app[CONFIG_KEY] = config
+    trade = TradeGateway(link, config, settings.trade, metrics)
+    app[TRADE_KEY] = trade
+    app.router.add_get("/ws/trade", trade.handle)
+    RestApi(link, config, metrics).add_routes(app)
+    if settings.market_data:
+        from gateway import marketdata
+
+        marketdata.install(app, source=link, config=config, redis_url=settings.redis_url)
+
+    async def on_shutdown(app: web.Application) -> None:
+        await trade.close()
+
+    async def link_ctx(app: web.Application) -> AsyncIterator[None]:
+        link.start()  # no-op when create_app started it
+        yield
+        await link.stop()
+
+    app.on_shutdown.append(on_shutdown)
+    app.cleanup_ctx.append(link_ctx)
+    return app

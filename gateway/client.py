@@ -1,0 +1,323 @@
+"""A small async client for the trading WebSocket (and the admin API), on aiohttp.
+
+    async with await TradeClient.connect("ws://127.0.0.1:8080/ws/trade",
+                                         api_key=key, secret=secret) as client:
+        placed = await client.place("BTC-USD", "buy", "0.5", "50000.00")
+        report = await client.next_report()
+        await client.cancel("BTC-USD", order_id=placed["order_id"])
+
+Methods return the `result` of the response and raise `ExchangeError` (with `code`, `status`,
+`retry_after_ms`) for an error response. `request()` returns the whole response instead.
+Execution reports are kept in a bounded buffer (oldest dropped past `max_reports`, counted in
+`dropped_reports`) and read with `next_report()` or `async for report in client.reports()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from gateway.auth import sign_logon
+
+
+class ExchangeError(Exception):
+    def __init__(self, code: int, msg: str, status: int, retry_after_ms: int | None = None,
+                 response: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"{code} {msg}")
+        self.code = code
+        self.msg = msg
+        self.status = status
+        self.retry_after_ms = retry_after_ms
+        self.response = dict(response or {})
+
+
+class ConnectionClosed(ConnectionError):
+    """The server closed the WebSocket; `close_code` and `reason` say why."""
+
+    def __init__(self, close_code: int | None, reason: str) -> None:
+        super().__init__(f"connection closed ({close_code}): {reason}")
+        self.close_code = close_code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Credentials:
+    account_id: int
+    api_key: str
+    secret: str
+
+
+class TradeClient:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, http: aiohttp.ClientSession | None,
+                 *, max_reports: int = 100_000) -> None:
+        self.ws = ws
+        self._http = http  # owned when we created it
+        self._ids = itertools.count(1)
+        self._pending: dict[int | str, asyncio.Future[dict[str, Any]]] = {}
+        self._reports: deque[dict[str, Any]] = deque(maxlen=max_reports)
+        self._report_event = asyncio.Event()
+        self.dropped_reports = 0
+        self.account_id: int | None = None
+        self.session_id: str | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.last_rate_limits: list[dict[str, Any]] = []
+        self._closed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read_loop())
+
+    @classmethod
+    async def connect(cls, url: str, *, api_key: str | None = None, secret: str | None = None,
+                      cancel_on_disconnect: str = "none",
+                      session: aiohttp.ClientSession | None = None,
+                      max_reports: int = 100_000, heartbeat: float | None = None
+                      ) -> TradeClient:
+        """Connect to `ws://host:port/ws/trade`; log on when a key and secret are given."""
+        http = session or aiohttp.ClientSession()
+        try:
+            ws = await http.ws_connect(url, heartbeat=heartbeat, max_msg_size=16 * 1024 * 1024)
+        except BaseException:
+            if session is None:
+                await http.close()
+            raise
+        client = cls(ws, None if session is not None else http, max_reports=max_reports)
+        if api_key is not None and secret is not None:
+            try:
+                await client.logon(api_key, secret, cancel_on_disconnect=cancel_on_disconnect)
+            except BaseException:
+                await client.close()
+                raise
+        return client
+
+    async def __aenter__(self) -> TradeClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        if self._http is not None:
+            await self._http.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            async for msg in self.ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                if data.get("type") == "execution":
+                    if len(self._reports) == self._reports.maxlen:
+                        self.dropped_reports += 1
+                    self._reports.append(data)
+                    self._report_event.set()
+                    continue
+                if "rate_limits" in data:
+                    self.last_rate_limits = data["rate_limits"]
+                fut = self._pending.pop(data.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(data)
+        finally:
+            self.close_code = self.ws.close_code
+            extra = getattr(self.ws, "_close_message", None)
+            self.close_reason = str(extra) if extra else ""
+            exc = ConnectionClosed(self.close_code, self.close_reason)
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(exc)
+            self._pending.clear()
+            self._closed.set()
+            self._report_event.set()
+
+    async def send_raw(self, text: str | bytes) -> None:
+        """Send a frame as is (tests of malformed input)."""
+        if isinstance(text, bytes):
+            await self.ws.send_bytes(text)
+        else:
+            await self.ws.send_str(text)
+
+    async def request(self, method: str, params: Mapping[str, Any] | None = None, *,
+                      request_id: int | str | None = None, wait_s: float = 30.0
+                      ) -> dict[str, Any]:
+        """Send one request and return the whole response (`status`, `result`/`error`...)."""
+        rid: int | str = next(self._ids) if request_id is None else request_id
+        if self.closed:
+            raise ConnectionClosed(self.close_code, self.close_reason)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        message: dict[str, Any] = {"id": rid, "method": method}
+        if params:
+            message["params"] = {k: v for k, v in params.items() if v is not None}
+        try:
+            await self.ws.send_str(json.dumps(message))
+            async with asyncio.timeout(wait_s):
+                return await fut
+        finally:
+            self._pending.pop(rid, None)
+
+    async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """`result` of the response, or ExchangeError."""
+        response = await self.request(method, params)
+        if "error" in response:
+            err = response["error"]
+            raise ExchangeError(err["code"], err.get("msg", ""), response["status"],
+                                err.get("retry_after_ms"), response)
+        return response["result"]
+
+    # ---- methods --------------------------------------------------------------------------
+
+    async def logon(self, api_key: str, secret: str, *, cancel_on_disconnect: str = "none",
+                    timestamp: int | None = None, nonce: str | None = None) -> dict[str, Any]:
+        ts = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+        nonce = secrets.token_hex(12) if nonce is None else nonce
+        result: dict[str, Any] = await self.call("session.logon", {
+            "api_key": api_key, "timestamp": ts, "nonce": nonce,
+            "signature": sign_logon(secret, ts, nonce, api_key),
+            "cancel_on_disconnect": cancel_on_disconnect,
+        })
+        self.account_id = result["account_id"]
+        self.session_id = result["session_id"]
+        return result
+
+    async def ping(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("ping")
+        return result
+
+    async def place(self, symbol: str, side: str, qty: str, price: str | None = None, *,
+                    type: str | None = None, tif: str | None = None,
+                    post_only: bool | None = None, client_order_id: str | None = None,
+                    stp: str | None = None) -> dict[str, Any]:
+        """A limit order when `price` is given, else a market order (unless `type` says)."""
+        order_type = type or ("limit" if price is not None else "market")
+        result: dict[str, Any] = await self.call("order.place", {
+            "symbol": symbol, "side": side, "type": order_type, "qty": qty, "price": price,
+            "tif": tif, "post_only": post_only,
+            "client_order_id": client_order_id or secrets.token_hex(8), "stp": stp,
+        })
+        return result
+
+    async def cancel(self, symbol: str, *, order_id: int | None = None,
+                     client_order_id: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("order.cancel", {
+            "symbol": symbol, "order_id": order_id, "client_order_id": client_order_id})
+        return result
+
+    async def amend(self, symbol: str, *, order_id: int | None = None,
+                    client_order_id: str | None = None, new_qty: str | None = None,
+                    new_price: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("order.amend", {
+            "symbol": symbol, "order_id": order_id, "client_order_id": client_order_id,
+            "new_qty": new_qty, "new_price": new_price})
+        return result
+
+    async def status(self, symbol: str, *, order_id: int | None = None,
+                     client_order_id: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("order.status", {
+            "symbol": symbol, "order_id": order_id, "client_order_id": client_order_id})
+        return result
+
+    async def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.call("orders.open", {"symbol": symbol})
+        return result
+
+    async def cancel_all(self, symbol: str | None = None) -> int:
+        result = await self.call("orders.cancel_all", {"symbol": symbol})
+        return int(result["canceled"])
+
+    async def balances(self) -> dict[str, dict[str, str]]:
+        """{asset: {"available", "held"}} from account.balances."""
+        result = await self.call("account.balances")
+        return {b["asset"]: {"available": b["available"], "held": b["held"]}
+                for b in result["balances"]}
+
+    # ---- execution reports ----------------------------------------------------------------
+
+    def pending_reports(self) -> int:
+        return len(self._reports)
+
+    async def next_report(self, wait_s: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(wait_s):
+            while not self._reports:
+                if self.closed:
+                    raise ConnectionClosed(self.close_code, self.close_reason)
+                self._report_event.clear()
+                await self._report_event.wait()
+        return self._reports.popleft()
+
+    async def reports(self) -> AsyncIterator[dict[str, Any]]:
+        """Execution reports as they come, until the connection closes."""
+        while True:
+            try:
+                yield await self.next_report(wait_s=3600.0)
+            except ConnectionClosed:
+                return
+
+
+# ---- accounts through the admin HTTP API -------------------------------------------------------
+
+
+async def create_funded_account(admin_url: str, token: str,
+                                deposits: Mapping[str, str] | None = None, *,
+                                permissions: tuple[str, ...] = ("trade", "read"),
+                                label: str = "") -> Credentials:
+    """Create an account with an API key and deposits via `exchange gateway --admin-port`."""
+    headers = {"Authorization": f"Bearer {token}"}
+    base = admin_url.rstrip("/")
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def post(path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+            async with http.post(base + path, json=dict(body)) as resp:
+                data: dict[str, Any] = await resp.json()
+                if resp.status != 200:
+                    raise ExchangeError(data.get("code", 0), data.get("msg", ""), resp.status)
+                return data
+
+        account_id = int((await post("/admin/accounts", {"label": label}))["account_id"])
+        key = await post(f"/admin/accounts/{account_id}/keys",
+                         {"permissions": list(permissions)})
+        for asset, amount in (deposits or {}).items():
+            await post(f"/admin/accounts/{account_id}/deposit",
+                       {"asset": asset, "amount": amount})
+    return Credentials(account_id=account_id, api_key=key["api_key"], secret=key["secret"])
+
+
+async def create_funded_account_via_link(matcher_address: str,
+                                         deposits: Mapping[str, str] | None = None, *,
+                                         permissions: tuple[str, ...] = ("trade", "read"),
+                                         label: str = "") -> Credentials:
+    """The same through exchange.admin_ops over a direct matcher link (operator side)."""
+    from exchange import admin_ops
+    from exchange.link_client import LinkClient
+
+    link = await LinkClient.connect(matcher_address, "client-admin")
+    try:
+        account_id = await admin_ops.create_account(link, label)
+        api_key, secret = await admin_ops.create_api_key(link, account_id, permissions)
+        for asset, amount in (deposits or {}).items():
+            await admin_ops.deposit(link, account_id, asset, amount)
+    finally:
+        await link.close()
+    return Credentials(account_id=account_id, api_key=api_key, secret=secret)

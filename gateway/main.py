@@ -1,0 +1,137 @@
+"""`exchange gateway`: run a gateway process in front of a matcher (aiohttp on uvloop).
+
+Several gateway processes may serve one port: the listening socket is opened with
+SO_REUSEPORT and the kernel spreads connections between them. The admin HTTP API, when
+enabled, listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from exchange.logs import configure_logging
+from gateway.admin_http import AdminApi
+from gateway.app import GatewaySettings, create_app, default_gateway_id
+from gateway.matcher_link import LinkLimits
+from gateway.ratelimit import RateLimit
+from gateway.trade_ws import TradeLimits
+
+log = structlog.get_logger("gateway.main")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matcher", required=True, help="unix:/path or tcp:host:port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--redis", "--redis-url", dest="redis", default=None,
+                        help="market data from Redis pub/sub (default: over the matcher link)")
+    parser.add_argument("--admin-port", type=int, default=None,
+                        help="serve the admin HTTP API on 127.0.0.1:PORT")
+    parser.add_argument("--admin-token-file", type=Path, default=None,
+                        help="file holding the admin bearer token (needed with --admin-port)")
+    parser.add_argument("--gateway-id", default=None)
+    parser.add_argument("--log-level", default="info")
+    t, k = TradeLimits(), LinkLimits()
+    parser.add_argument("--max-message-bytes", type=int, default=t.max_message_bytes)
+    parser.add_argument("--max-connections", type=int, default=t.max_connections)
+    parser.add_argument("--max-connections-per-key", type=int,
+                        default=t.max_connections_per_key)
+    parser.add_argument("--send-buffer", type=int, default=t.send_buffer,
+                        help="messages queued to one client before it is closed as slow")
+    parser.add_argument("--heartbeat", type=float, default=t.heartbeat_s, metavar="SECONDS")
+    parser.add_argument("--idle-timeout", type=float, default=t.idle_timeout_s,
+                        metavar="SECONDS")
+    parser.add_argument("--logon-timeout", type=float, default=t.logon_timeout_s,
+                        metavar="SECONDS")
+    parser.add_argument("--request-timeout", type=float, default=t.request_timeout_s,
+                        metavar="SECONDS")
+    parser.add_argument("--order-limit", type=int, default=t.orders.limit,
+                        help="orders (place/amend) per API key per --order-window-ms")
+    parser.add_argument("--order-window-ms", type=int, default=t.orders.window_ms)
+    parser.add_argument("--request-limit", type=int, default=t.requests.limit,
+                        help="requests per connection per --request-window-ms")
+    parser.add_argument("--request-window-ms", type=int, default=t.requests.window_ms)
+    parser.add_argument("--window", type=int, default=k.window,
+                        help="commands in flight to the matcher")
+    parser.add_argument("--queue-size", type=int, default=k.queue_size,
+                        help="new orders waiting for the window; beyond it 4002")
+    parser.add_argument("--cancel-reserve", type=int, default=k.cancel_reserve)
+
+
+def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
+    trade = TradeLimits(
+        max_message_bytes=args.max_message_bytes,
+        max_connections=args.max_connections,
+        max_connections_per_key=args.max_connections_per_key,
+        send_buffer=args.send_buffer,
+        heartbeat_s=args.heartbeat,
+        idle_timeout_s=args.idle_timeout,
+        logon_timeout_s=args.logon_timeout,
+        request_timeout_s=args.request_timeout,
+        orders=RateLimit(type="orders", limit=args.order_limit, window_ms=args.order_window_ms),
+        requests=RateLimit(type="requests", limit=args.request_limit,
+                           window_ms=args.request_window_ms),
+    )
+    link = LinkLimits(window=args.window, queue_size=args.queue_size,
+                      cancel_reserve=args.cancel_reserve)
+    return GatewaySettings(matcher=args.matcher, gateway_id=args.gateway_id or
+                           default_gateway_id(), redis_url=args.redis, trade=trade, link=link)
+
+
+async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asyncio.Event,
+                admin_port: int | None = None, admin_token: str | None = None,
+                on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve until `stop` is set; then close sessions and the link cleanly."""
+    log.info("gateway_starting", matcher=settings.matcher, host=host, port=port)
+    app = await create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    admin_runner: web.AppRunner | None = None
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
+        await site.start()
+        # The real port when 0 was asked for.
+        bound = int(runner.addresses[0][1]) if port == 0 and runner.addresses else port
+        if admin_port is not None:
+            if not admin_token:
+                raise SystemExit("--admin-port needs --admin-token-file")
+            admin = AdminApi(settings.matcher, admin_token, settings.gateway_id)
+            admin_runner = web.AppRunner(admin.app(), handle_signals=False, access_log=None)
+            await admin_runner.setup()
+            await web.TCPSite(admin_runner, "127.0.0.1", admin_port).start()
+        log.info("gateway_listening", host=host, port=bound, admin_port=admin_port)
+        if on_ready is not None:
+            on_ready(bound)
+        await stop.wait()
+    finally:
+        log.info("gateway_stopping")
+        if admin_runner is not None:
+            await admin_runner.cleanup()
+        await runner.cleanup()
+
+
+async def _main(args: argparse.Namespace) -> int:
+    configure_logging("gateway", args.log_level)
+    token = None
+    if args.admin_token_file is not None:
+        token = args.admin_token_file.read_text().strip()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings_from_args(args), args.host, args.port, stop=stop,
+                admin_port=args.admin_port, admin_token=token)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvloop
+
+    return int(uvloop.run(_main(args)))

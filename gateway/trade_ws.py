@@ -1,0 +1,534 @@
+"""`GET /ws/trade`: order entry over WebSocket, exactly as PROTOCOL.md says.
+
+Per message: size check, envelope, per-connection request budget, logon state, permission,
+per-key order budget, field validation; only then does a command go to the matcher. A
+session's commands are handed to the matcher link in arrival order without awaiting in
+between; their answers are awaited in separate tasks, so one slow answer does not hold up
+the next request (responses carry the request `id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from exchange.codes import MESSAGES, STATUS_OF, Code
+from exchange.commands import CancelAll
+from exchange.events import (
+    AllCanceled,
+    CancelRejected,
+    CommandRejected,
+    OrderAmended,
+    OrderCanceled,
+    OrderRejected,
+)
+from exchange.instruments import ExchangeConfig
+from exchange.link_client import LinkDown
+from exchange.link_messages import Refused, Result
+from exchange.queries import (
+    ApiKeyInfo,
+    BalanceList,
+    GetApiKey,
+    NotFound,
+    OrderList,
+    OrderState,
+    QueryResult,
+)
+from gateway import auth, validation
+from gateway.matcher_link import MatcherLink, Overloaded, Unavailable
+from gateway.metrics import GatewayMetrics
+from gateway.ratelimit import BucketTable, RateLimit, TokenBucket
+from gateway.reports import balance, order_state
+from gateway.session import SessionRegistry, TradeSession
+from gateway.validation import EnvelopeError, Request, RequestError, RequestId
+
+log = structlog.get_logger("gateway.trade")
+
+Reply = tuple[Code, dict[str, Any] | list[Any] | None, str | None]
+
+# Engine codes PROTOCOL.md does not list reach clients as one it does (codes.py).
+_WIRE_CODE = {
+    Code.SYMBOL_HALTED: Code.UNKNOWN_SYMBOL,
+    Code.UNKNOWN_ACCOUNT: Code.INVALID_VALUE,
+    Code.DUPLICATE_API_KEY: Code.INTERNAL,
+}
+
+
+def wire_code(code: int) -> tuple[Code, str]:
+    """(code for the client, message) for an engine result code."""
+    try:
+        engine = Code(code)
+    except ValueError:
+        return Code.INTERNAL, f"engine code {code}"
+    return _WIRE_CODE.get(engine, engine), MESSAGES[engine]
+
+
+ORDERS_LIMIT = RateLimit(type="orders", limit=100, window_ms=1_000)
+REQUESTS_LIMIT = RateLimit(type="requests", limit=500, window_ms=1_000)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeLimits:
+    max_message_bytes: int = 64 * 1024
+    max_connections: int = 10_000
+    max_connections_per_key: int = 32
+    send_buffer: int = 1024  # messages queued to one client
+    heartbeat_s: float = 10.0  # WebSocket ping interval; a missed pong closes
+    idle_timeout_s: float = 300.0  # no message at all from the client
+    logon_timeout_s: float = 30.0  # connected but not logged on
+    request_timeout_s: float = 10.0  # matcher answer; then 5001
+    orders: RateLimit = ORDERS_LIMIT
+    requests: RateLimit = REQUESTS_LIMIT
+    key_cache_size: int = 10_000
+    key_cache_ttl_s: float = 30.0
+    nonce_cache_size: int = 100_000
+    logon_window_ms: int = auth.WINDOW_MS
+
+
+class TradeGateway:
+    """State shared by all /ws/trade connections of one app."""
+
+    def __init__(self, link: MatcherLink, config: ExchangeConfig, limits: TradeLimits,
+                 metrics: GatewayMetrics) -> None:
+        self.link = link
+        self.config = config
+        self.limits = limits
+        self.metrics = metrics
+        self.sessions = SessionRegistry()
+        self.keys = auth.KeyCache(limits.key_cache_size, limits.key_cache_ttl_s)
+        self.nonces = auth.NonceCache(limits.logon_window_ms, limits.nonce_cache_size)
+        self.order_buckets = BucketTable(limits.orders)
+        self._tasks: set[asyncio.Task[None]] = set()
+        link.set_reports_handler(lambda events: self.sessions.deliver(self.config, events))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for session in list(self.sessions.all):
+            session.close("gateway shutting down", WSCloseCode.GOING_AWAY)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # ---- connection -----------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        lim = self.limits
+        if len(self.sessions) >= lim.max_connections:
+            self.metrics.sessions_closed.labels("too_many_connections").inc()
+            return web.json_response(
+                {"error": {"code": int(Code.OVERLOADED), "msg": "too many connections",
+                           "retry_after_ms": 1000}},
+                status=STATUS_OF[Code.OVERLOADED],
+            )
+        # aiohttp refuses (1009, no answer) beyond 4x the limit without buffering the payload;
+        # between the limit and that, the client gets 1004 first (docs/API.md).
+        ws = web.WebSocketResponse(
+            heartbeat=lim.heartbeat_s, max_msg_size=4 * lim.max_message_bytes, compress=False,
+        )
+        await ws.prepare(request)
+        session = TradeSession(
+            ws, request, send_buffer=lim.send_buffer, metrics=self.metrics,
+            requests_bucket=TokenBucket(lim.requests),
+        )
+        session.on_sent = self._on_sent
+        self.sessions.add(session)
+        self.metrics.sessions.set(len(self.sessions))
+        structlog.contextvars.bind_contextvars(session_id=session.session_id)
+        peer = request.remote
+        log.info("session_open", peer=peer)
+        reason = "client closed"
+        loop = asyncio.get_running_loop()
+        msgs_in = self.metrics.messages_in.labels("trade")
+        bytes_in = self.metrics.bytes_in.labels("trade")
+        try:
+            while True:
+                timeout = lim.idle_timeout_s if session.logged_on else lim.logon_timeout_s
+                try:
+                    msg = await ws.receive(timeout=timeout)
+                except TimeoutError:
+                    reason = "idle timeout" if session.logged_on else "no logon"
+                    session.close(reason, WSCloseCode.POLICY_VIOLATION)
+                    break
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    received_at = loop.time()
+                    data: str | bytes = msg.data
+                    msgs_in.inc()
+                    bytes_in.inc(len(data))
+                    await self._on_message(session, data, received_at)
+                    if session.close_reason is not None:
+                        reason = session.close_reason
+                        break
+                elif msg.type == WSMsgType.ERROR:
+                    reason = f"protocol error: {ws.exception()!r}"[:200]
+                    break
+                else:
+                    if session.close_reason is not None:
+                        reason = session.close_reason
+                    elif ws.close_code not in (None, WSCloseCode.OK, WSCloseCode.GOING_AWAY):
+                        reason = f"closed with {ws.close_code}"
+                    break
+        finally:
+            await self._closed(session, reason)
+        return ws
+
+    async def _closed(self, session: TradeSession, reason: str) -> None:
+        if session.close_reason is None:
+            session.close_reason = reason
+        self.sessions.remove(session)
+        self.metrics.sessions.set(len(self.sessions))
+        self.metrics.sessions_closed.labels(_reason_label(reason)).inc()
+        if session.account_id is not None:
+            self.link.remove_account(session.account_id)
+            if session.cancel_on_disconnect != "none":
+                self._cancel_on_disconnect(session)
+        log.info("session_closed", reason=reason, reports=session.report_seq)
+        await session.stop_writer()
+        with contextlib.suppress(Exception):
+            await session.ws.close()
+
+    def _cancel_on_disconnect(self, session: TradeSession) -> None:
+        assert session.account_id is not None
+        scope_session = session.session_id if session.cancel_on_disconnect == "session" else ""
+        command = CancelAll(account_id=session.account_id, session_id=scope_session,
+                            reason="disconnect")
+        try:
+            ticket = self.link.submit(command, cancel=True)
+        except (Unavailable, Overloaded) as exc:
+            # The matcher saw the session (SessionOpened) and cancels itself on link loss.
+            self.metrics.cancel_on_disconnect.labels("not_sent").inc()
+            log.warning("cancel_on_disconnect_not_sent", error=repr(exc))
+            self.link.session_closed(session.session_id)
+            return
+
+        async def finish() -> None:
+            try:
+                result = await ticket
+                self.metrics.cancel_on_disconnect.labels("ok").inc()
+                count = next((e.count for e in getattr(result, "events", ())
+                              if isinstance(e, AllCanceled)), None)
+                log.info("cancel_on_disconnect", canceled=count)
+            except (LinkDown, Unavailable) as exc:
+                self.metrics.cancel_on_disconnect.labels("link_down").inc()
+                log.warning("cancel_on_disconnect_failed", error=repr(exc))
+            finally:
+                # Only now: until the CancelAll is through, a link loss still makes the
+                # matcher cancel for this session.
+                self.link.session_closed(session.session_id)
+
+        self._spawn(finish())
+
+    def _on_sent(self, method: str, seconds: float) -> None:
+        self.metrics.ack_latency.labels(method).observe(seconds)
+
+    # ---- one message ----------------------------------------------------------------------
+
+    def _rate_limits(self, session: TradeSession) -> list[dict[str, Any]]:
+        orders = session.orders_bucket
+        first = (orders.wire() if orders is not None else
+                 {"type": self.limits.orders.type, "window_ms": self.limits.orders.window_ms,
+                  "limit": self.limits.orders.limit, "count": 0})
+        return [first, session.requests_bucket.wire()]
+
+    def _reply(self, session: TradeSession, req_id: RequestId, method: str, code: Code,
+               result: dict[str, Any] | list[Any] | None, *, msg: str | None = None,
+               retry_after_ms: int | None = None, received_at: float | None = None) -> None:
+        body: dict[str, Any] = {"id": req_id, "status": STATUS_OF[code]}
+        if code == Code.OK:
+            body["result"] = result if result is not None else {}
+        else:
+            error: dict[str, Any] = {"code": int(code), "msg": msg or MESSAGES[code]}
+            if retry_after_ms is not None:
+                error["retry_after_ms"] = retry_after_ms
+            body["error"] = error
+            log.info("request_rejected", method=method, code=int(code), msg=error["msg"])
+        body["rate_limits"] = self._rate_limits(session)
+        self.metrics.requests.labels(method or "invalid", str(int(code))).inc()
+        session.send(body, received_at=received_at, method=method or "invalid")
+
+    async def _on_message(self, session: TradeSession, data: str | bytes,
+                          received_at: float) -> None:
+        size = len(data.encode() if isinstance(data, str) else data)
+        if size > self.limits.max_message_bytes:
+            code = Code.TOO_LARGE
+            self.metrics.requests.labels("invalid", str(int(code))).inc()
+            log.info("request_rejected", method="", code=int(code), size=size)
+            session.close_after(
+                {"id": None, "status": STATUS_OF[code],
+                 "error": {"code": int(code),
+                           "msg": f"message larger than {self.limits.max_message_bytes} bytes"},
+                 "rate_limits": self._rate_limits(session)},
+                "message too large",
+            )
+            return
+        try:
+            req = validation.parse_request(data)
+        except EnvelopeError as exc:
+            self._reply(session, exc.request_id, "", exc.code, None, msg=exc.msg)
+            return
+        try:
+            wait = session.requests_bucket.take()
+            if wait:
+                raise RequestError(Code.RATE_LIMITED, "too many requests", wait)
+            await self._dispatch(session, req, received_at)
+        except RequestError as exc:
+            self._reply(session, req.id, req.method, exc.code, None, msg=exc.msg,
+                        retry_after_ms=exc.retry_after_ms, received_at=received_at)
+        except Overloaded as exc:
+            self._reply(session, req.id, req.method, Code.OVERLOADED, None,
+                        msg="queue to the matcher is full", retry_after_ms=exc.retry_after_ms,
+                        received_at=received_at)
+        except Unavailable:
+            self._reply(session, req.id, req.method, Code.INTERNAL, None,
+                        msg="matcher unavailable", retry_after_ms=1000, received_at=received_at)
+
+    async def _dispatch(self, session: TradeSession, req: Request, received_at: float) -> None:
+        method, params = req.method, req.params
+        if method == validation.PING:
+            validation.no_params(params)
+            self._reply(session, req.id, method, Code.OK, {}, received_at=received_at)
+            return
+        if method == validation.LOGON:
+            await self._logon(session, req, received_at)
+            return
+        if session.account_id is None:
+            raise RequestError(Code.NOT_LOGGED_ON)
+        account = session.account_id
+        needed = "trade" if method in validation.TRADE_METHODS else "read"
+        if needed not in session.permissions:
+            raise RequestError(Code.NO_PERMISSION, f"key lacks '{needed}' permission")
+        if method in (validation.PLACE, validation.AMEND):
+            assert session.orders_bucket is not None
+            wait = session.orders_bucket.take()
+            if wait:
+                raise RequestError(Code.RATE_LIMITED, "order rate limit", wait)
+        config = self.config
+        if method == validation.PLACE:
+            place = validation.place_order(config, params, account, session.session_id)
+            self._await_submit(session, req, received_at,
+                               self.link.submit(place), _render_place)
+        elif method == validation.CANCEL:
+            cancel = validation.cancel_order(config, params, account)
+            self._await_submit(session, req, received_at,
+                               self.link.submit(cancel, cancel=True), _render_cancel)
+        elif method == validation.AMEND:
+            amend = validation.amend_order(config, params, account)
+            self._await_submit(session, req, received_at,
+                               self.link.submit(amend), _render_amend)
+        elif method == validation.CANCEL_ALL:
+            cancel_all = validation.cancel_all(config, params, account)
+            self._await_submit(session, req, received_at,
+                               self.link.submit(cancel_all, cancel=True), _render_cancel_all)
+        elif method == validation.STATUS:
+            query = validation.order_status(config, params, account)
+            self._await_ask(session, req, received_at, self.link.ask_nowait(query),
+                            self._render_status)
+        elif method == validation.OPEN:
+            open_q = validation.open_orders(config, params, account)
+            self._await_ask(session, req, received_at, self.link.ask_nowait(open_q),
+                            self._render_open)
+        elif method == validation.BALANCES:
+            bal_q = validation.balances(params, account)
+            self._await_ask(session, req, received_at, self.link.ask_nowait(bal_q),
+                            self._render_balances)
+        else:  # pragma: no cover - parse_request admits only known methods
+            raise RequestError(Code.MALFORMED, "unknown method")
+
+    # ---- answers --------------------------------------------------------------------------
+
+    def _await_submit(self, session: TradeSession, req: Request, received_at: float,
+                      ticket: asyncio.Future[Result | Refused],
+                      render: Callable[[Result], Reply]) -> None:
+        async def complete() -> None:
+            try:
+                async with asyncio.timeout(self.limits.request_timeout_s):
+                    answer = await ticket
+            except (TimeoutError, LinkDown):
+                self._reply(session, req.id, req.method, Code.TIMEOUT, None,
+                            msg="no answer from the matcher: outcome unknown, ask order.status",
+                            received_at=received_at)
+                return
+            except Unavailable:
+                self._reply(session, req.id, req.method, Code.INTERNAL, None,
+                            msg="matcher unavailable", retry_after_ms=1000,
+                            received_at=received_at)
+                return
+            if isinstance(answer, Refused):
+                code, text = wire_code(answer.code)
+                self._reply(session, req.id, req.method, code, None,
+                            msg=answer.reason or text, received_at=received_at)
+                return
+            code, result, msg = render(answer)
+            self._reply(session, req.id, req.method, code, result, msg=msg,
+                        received_at=received_at)
+
+        self._spawn(complete())
+
+    def _await_ask(self, session: TradeSession, req: Request, received_at: float,
+                   fut: asyncio.Future[QueryResult],
+                   render: Callable[[QueryResult], Reply]) -> None:
+        async def complete() -> None:
+            try:
+                async with asyncio.timeout(self.limits.request_timeout_s):
+                    answer = await fut
+            except (TimeoutError, LinkDown):
+                self._reply(session, req.id, req.method, Code.TIMEOUT, None,
+                            msg="no answer from the matcher", received_at=received_at)
+                return
+            if isinstance(answer, NotFound):
+                code, text = wire_code(answer.code)
+                self._reply(session, req.id, req.method, code, None, msg=text,
+                            received_at=received_at)
+                return
+            code, result, msg = render(answer)
+            self._reply(session, req.id, req.method, code, result, msg=msg,
+                        received_at=received_at)
+
+        self._spawn(complete())
+
+    def _render_status(self, answer: QueryResult) -> Reply:
+        if isinstance(answer, OrderState):
+            return Code.OK, order_state(self.config, answer), None
+        return Code.INTERNAL, None, "unexpected answer"
+
+    def _render_open(self, answer: QueryResult) -> Reply:
+        if isinstance(answer, OrderList):
+            return Code.OK, [order_state(self.config, o) for o in answer.orders], None
+        return Code.INTERNAL, None, "unexpected answer"
+
+    def _render_balances(self, answer: QueryResult) -> Reply:
+        if isinstance(answer, BalanceList):
+            return Code.OK, {"balances": [balance(self.config, b) for b in answer.balances]}, None
+        return Code.INTERNAL, None, "unexpected answer"
+
+    # ---- logon ----------------------------------------------------------------------------
+
+    async def _logon(self, session: TradeSession, req: Request, received_at: float) -> None:
+        if session.logged_on:
+            raise RequestError(Code.MALFORMED, "already logged on")
+        params = validation.logon(req.params)
+        if not auth.timestamp_fresh(params.timestamp, auth.now_ms(),
+                                    self.limits.logon_window_ms):
+            raise RequestError(Code.BAD_CREDENTIALS)
+        info = self.keys.get(params.api_key)
+        if info is None:
+            try:
+                async with asyncio.timeout(self.limits.request_timeout_s):
+                    answer = await self.link.ask_nowait(GetApiKey(api_key=params.api_key))
+            except (TimeoutError, LinkDown):
+                raise RequestError(Code.TIMEOUT, "no answer from the matcher") from None
+            if not isinstance(answer, ApiKeyInfo):
+                raise RequestError(Code.BAD_CREDENTIALS)
+            info = answer
+            self.keys.put(info)
+            self.metrics.key_cache.set(len(self.keys))
+        if not auth.signature_ok(info.secret, params.timestamp, params.nonce, params.api_key,
+                                 params.signature):
+            raise RequestError(Code.BAD_CREDENTIALS)
+        # Nonces are recorded only for good signatures: garbage cannot fill the cache.
+        if not self.nonces.use(params.api_key, params.nonce):
+            raise RequestError(Code.BAD_CREDENTIALS)
+        self.metrics.nonce_cache.set(len(self.nonces))
+        if self.sessions.per_key.get(info.api_key, 0) >= self.limits.max_connections_per_key:
+            raise RequestError(Code.RATE_LIMITED, "too many sessions for this key", 1000)
+        if session.logged_on:  # a concurrent logon on the same connection won the race
+            raise RequestError(Code.MALFORMED, "already logged on")
+        session.account_id = info.account_id
+        session.api_key = info.api_key
+        session.permissions = tuple(info.permissions)
+        session.cancel_on_disconnect = params.cancel_on_disconnect
+        session.orders_bucket = self.order_buckets.get(info.api_key)
+        self.sessions.logged_on(session)
+        self.link.add_account(info.account_id)
+        if params.cancel_on_disconnect != "none":
+            self.link.session_opened(session.session_id, info.account_id,
+                                     params.cancel_on_disconnect)
+        structlog.contextvars.bind_contextvars(account_id=info.account_id)
+        log.info("session_logon", cancel_on_disconnect=params.cancel_on_disconnect,
+                 permissions=list(info.permissions))
+        self._reply(session, req.id, req.method, Code.OK,
+                    {"account_id": info.account_id, "session_id": session.session_id},
+                    received_at=received_at)
+
+
+def _reason_label(reason: str) -> str:
+    for label in ("client closed", "send buffer full", "message too large", "idle timeout",
+                  "no logon", "gateway shutting down", "protocol error"):
+        if reason.startswith(label):
+            return label.replace(" ", "_")
+    return "other"
+
+
+# ---- rendering of command results ----------------------------------------------------------
+
+
+def _first_rejection(result: Result) -> Reply | None:
+    first = result.events[0] if result.events else None
+    if isinstance(first, OrderRejected | CancelRejected | CommandRejected):
+        code, msg = wire_code(first.code)
+        return code, None, msg
+    if first is None:
+        return Code.INTERNAL, None, "empty result"
+    return None
+
+
+def _final_status(result: Result, order_id: int) -> str | None:
+    status: str | None = None
+    for event in result.events:
+        if getattr(event, "order_id", None) == order_id and hasattr(event, "status"):
+            status = event.status
+    return status
+
+
+def _render_place(result: Result) -> Reply:
+    rejected = _first_rejection(result)
+    if rejected is not None:
+        return rejected
+    first = result.events[0]
+    order_id: int = getattr(first, "order_id", 0)
+    return Code.OK, {
+        "order_id": order_id,
+        "client_order_id": getattr(first, "client_order_id", ""),
+        "status": _final_status(result, order_id),
+        "engine_seq": result.seq,
+    }, None
+
+
+def _render_cancel(result: Result) -> Reply:
+    rejected = _first_rejection(result)
+    if rejected is not None:
+        return rejected
+    first = result.events[0]
+    if isinstance(first, OrderCanceled):
+        return Code.OK, {"order_id": first.order_id, "client_order_id": first.client_order_id,
+                         "status": first.status}, None
+    return Code.INTERNAL, None, "unexpected result"
+
+
+def _render_amend(result: Result) -> Reply:
+    rejected = _first_rejection(result)
+    if rejected is not None:
+        return rejected
+    first = result.events[0]
+    if isinstance(first, OrderAmended | OrderCanceled):
+        return Code.OK, {"order_id": first.order_id, "client_order_id": first.client_order_id,
+                         "status": _final_status(result, first.order_id)}, None
+    return Code.INTERNAL, None, "unexpected result"
+
+
+def _render_cancel_all(result: Result) -> Reply:
+    for event in result.events:
+        if isinstance(event, AllCanceled):
+            return Code.OK, {"canceled": event.count}, None
+    rejected = _first_rejection(result)
+    return rejected if rejected is not None else (Code.INTERNAL, None, "unexpected result")
