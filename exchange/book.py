@@ -15,6 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 
+from exchange.event_templates import SymbolTemplates
 from exchange.events import TradeExecuted
 from exchange.instruments import Instrument
 from exchange.orders import OPEN_STATUSES, Level, Order
@@ -56,6 +57,30 @@ class Side:
         else:
             tail.next = order
         level.tail = order
+
+    def rest(self, order: Order, price: int, leaves: int) -> int:
+        """`add` for a command that changes only this level: no tracking; the new total."""
+        key = price if self.is_bid else -price
+        level = self.levels.get(key)
+        if level is None:
+            level = Level(price)
+            self.levels[key] = level
+            keys = self.keys
+            if not keys or key > keys[-1]:
+                keys.append(key)
+            else:
+                insort(keys, key)
+        total = level.total + leaves
+        level.total = total
+        tail = level.tail
+        order.level = level
+        order.prev = tail
+        if tail is None:
+            level.head = order
+        else:
+            tail.next = order
+        level.tail = order
+        return total
 
     def unlink(self, order: Order, leaves: int) -> None:
         """Take `order` (with `leaves` open lots) out of its level; drop the level if empty."""
@@ -177,6 +202,7 @@ class Book:
         "inst",
         "last_price",
         "symbol",
+        "tpl",
         "trade_id",
         "trades",
     )
@@ -191,6 +217,7 @@ class Book:
         self.book_seq = 0
         self.trade_id = 0
         self.trades: deque[TradeExecuted] = deque(maxlen=TRADES_KEPT)
+        self.tpl = SymbolTemplates(inst.symbol)
 
     def ref_price(self) -> int:
         return self.last_price or self.inst.reference_ticks

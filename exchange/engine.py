@@ -41,6 +41,7 @@ from exchange.engine_state import (
     EngineState,
     OrderRecord,
 )
+from exchange.event_templates import REJECTED, SymbolTemplates, replace
 from exchange.events import (
     AccountCreated,
     AllCanceled,
@@ -51,19 +52,25 @@ from exchange.events import (
     CommandRejected,
     Deposited,
     Event,
-    OrderAccepted,
-    OrderAmended,
     OrderCanceled,
-    OrderExpired,
     OrderFilled,
-    OrderRejected,
     SymbolHalted,
     SymbolResumed,
     TradeExecuted,
     Withdrawn,
 )
 from exchange.instruments import ExchangeConfig
-from exchange.orders import AMEND, CANCEL, EXPIRE, FILL, PARTIAL_FILL, Order, transition
+from exchange.orders import (
+    AMEND,
+    CANCEL,
+    EXPIRE,
+    FILL,
+    NEXT_ON_CANCEL,
+    PARTIAL_FILL,
+    InvalidStateTransition,
+    Order,
+    transition,
+)
 from exchange.queries import Query, QueryResult
 
 MAX_CLIENT_ORDER_ID = 36
@@ -111,27 +118,23 @@ def _order(r: OrderRecord) -> Order:
     )
 
 
-def _canceled(o: Order, seq: int, ts: int, exec_id: int, reason: CancelReason) -> OrderCanceled:
-    return OrderCanceled(
-        seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id, order_id=o.order_id,
-        client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
+def _canceled(
+    tpl: SymbolTemplates, o: Order, seq: int, ts: int, exec_id: int, reason: CancelReason
+) -> OrderCanceled:
+    return replace(
+        tpl.canceled, seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id,
+        order_id=o.order_id, client_order_id=o.client_order_id, side=o.side,
         order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, cum_qty=o.cum_qty,
-        leaves_qty=0, cum_notional=o.cum_notional, status=o.status, session_id=o.session_id,
-        reason=reason,
+        cum_notional=o.cum_notional, session_id=o.session_id, reason=reason,
     )
 
 
-def _filled(
-    o: Order, seq: int, ts: int, exec_id: int, trade_id: int, px: int, q: int, maker: bool,
-    fee: int, fee_asset: str,
-) -> OrderFilled:
-    return OrderFilled(
-        seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id, order_id=o.order_id,
-        client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
-        order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, cum_qty=o.cum_qty,
-        leaves_qty=o.qty - o.cum_qty, cum_notional=o.cum_notional, status=o.status,
-        session_id=o.session_id, trade_id=trade_id, last_px=px, last_qty=q,
-        liquidity="maker" if maker else "taker", fee=fee, fee_asset=fee_asset,
+def _fill_base(tpl: SymbolTemplates, o: Order, seq: int, ts: int) -> OrderFilled:
+    """The fields of an order's fill events that one command does not change."""
+    return replace(
+        tpl.filled, seq=seq, ts=ts, account_id=o.account_id, order_id=o.order_id,
+        client_order_id=o.client_order_id, side=o.side, order_type=o.order_type, tif=o.tif,
+        price=o.price, qty=o.qty, session_id=o.session_id,
     )
 
 
@@ -183,12 +186,11 @@ class Engine:
     def _reject(self, c: PlaceOrder, code: int, seq: int, ts: int) -> list[Event]:
         self._exec_id += 1
         return [
-            OrderRejected(
-                seq=seq, ts=ts, exec_id=self._exec_id, account_id=c.account_id, order_id=0,
+            replace(
+                REJECTED, seq=seq, ts=ts, exec_id=self._exec_id, account_id=c.account_id,
                 client_order_id=c.client_order_id, symbol=c.symbol, side=c.side,
-                order_type=c.order_type, tif=c.tif, price=c.price, qty=c.qty, cum_qty=0,
-                leaves_qty=0, cum_notional=0, status="rejected", session_id=c.session_id,
-                code=code,
+                order_type=c.order_type, tif=c.tif, price=c.price, qty=c.qty,
+                session_id=c.session_id, code=code,
             )
         ]
 
@@ -262,17 +264,41 @@ class Engine:
         )
         self._exec_id += 1
         events: list[Event] = [
-            OrderAccepted(
-                seq=seq, ts=ts, exec_id=self._exec_id, account_id=account_id,
-                order_id=order_id, client_order_id=coid, symbol=o.symbol, side=o.side,
-                order_type=o.order_type, tif=o.tif, price=price, qty=qty, cum_qty=0,
-                leaves_qty=qty, cum_notional=0, status="new", session_id=o.session_id,
-                post_only=o.post_only,
+            replace(
+                book.tpl.accepted, seq=seq, ts=ts, exec_id=self._exec_id,
+                account_id=account_id, order_id=order_id, client_order_id=coid, side=c.side,
+                order_type=c.order_type, tif=c.tif, price=price, qty=qty, leaves_qty=qty,
+                session_id=c.session_id, post_only=c.post_only,
             )
         ]
-        stp_hit = crosses and self._take(book, o, acct, opposite, limit, events, seq, ts)
-        self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
-        self._book_changed(book, events, seq, ts)
+        if crosses or c.tif != "GTC":
+            stp_hit = crosses and self._take(book, o, acct, opposite, limit, events, seq, ts)
+            self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
+            self._book_changed(book, events, seq, ts)
+            return events
+        # Rests untouched (the common case): one level of its own side changes.
+        assert price is not None
+        if is_buy:
+            amount = price * qty * inst.quote_units_per_tick_lot
+            bal = balances[inst.quote]
+            total = book.bids.rest(o, price, qty)
+        else:
+            amount = qty * inst.base_units_per_lot
+            bal = balances[inst.base]
+            total = book.asks.rest(o, price, qty)
+        bal.available -= amount
+        bal.held += amount
+        acct.open[order_id] = o
+        acct.by_coid[coid] = o
+        book_seq = book.book_seq + 1
+        book.book_seq = book_seq
+        change = [(price, total)]
+        events.append(
+            BookChanged(
+                seq=seq, ts=ts, symbol=book.symbol, book_seq=book_seq,
+                bids=change if is_buy else [], asks=[] if is_buy else change,
+            )
+        )
         return events
 
     def _fillable(
@@ -349,6 +375,8 @@ class Engine:
         taker_side = o.side
         symbol = book.symbol
         remaining = o.qty - o.cum_qty
+        tpl = book.tpl
+        taker_base: OrderFilled | None = None
         while keys:
             key = keys[-1]
             px = -key if is_buy else key
@@ -430,7 +458,12 @@ class Engine:
                     level.total -= q
                 exec_id = self._exec_id
                 events.append(
-                    _filled(m, seq, ts, exec_id + 1, trade_id, px, q, True, m_fee, m_fee_asset)
+                    replace(
+                        _fill_base(tpl, m, seq, ts), exec_id=exec_id + 1, cum_qty=m.cum_qty,
+                        leaves_qty=m.qty - m.cum_qty, cum_notional=m.cum_notional,
+                        status=m.status, trade_id=trade_id, last_px=px, last_qty=q,
+                        liquidity="maker", fee=m_fee, fee_asset=m_fee_asset,
+                    )
                 )
                 # Taker.
                 o.cum_qty += q
@@ -438,8 +471,15 @@ class Engine:
                 o.updated_ts = ts
                 remaining -= q
                 o.status = transition(o.status, PARTIAL_FILL if remaining else FILL)
+                if taker_base is None:
+                    taker_base = _fill_base(tpl, o, seq, ts)
                 events.append(
-                    _filled(o, seq, ts, exec_id + 2, trade_id, px, q, False, t_fee, t_fee_asset)
+                    replace(
+                        taker_base, exec_id=exec_id + 2, cum_qty=o.cum_qty, leaves_qty=remaining,
+                        cum_notional=o.cum_notional, status=o.status, trade_id=trade_id,
+                        last_px=px, last_qty=q, liquidity="taker", fee=t_fee,
+                        fee_asset=t_fee_asset,
+                    )
                 )
                 self._exec_id = exec_id + 2
                 if not remaining:
@@ -462,7 +502,7 @@ class Engine:
         if stp_hit:
             o.status = transition(o.status, CANCEL)
             self._exec_id += 1
-            events.append(_canceled(o, seq, ts, self._exec_id, "stp"))
+            events.append(_canceled(book.tpl, o, seq, ts, self._exec_id, "stp"))
             self._remember_closed(o)
             return
         if o.price is None or o.tif != "GTC":
@@ -470,12 +510,11 @@ class Engine:
             self._exec_id += 1
             e = self._exec_id
             events.append(
-                OrderExpired(
-                    seq=seq, ts=ts, exec_id=e, account_id=o.account_id, order_id=o.order_id,
-                    client_order_id=o.client_order_id, symbol=o.symbol, side=o.side,
+                replace(
+                    book.tpl.expired, seq=seq, ts=ts, exec_id=e, account_id=o.account_id,
+                    order_id=o.order_id, client_order_id=o.client_order_id, side=o.side,
                     order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty,
-                    cum_qty=o.cum_qty, leaves_qty=0, cum_notional=o.cum_notional,
-                    status=o.status, session_id=o.session_id,
+                    cum_qty=o.cum_qty, cum_notional=o.cum_notional, session_id=o.session_id,
                 )
             )
             self._remember_closed(o)
@@ -535,7 +574,7 @@ class Engine:
         o.status = transition(o.status, CANCEL)
         o.updated_ts = ts
         self._exec_id += 1
-        events.append(_canceled(o, seq, ts, self._exec_id, reason))
+        events.append(_canceled(book.tpl, o, seq, ts, self._exec_id, reason))
 
     def _forget_open(self, acct: Account, o: Order) -> None:
         del acct.open[o.order_id]
@@ -582,18 +621,86 @@ class Engine:
         ]
 
     def _cancel(self, c: CancelOrder, seq: int, ts: int) -> list[Event]:
+        # The hot path of the mix, hence written out: one order, one level, one BookChanged.
         book = self._books.get(c.symbol)
         if book is None:
             return self._cancel_rejected(c, _UNKNOWN_SYMBOL, seq, ts)
-        if c.order_id is None and c.client_order_id is None:
+        order_id = c.order_id
+        coid = c.client_order_id
+        if order_id is None and coid is None:
             return self._cancel_rejected(c, _INVALID, seq, ts)
-        o = self._find_open(c.account_id, c.symbol, c.order_id, c.client_order_id)
-        if o is None:
+        acct = self._accounts.get(c.account_id)
+        o: Order | None = None
+        if acct is not None:
+            if order_id is not None:
+                o = acct.open.get(order_id)
+                if o is not None and coid is not None and o.client_order_id != coid:
+                    o = None
+            else:
+                o = acct.by_coid.get(coid)  # type: ignore[arg-type]
+        if o is None or acct is None or o.symbol != c.symbol:
             return self._cancel_rejected(c, _UNKNOWN_ORDER, seq, ts)
-        events: list[Event] = []
-        self._cancel_order(book, o, "user", events, seq, ts)
-        self._book_changed(book, events, seq, ts)
-        return events
+        status = NEXT_ON_CANCEL.get(o.status)
+        if status is None:
+            raise InvalidStateTransition(f"cancel in status {o.status!r}")
+        inst = book.inst
+        price: int = o.price  # type: ignore[assignment]
+        leaves = o.qty - o.cum_qty
+        is_buy = o.side == "buy"
+        if is_buy:
+            amount = price * leaves * inst.quote_units_per_tick_lot
+            bal = acct.balances[inst.quote]
+            side = book.bids
+        else:
+            amount = leaves * inst.base_units_per_lot
+            bal = acct.balances[inst.base]
+            side = book.asks
+        bal.held -= amount
+        bal.available += amount
+        level = o.level
+        assert level is not None
+        total = level.total - leaves
+        level.total = total
+        prev = o.prev
+        nxt = o.next
+        if prev is None:
+            level.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            level.tail = prev
+        else:
+            nxt.prev = prev
+        o.prev = o.next = o.level = None
+        if level.head is None:
+            side.drop_level(price)
+        oid = o.order_id
+        del acct.open[oid]
+        del acct.by_coid[o.client_order_id]
+        closed_ids = self._closed_ids
+        if len(closed_ids) >= CLOSED_ORDERS_KEPT:
+            del self._closed[closed_ids.popleft()]
+        closed_ids.append(oid)
+        self._closed[oid] = o
+        o.status = status
+        o.updated_ts = ts
+        exec_id = self._exec_id + 1
+        self._exec_id = exec_id
+        book_seq = book.book_seq + 1
+        book.book_seq = book_seq
+        change = [(price, total)]
+        return [
+            replace(
+                book.tpl.canceled, seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id,
+                order_id=oid, client_order_id=o.client_order_id, side=o.side,
+                order_type=o.order_type, tif=o.tif, price=price, qty=o.qty, cum_qty=o.cum_qty,
+                cum_notional=o.cum_notional, session_id=o.session_id, reason="user",
+            ),
+            BookChanged(
+                seq=seq, ts=ts, symbol=book.symbol, book_seq=book_seq,
+                bids=change if is_buy else [], asks=[] if is_buy else change,
+            ),
+        ]
 
     def _amend(self, c: AmendOrder, seq: int, ts: int) -> list[Event]:
         book = self._books.get(c.symbol)
@@ -671,10 +778,10 @@ class Engine:
         o.updated_ts = ts
         self._exec_id += 1
         events.append(
-            OrderAmended(
-                seq=seq, ts=ts, exec_id=self._exec_id, account_id=o.account_id,
-                order_id=o.order_id, client_order_id=o.client_order_id, symbol=o.symbol,
-                side=o.side, order_type=o.order_type, tif=o.tif, price=price, qty=qty,
+            replace(
+                book.tpl.amended, seq=seq, ts=ts, exec_id=self._exec_id,
+                account_id=o.account_id, order_id=o.order_id,
+                client_order_id=o.client_order_id, side=o.side, price=price, qty=qty,
                 cum_qty=cum, leaves_qty=leaves, cum_notional=o.cum_notional, status=o.status,
                 session_id=o.session_id, kept_priority=kept,
             )

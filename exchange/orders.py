@@ -83,3 +83,15 @@ class Order(msgspec.Struct, gc=False):
     prev: Order | None = None
     next: Order | None = None
     level: Level | None = None
+
+
+def _next_by_status(event: str) -> dict[str, OrdStatus]:
+    return {s: nxt for (s, e), nxt in TRANSITIONS.items() if e == event}
+
+
+# The same table split by event, for the hot path: `NEXT_ON_CANCEL.get(status)` is None
+# exactly when `transition(status, CANCEL)` raises.
+NEXT_ON_CANCEL: Final = _next_by_status(CANCEL)
+NEXT_ON_FILL: Final = _next_by_status(FILL)
+NEXT_ON_PARTIAL_FILL: Final = _next_by_status(PARTIAL_FILL)
+NEXT_ON_AMEND: Final = _next_by_status(AMEND)
