@@ -148,7 +148,6 @@ class RedisFeed:
 
     async def _serve(self, pubsub: aioredis.client.PubSub) -> None:
         active: set[str] = set()
-        sink = self._sink
         prefix_len = len(CHANNEL_PREFIX)
         while True:
             if self._changed.is_set() or (self.wanted and not active):
@@ -172,7 +171,7 @@ class RedisFeed:
             channel = msg["channel"]
             symbol = (channel.decode() if isinstance(channel, bytes) else channel)[prefix_len:]
             if kind == b"message" or kind == "message":
-                sink.on_payload(symbol, msg["data"])
+                self._sink.on_payload(symbol, msg["data"])
             elif (kind == b"subscribe" or kind == "subscribe") and symbol in self.wanted:
                 # Confirmed by Redis: from here on nothing published is missed.
-                sink.on_active(symbol)
+                self._sink.on_active(symbol)

@@ -27,13 +27,11 @@ from gateway.marketdata.messages import (
     encode,
     request_decoder,
 )
-from gateway.marketdata.symbol import CHANNELS, Subscription, SymbolFeed
+from gateway.marketdata.symbol import CHANNELS, SNAPSHOT_DEPTH, Subscription, SymbolFeed
 from gateway.md_source import MarketDataSource
 
 log = structlog.get_logger("gateway.marketdata")
 
-# Enough levels that a view of MAX_DEPTH can be rebuilt as levels above it are consumed.
-SNAPSHOT_DEPTH: Final = 100_000
 SNAPSHOT_TIMEOUT_S: Final = 5.0
 FETCH_BACKOFF_MIN_S: Final = 0.05
 FETCH_BACKOFF_MAX_S: Final = 2.0
@@ -43,7 +41,8 @@ HEARTBEAT_S: Final = 1.0
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: int = 10_000
     max_symbols_per_connection: int = 50
-    max_depth: int = 1000
+    # Half the snapshot depth: a truncated side can lose 500 levels before a resync.
+    max_depth: int = 500
     default_depth: int = 50
     max_interval_ms: int = 10_000
     min_interval_ms: int = 10

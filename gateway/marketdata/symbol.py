@@ -39,6 +39,9 @@ log = structlog.get_logger("gateway.marketdata")
 
 CHANNELS: Final = frozenset({"book", "trades", "ticker", "heartbeat"})
 PENDING_MAX: Final = 10_000  # batches buffered while a snapshot is being fetched
+# Levels per side asked for in a snapshot (the matcher answers at most 1,000). A side that
+# comes back this long may have more levels below; see `_check_floor`.
+SNAPSHOT_DEPTH: Final = 1000
 APPLY, STALE, GAP = 0, 1, 2
 
 FetchSnapshot = Callable[[str], Awaitable[BookSnapshot]]
@@ -104,6 +107,9 @@ class SymbolFeed:
         self._refetch = False
         self.resyncs = 0
         self.gaps = 0
+        # Worst price down to which each side is known in full (None: the whole side is).
+        self.bid_floor: int | None = None
+        self.ask_ceiling: int | None = None
         self._tick_units = instrument.tick_units
         self._lot_units = instrument.lot_units
 
@@ -229,6 +235,10 @@ class SymbolFeed:
             self.book.apply(batch.book.bids, batch.book.asks)
             self.seq = batch.seq
             metrics.BOOK_SEQ.labels(self.symbol).set(self.seq)
+            if (self.bid_floor is not None or self.ask_ceiling is not None) and (
+                self._check_floor()
+            ):
+                return
             for group in tuple(self.groups.values()):
                 if group.interval_ms == 0:
                     self._send_update(group)
@@ -255,6 +265,23 @@ class SymbolFeed:
             for client in self.ticker_fan:
                 client.send(data)
             metrics.SENT.labels("ticker").inc(len(self.ticker_fan))
+
+    def _check_floor(self) -> bool:
+        """Resync when a view could reach below the part of a truncated side we know.
+
+        The snapshot held only the best SNAPSHOT_DEPTH levels of a side; updates keep every
+        level at or above its last price right, but levels below it that never changed are
+        unknown. Once fewer known levels remain than the deepest view needs, fetch again.
+        """
+        need = max((g.depth for g in self.groups.values()), default=0)
+        for side, edge in ((self.book.bids, self.bid_floor), (self.book.asks, self.ask_ceiling)):
+            if edge is None:
+                continue
+            known = side.rank(edge) + (1 if edge in side.qty else 0)
+            if known < need:
+                self.start_resync("depth")
+                return True
+        return False
 
     # ---- book views --------------------------------------------------------------------
 
@@ -390,6 +417,8 @@ class SymbolFeed:
         self.book.load(snapshot.bids, snapshot.asks)
         self.seq = snapshot.book_seq
         self.last_trade_id = snapshot.last_trade_id
+        self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= SNAPSHOT_DEPTH else None
+        self.ask_ceiling = snapshot.asks[-1][0] if len(snapshot.asks) >= SNAPSHOT_DEPTH else None
         self.ready = True
         metrics.BOOK_SEQ.labels(self.symbol).set(self.seq)
         log.info("md_book_ready", symbol=self.symbol, seq=self.seq, resyncs=self.resyncs)

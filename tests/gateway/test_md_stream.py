@@ -87,7 +87,7 @@ async def test_link_stream_matches_engine_at_every_seq(config: ExchangeConfig) -
     flow.port = make_port(None, source.send_to_gateways)
     await flow.port.start()
     async with gateway(source, config) as client:
-        full = await subscribe(client, flow, depth=1000)
+        full = await subscribe(client, flow, depth=500)
         top10 = await subscribe(client, flow, depth=10)
         top3 = await subscribe(client, flow, depth=3, channels=("book",))
         conflated = await subscribe(client, flow, depth=50, interval_ms=20)
@@ -184,7 +184,7 @@ async def test_slow_consumer_is_cut_off_alone(config: ExchangeConfig) -> None:
     flow.port = make_port(None, source.send_to_gateways)
     limits = Limits(buffer_limit=16 * 1024)
     async with gateway(source, config, limits=limits) as client:
-        fast = await subscribe(client, flow, depth=1000)
+        fast = await subscribe(client, flow, depth=500)
         # The slow one: a raw socket with a tiny receive buffer that never reads.
         assert client.server.port is not None
         slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -196,7 +196,7 @@ async def test_slow_consumer_is_cut_off_alone(config: ExchangeConfig) -> None:
         )
         body = (
             b'{"method":"subscribe","params":{"channels":["book","trades"],'
-            b'"symbols":["BTC-USD"],"depth":1000}}'
+            b'"symbols":["BTC-USD"],"depth":500}}'
         )
         mask = b"\x01\x02\x03\x04"
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(body))
