@@ -91,8 +91,12 @@ def _merge_second(seconds: dict[int, tuple[Second, HdrHistogram]], iv: Interval)
 
 
 def _finish_seconds(seconds: dict[int, tuple[Second, HdrHistogram]]) -> list[Second]:
-    out = []
-    for key in sorted(seconds):
+    out: list[Second] = []
+    keys = sorted(seconds)
+    # The workers' final partial seconds are often empty: not part of the run.
+    while keys and not (seconds[keys[-1]][0].sent or seconds[keys[-1]][0].acked):
+        keys.pop()
+    for key in keys:
         sec, hist = seconds[key]
         if hist.get_total_count():
             sec.p50_ms = hist.get_value_at_percentile(50) / 1000
@@ -181,6 +185,7 @@ def run(
     results: dict[int, WorkerResult] = {}
     seconds: dict[int, tuple[Second, HdrHistogram]] = {}
     ready: set[int] = set()
+    reported: dict[int, int] = {}  # worker -> latest second it has shipped
     started = False
     shown = -1
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -201,13 +206,14 @@ def run(
             elif kind == INTERVALS:
                 for iv in msgspec.msgpack.decode(payload, type=list[Interval]):
                     _merge_second(seconds, iv)
-                # Show every second that all workers have reported (they report in lockstep).
-                complete = max(seconds) - 1 if seconds else -1
+                    reported[wid] = max(reported.get(wid, -1), iv.second)
+                # Show each second once every worker has shipped it.
+                complete = min(reported.values()) if len(reported) == workers else -1
                 while shown < complete:
                     shown += 1
                     if shown in seconds:
-                        sec = _finish_seconds({shown: seconds[shown]})[0]
-                        progress(progress_line(sec, spec.rate))
+                        for sec in _finish_seconds({shown: seconds[shown]}):
+                            progress(progress_line(sec, spec.rate))
             elif kind == RESULT:
                 results[wid] = msgspec.msgpack.decode(payload, type=WorkerResult)
                 ready.add(wid)  # a failed worker never says ready

@@ -109,9 +109,9 @@ class Session:
         pending = self.acks.answered(msg.id)
         if not isinstance(pending, Pending):
             return
-        self.last_ack_ns = recv_ns
         if pending.method == CLEANUP:
             return
+        self.last_ack_ns = recv_ns
         code = None if msg.status == 200 else (msg.error.code if msg.error else -1)
         self.rec.on_ack(pending.method, pending.scheduled_ns, recv_ns, code)
         action = pending.action

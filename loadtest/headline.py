@@ -1,0 +1,99 @@
+"""`python -m loadtest.headline`: the headline end-to-end benchmark, everything on this machine.
+
+Starts the whole exchange in a temp dir (matcher with --fsync always, one gateway, and a
+private redis-server for market data when the binary is installed), creates and funds the
+accounts through the matcher's admin link, runs the standard scenario (4,000 orders/s offered
+for 30 s over 20 sessions across the 3 symbols, 2 market-data subscribers), prints the table,
+and ends with exactly one line:
+
+    RESULT e2e offered_per_s=<int> achieved_per_s=<int> p50_ms=<float> p99_ms=<float>
+    p999_ms=<float> errors=<int>   (all on one line)
+
+With --find-max it then searches the highest sustained rate with p99 <= 5 ms (reported above
+the RESULT line). With --profile it records py-spy flame graphs of the gateway and the matcher
+during the standard run (needs `py-spy` on PATH and permission to ptrace them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from loadtest import accounts, profiles, report
+from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
+from loadtest.cluster import Cluster
+
+
+def start_profilers(cluster: Cluster, out: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy not found: no profiles (pip install py-spy)", flush=True)
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name in ("gateway", "matcher"):
+        pid = cluster.pids.get(name)
+        if pid is None:
+            continue
+        # Raw collapsed stacks: summarised below, and rendered by any flame-graph tool.
+        argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                "--rate", "200", "--nonblocking", "--format", "raw",
+                "-o", str(out / f"profile-{name}.txt")]
+        log = (out / f"py-spy-{name}.log").open("wb")
+        procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.headline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-redis", action="store_true",
+                        help="market data over the matcher link even if redis-server exists")
+    parser.add_argument("--fsync", choices=("always", "never"), default="always")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the exchange's data and logs here (default: a temp dir)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy flame graphs of gateway and matcher during the run")
+    add_load_arguments(parser)
+    parser.set_defaults(out=Path("loadtest-results/headline"))
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="exchange-headline-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        with Cluster(workdir, fsync=args.fsync, redis=not args.no_redis,
+                     config=args.config) as cluster:
+            md = f"Redis ({cluster.redis_url})" if cluster.redis_url else "the matcher link"
+            print(f"exchange up: gateway {cluster.url}, matcher {cluster.matcher} "
+                  f"(fsync {args.fsync}), market data over {md}", flush=True)
+            creds = asyncio.run(accounts.provision_via_matcher(cluster.matcher, args.sessions))
+            print(f"created and funded {len(creds)} accounts", flush=True)
+            spies = start_profilers(cluster, args.out, args.duration) if args.profile else []
+            result = run_and_report(args, cluster.url, creds)
+            for spy in spies:
+                try:
+                    spy.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    spy.terminate()
+            for name in ("gateway", "matcher") if spies else ():
+                path = args.out / f"profile-{name}.txt"
+                if path.exists():
+                    print(profiles.render(name, path), flush=True)
+            if args.find_max:
+                outcome = find_max_and_report(args, cluster.url, creds)
+                print(f"find-max: highest sustained rate with p99 <= {args.p99_bound_ms:g} ms: "
+                      f"{outcome.best_rate}/s", flush=True)
+            codes = cluster.stop()
+            if any(code not in (0, -15, None) for code in codes.values()):
+                print(f"NOTE: exchange processes exited with {codes}", flush=True)
+    print(report.result_line(result), flush=True)
+    ok = result.errors == 0 and result.violations.total == 0 and not result.failures
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
