@@ -64,9 +64,9 @@ async def test_exchange_up_demo_smoke_and_restart(tmp_path: Path) -> None:
             assert placed["status"] == "new"
             balances = await a.balances()
             assert balances["USD"]["held"] == "4900.000000"
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
-                assert resp.status == 200
+        async with (aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{port}/healthz") as resp):
+            assert resp.status == 200
     finally:
         code = await stop_up(proc)
     assert code == 0
