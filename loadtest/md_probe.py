@@ -13,7 +13,7 @@ import aiohttp
 
 from loadtest import wire
 from loadtest.book import LocalBook
-from loadtest.checks import BOOK_CHECKSUM, BOOK_SEQ_GAP, MD_SLOW_CONSUMER, Violations
+from loadtest.checks import BOOK_CHECKSUM, BOOK_SEQ_GAP, MD_CLOSED, MD_SLOW_CONSUMER, Violations
 from loadtest.recorder import Recorder
 
 DEPTH = 50
@@ -94,6 +94,9 @@ async def run_probe(
             except TimeoutError:
                 return
             if raw.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                # The server hung up on a subscriber that was keeping up: that is a fault.
+                checker.v.add(MD_CLOSED, f"{checker.name}: closed by the server "
+                              f"({raw.type.name} {raw.data!r}) after {checker.messages} messages")
                 return
             msg = wire.md_decoder.decode(raw.data)
             if msg.ts is not None and msg.channel in ("book", "trades") and msg.type != "snapshot":

@@ -20,7 +20,7 @@ import aiohttp
 import msgspec
 
 from exchange.instruments import Instrument, load_config
-from loadtest.checks import Violations
+from loadtest.checks import MD_CLOSED, Violations
 from loadtest.md_probe import BookChecker, run_probe
 from loadtest.mix import Mix
 from loadtest.pacer import Pacer
@@ -146,8 +146,10 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
                 await s.send_cleanup()
         await _wait_answered(sessions, time.monotonic_ns() + int(CLEANUP_WAIT_S * 1e9))
         for probe in probes:
-            with contextlib.suppress(Exception):
+            try:
                 await probe
+            except Exception as exc:  # a probe that cannot subscribe is a finding, not a crash
+                violations.add(MD_CLOSED, f"w{spec.worker_id} md probe: {exc!r}")
         for s in sessions:
             await s.ws.close()
         for task in readers:
