@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 from aiohttp import WSMsgType, web
 
@@ -32,11 +33,13 @@ async def md_websocket(request: web.Request, hub: MdHub) -> web.StreamResponse:
     ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     transport = request.transport
-    if transport is None or not isinstance(transport, asyncio.WriteTransport):
+    if transport is None:  # the peer is already gone
         await ws.close()
         return ws
     client = MdClient(
-        transport,
+        # uvloop's transports are not registered as asyncio.WriteTransport subclasses, but
+        # they have the same write / get_write_buffer_size / is_closing / close / abort.
+        cast(asyncio.WriteTransport, transport),
         buffer_limit=hub.limits.buffer_limit,
         peer=request.remote or "",
         on_closed=hub.client_closed,

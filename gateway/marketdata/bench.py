@@ -1,0 +1,295 @@
+"""Market-data fan-out benchmark.
+
+    python -m gateway.marketdata.bench --subscribers N --rate R [--interval-ms M]
+
+Starts a whole exchange on this machine (loadtest.cluster: a private redis-server, a matcher
+with the real engine and fsync, one gateway), drives book updates at R per second straight
+into the matcher over a link connection (open loop: limit orders resting away from the touch
+and cancels of them, so every command changes one level), and has N WebSocket subscribers
+on one symbol read /ws/md. Latency is publish -> receive: the message's `ts` (stamped by the
+engine when the matcher sequenced the batch) to the moment the subscriber process read it.
+The path measured is: matcher -> journal fsync -> Redis pub/sub -> gateway -> N sockets.
+
+Subscribers are raw asyncio protocols (handshake, frame parsing, no JSON decoding but for
+the ts), so the client side spends as little of the shared CPU as possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import platform
+import random
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Final
+
+from exchange.commands import CancelOrder, PlaceOrder
+from exchange.instruments import load_config
+
+SYMBOL: Final = "BTC-USD"
+UPDATE_PREFIX: Final = b'{"channel":"book","type":"update"'
+TS_KEY: Final = b'"ts":'
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.latencies_us: list[int] = []
+        self.frames = 0
+        self.updates = 0
+        self.recording = False
+        self.closed = 0
+        self.slow = 0
+
+
+class Subscriber(asyncio.Protocol):
+    """A minimal /ws/md client: upgrade, subscribe, count frames, time book updates."""
+
+    def __init__(self, stats: Stats, request: bytes, host: str, ready: asyncio.Future[None]):
+        self.stats = stats
+        self.request = request
+        self.host = host
+        self.ready = ready
+        self.transport: asyncio.BaseTransport | None = None
+        self.buf = b""
+        self.upgraded = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(  # type: ignore[attr-defined]
+            (
+                f"GET /ws/md HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        buf = self.buf + data if self.buf else data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(f"upgrade refused: {buf[:200]!r}")
+            self.upgraded = True
+            buf = buf[end + 4 :]
+            assert self.transport is not None
+            self.transport.write(masked_text_frame(self.request))  # type: ignore[attr-defined]
+        stats = self.stats
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            length = buf[pos + 1] & 0x7F
+            start = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = struct.unpack_from("!H", buf, pos + 2)[0]
+                start = pos + 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = struct.unpack_from("!Q", buf, pos + 2)[0]
+                start = pos + 10
+            end = start + length
+            if end > n:
+                break
+            opcode = buf[pos] & 0x0F
+            if opcode == 1:
+                stats.frames += stats.recording
+                if buf.startswith(UPDATE_PREFIX, start):
+                    if stats.recording:
+                        stats.updates += 1
+                        i = buf.index(TS_KEY, start) + 5
+                        j = buf.index(b",", i)
+                        stats.latencies_us.append((now - int(buf[i:j])) // 1000)
+                elif not self.ready.done() and buf.find(b'"type":"snapshot"', start, end) > 0:
+                    self.ready.set_result(None)
+                elif buf.find(b"slow_consumer", start, end) > 0:
+                    stats.slow += 1
+            pos = end
+        self.buf = buf[pos:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.closed += 1
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed before the snapshot"))
+
+
+def masked_text_frame(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    header = bytes((0x81, 0x80 | n)) if n < 126 else struct.pack("!BBH", 0x81, 0xFE, n)
+    return header + mask + masked
+
+
+def percentile(sorted_values: list[int], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    idx = min(len(sorted_values) - 1, int(q * len(sorted_values)))
+    return sorted_values[idx] / 1000.0
+
+
+async def drive(matcher: str, rate: float, stop: asyncio.Event, counters: dict[str, int]) -> None:
+    """Open-loop book updates at `rate`/s through a direct matcher link."""
+    from exchange.link_client import LinkClient
+    from gateway.client import create_funded_account_via_link
+
+    inst = load_config().instruments[SYMBOL]
+    creds = await create_funded_account_via_link(
+        matcher, {"USD": "100000000", "BTC": "100000"}, label="md-bench"
+    )
+    link = await LinkClient.connect(matcher, "md-bench-driver")
+    rng = random.Random(1)
+    resting: list[int] = []
+    ref = inst.reference_ticks
+    loop = asyncio.get_running_loop()
+    interval = 1.0 / rate
+    next_at = loop.time()
+    coid = 0
+
+    def done(fut: asyncio.Future[object]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            counters["errors"] += 1
+            return
+        result = fut.result()
+        events = getattr(result, "events", None)
+        if events:
+            first = events[0]
+            if type(first).__name__ == "OrderAccepted" and first.leaves_qty > 0:
+                resting.append(first.order_id)
+        else:
+            counters["refused"] += 1
+
+    try:
+        while not stop.is_set():
+            now = loop.time()
+            if now < next_at:
+                await asyncio.sleep(next_at - now)
+            next_at += interval
+            # Keep about 400 resting orders: cancel when above, place when below.
+            if len(resting) > 400 or (len(resting) > 200 and rng.random() < 0.5):
+                oid = resting.pop(rng.randrange(len(resting)))
+                command: PlaceOrder | CancelOrder = CancelOrder(
+                    account_id=creds.account_id, symbol=SYMBOL, order_id=oid
+                )
+            else:
+                coid += 1
+                buy = rng.random() < 0.5
+                offset = rng.randint(1, 200)
+                command = PlaceOrder(
+                    account_id=creds.account_id, symbol=SYMBOL, side="buy" if buy else "sell",
+                    order_type="limit", qty=rng.randint(1, 100),
+                    price=ref - offset if buy else ref + offset,
+                    client_order_id=f"b{coid}",
+                )
+            fut = link.submit_nowait(command)
+            fut.add_done_callback(done)  # type: ignore[arg-type]
+            counters["sent"] += 1
+    finally:
+        await link.close()
+
+
+async def run(args: argparse.Namespace) -> int:
+    from loadtest.cluster import Cluster
+
+    workdir = Path(tempfile.mkdtemp(prefix="md-bench-"))
+    cluster = Cluster(workdir, fsync=args.fsync, redis=not args.no_redis)
+    await asyncio.to_thread(cluster.start)
+    try:
+        via = "redis" if cluster.redis_url else "link"
+        print(
+            f"path: order link -> matcher (real engine, fsync {args.fsync}) -> {via} -> "
+            f"gateway /ws/md -> {args.subscribers} subscribers; "
+            f"machine: {platform.node()} {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}",
+            flush=True,
+        )
+        loop = asyncio.get_running_loop()
+        host, port = cluster.url.removeprefix("http://").split(":")
+        params = f'"channels":["book"],"symbols":["{SYMBOL}"],"depth":{args.depth}'
+        if args.interval_ms:
+            params += f',"interval_ms":{args.interval_ms}'
+        request = ('{"method":"subscribe","params":{' + params + "}}").encode()
+        stats = Stats()
+        stop = asyncio.Event()
+        counters = {"sent": 0, "errors": 0, "refused": 0}
+        driver = asyncio.create_task(drive(cluster.matcher, args.rate, stop, counters))
+        transports: list[asyncio.BaseTransport] = []
+        readies: list[asyncio.Future[None]] = []
+        for i in range(args.subscribers):
+            ready: asyncio.Future[None] = loop.create_future()
+            transport, _ = await loop.create_connection(
+                lambda ready=ready: Subscriber(stats, request, host, ready),  # type: ignore[misc]
+                host, int(port),
+            )
+            transports.append(transport)
+            readies.append(ready)
+            if i % 50 == 49:
+                await asyncio.sleep(0.01)  # spread the handshakes a little
+        await asyncio.wait_for(asyncio.gather(*readies), 60)
+        await asyncio.sleep(args.warmup)
+        stats.recording = True
+        sent0 = counters["sent"]
+        t0 = time.monotonic()
+        await asyncio.sleep(args.duration)
+        stats.recording = False
+        elapsed = time.monotonic() - t0
+        sent = counters["sent"] - sent0
+        stop.set()
+        await driver
+        for conn in transports:
+            conn.close()
+        lat = sorted(stats.latencies_us)
+        p50, p99, p999 = percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 0.999)
+        mx = lat[-1] / 1000.0 if lat else float("nan")
+        delivered = int(stats.frames / elapsed)
+        print(
+            f"commands sent: {sent / elapsed:.0f}/s (errors {counters['errors']}, refused "
+            f"{counters['refused']}); book updates received: {stats.updates} "
+            f"({stats.updates / elapsed / max(1, args.subscribers):.0f}/s per subscriber)"
+        )
+        print(
+            f"latency publish->receive ms: p50 {p50:.2f} p99 {p99:.2f} p99.9 {p999:.2f} "
+            f"max {mx:.2f}; delivered {delivered} msg/s; slow_consumer {stats.slow}, "
+            f"closed early {stats.closed}"
+        )
+        print(f"RESULT md subscribers={args.subscribers} p99_ms={p99:.2f} "
+              f"delivered_per_s={delivered}")
+        return 0
+    finally:
+        await asyncio.to_thread(cluster.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.marketdata.bench")
+    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=1000.0, help="book updates per second")
+    parser.add_argument("--interval-ms", type=int, default=0, help="conflation interval")
+    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--fsync", choices=("always", "never"), default="always")
+    parser.add_argument("--no-redis", action="store_true", help="market data over the link")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
