@@ -36,6 +36,7 @@ CancelOnDisconnect = Literal["none", "session", "account"]
 _ENCODER = msgspec.json.Encoder()
 _PREFIX = os.urandom(3).hex()
 _COUNTER = itertools.count(1)
+_LINGER_S = 10.0
 
 
 def new_session_id() -> str:
@@ -64,6 +65,7 @@ class TradeSession:
         )
         self._send_buffer = send_buffer
         self._closer: asyncio.Task[None] | None = None
+        self._close_queued = False
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.session_id}")
         self.on_sent: Callable[[str, float], None] | None = None
 
@@ -130,6 +132,7 @@ class TradeSession:
         if not self.send(message):
             return
         self.close_reason = reason
+        self._close_queued = True
         # The reserved extra slot of the queue guarantees room for the close marker.
         self._out.put_nowait((None, None, reason))
 
@@ -141,9 +144,17 @@ class TradeSession:
         except (TimeoutError, ConnectionError, RuntimeError):
             transport = self.request.transport
             if transport is not None:
-                transport.abort()
+                # close() still delivers what is buffered (the close frame last) to a client
+                # that reads again; abort() later bounds how long that memory is held.
+                transport.close()
+                asyncio.get_running_loop().call_later(_LINGER_S, transport.abort)
 
     async def stop_writer(self) -> None:
+        if self._close_queued and not self._writer.done():
+            # Let the answer to an oversized message and the 1009 close go out (bounded).
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(self._writer)
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
