@@ -73,6 +73,8 @@ class TradeClient:
         self.close_code: int | None = None
         self.close_reason = ""
         self.last_rate_limits: list[dict[str, Any]] = []
+        self._unmatched: deque[dict[str, Any]] = deque(maxlen=1000)
+        self._unmatched_event = asyncio.Event()
         self._closed = asyncio.Event()
         self._reader = asyncio.create_task(self._read_loop())
 
@@ -140,6 +142,10 @@ class TradeClient:
                 fut = self._pending.pop(data.get("id"), None)
                 if fut is not None and not fut.done():
                     fut.set_result(data)
+                else:
+                    # Answers to frames sent with send_raw (or to requests given up on).
+                    self._unmatched.append(data)
+                    self._unmatched_event.set()
         finally:
             self.close_code = self.ws.close_code
             extra = getattr(self.ws, "_close_message", None)
@@ -151,6 +157,7 @@ class TradeClient:
             self._pending.clear()
             self._closed.set()
             self._report_event.set()
+            self._unmatched_event.set()
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send a frame as is (tests of malformed input)."""
@@ -158,6 +165,16 @@ class TradeClient:
             await self.ws.send_bytes(text)
         else:
             await self.ws.send_str(text)
+
+    async def next_unmatched(self, wait_s: float = 10.0) -> dict[str, Any]:
+        """The next response that answered no pending request (e.g. to a send_raw frame)."""
+        async with asyncio.timeout(wait_s):
+            while not self._unmatched:
+                if self.closed:
+                    raise ConnectionClosed(self.close_code, self.close_reason)
+                self._unmatched_event.clear()
+                await self._unmatched_event.wait()
+        return self._unmatched.popleft()
 
     async def request(self, method: str, params: Mapping[str, Any] | None = None, *,
                       request_id: int | str | None = None, wait_s: float = 30.0

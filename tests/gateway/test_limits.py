@@ -69,7 +69,8 @@ async def test_request_rate_limit_per_connection(ex: RunningExchange) -> None:
 async def test_oversized_message_answers_1004_then_closes_1009(ex: RunningExchange) -> None:
     client = await ex.client(await ex.new_account(FUNDS))
     big = '{"id": 1, "method": "ping", "params": {"pad": "' + "x" * 2000 + '"}}'
-    response = await _capture_unmatched(client, big)
+    await client.send_raw(big)
+    response = await client.next_unmatched()
     assert response["status"] == 413 and response["error"]["code"] == 1004
     async with asyncio.timeout(5):
         await client.wait_closed()
@@ -124,19 +125,4 @@ async def test_total_connections(ex: RunningExchange) -> None:
         finally:
             for ws in sockets:
                 await ws.close()
-
-
-async def _capture_unmatched(client: object, text: str) -> dict[str, object]:
-    """Send a raw frame; return the response that carries id null."""
-    from gateway.client import TradeClient
-
-    assert isinstance(client, TradeClient)
-    fut: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
-    client._pending[None] = fut  # type: ignore[index]
-    try:
-        await client.send_raw(text)
-        async with asyncio.timeout(5):
-            return await fut
-    finally:
-        client._pending.pop(None, None)  # type: ignore[arg-type]
 
