@@ -6,10 +6,11 @@ Each segment starts with the 8-byte MAGIC, then records:
     u32 length of the body | u32 crc32 of the body | body = u64 seq | u64 ts | command msgpack
 (all big-endian). The command bytes are those the gateway sent, never re-encoded.
 
-Writing: `encode_batch` builds the bytes of one batch on the event loop; `Journal.append`
-writes them and fsyncs once (group commit) and is meant to run in the journal's single worker
-thread, which serialises every file operation. Rotation starts a new segment (named after the
-batch's first seq) once the current one passed `segment_bytes`.
+Writing: `encode_batch` builds the bytes of one batch on the event loop, `Journal.write` copies
+them into the page cache, and `Journal.sync` (one fdatasync for the whole batch: group commit)
+runs in the journal's single worker thread. Rotation (create a segment, fsync the directory)
+happens in that thread too, through `Journal.append`: a new segment, named after the batch's
+first seq, once the current one passed `segment_bytes`.
 
 Reading (`scan_journal`) is strict: records must be contiguous in seq across segments. A bad
 record at the very tail of the last segment (torn write) is reported as `torn` so the caller
@@ -281,18 +282,33 @@ class Journal:
         self._create(first_seq)
         os.close(old)
 
-    def append(self, first_seq: int, data: bytes) -> None:
-        """Write one batch (records first_seq...) and make it durable. OSError is fatal."""
-        if self._size >= self.segment_bytes and self._size > len(MAGIC):
-            self._rotate(first_seq)
+    def needs_rotation(self) -> bool:
+        return self._size >= self.segment_bytes and self._size > len(MAGIC)
+
+    def write(self, data: bytes) -> None:
+        """Append bytes to the active segment's page cache (no rotation, no fsync).
+
+        Cheap enough for the event loop (a memory copy into the page cache, as Redis does for
+        its append-only file); the fsync that makes it durable runs in the worker thread.
+        """
         view = memoryview(data)
         written = 0
         while written < len(data):
             written += os.write(self._fd, view[written:])
         self._size += len(data)
         self.bytes_written += len(data)
+
+    def sync(self) -> None:
+        """Make everything written so far durable (a no-op with fsync disabled)."""
         if self.fsync:
             os.fdatasync(self._fd)
+
+    def append(self, first_seq: int, data: bytes) -> None:
+        """Rotate if due, write one batch (records first_seq...) and sync. OSError is fatal."""
+        if self.needs_rotation():
+            self._rotate(first_seq)
+        self.write(data)
+        self.sync()
 
     def prune(self, covered_seq: int) -> list[Path]:
         """Delete segments whose every record is <= covered_seq (never the active one)."""

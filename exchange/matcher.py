@@ -262,14 +262,30 @@ class Matcher:
             self.server.resume_paused()
         return batch, first_seq, ts, data
 
-    def _write(self, first_seq: int, data: bytes) -> float:
-        """In the journal thread: write + fsync; returns the seconds it took."""
+    def _timed(self, first_seq: int, data: bytes | None) -> float:
+        """In the journal thread: (rotate, write and) fsync; returns the seconds it took."""
         started = time.perf_counter()
-        self.journal.append(first_seq, data)
+        if data is None:
+            self.journal.sync()
+        else:
+            self.journal.append(first_seq, data)
         return time.perf_counter() - started
 
-    async def _batch_loop(self) -> None:
+    def _start_write(self, first_seq: int, data: bytes) -> asyncio.Future[float]:
+        """Start making a batch durable. Writing to the page cache happens here, the fsync in
+        the journal thread; a rotation (file create + directory fsync) goes there whole."""
         loop = asyncio.get_running_loop()
+        journal = self.journal
+        if journal.needs_rotation():
+            return loop.run_in_executor(self._journal_exec, self._timed, first_seq, data)
+        journal.write(data)
+        if not journal.fsync:
+            done: asyncio.Future[float] = loop.create_future()
+            done.set_result(0.0)
+            return done
+        return loop.run_in_executor(self._journal_exec, self._timed, first_seq, None)
+
+    async def _batch_loop(self) -> None:
         wakeup = self._wakeup
         assert wakeup is not None
         inflight: tuple[list[Pending], int, int, int, asyncio.Future[float]] | None = None
@@ -282,19 +298,23 @@ class Matcher:
                     await wakeup.wait()
                     continue
                 batch, first_seq, ts, data = self._take_batch()
-                inflight = (batch, first_seq, ts, len(data),
-                            loop.run_in_executor(self._journal_exec, self._write, first_seq, data))
+                inflight = (batch, first_seq, ts, len(data), self._start_write(first_seq, data))
             batch, first_seq, ts, size, fut = inflight
             seconds = await fut  # OSError here is fatal: see run()
             FSYNC_SECONDS.observe(seconds)
             JOURNAL_BYTES.inc(size)
             inflight = None
+            write_error: OSError | None = None
             if self.queue:
                 nbatch, nfirst, nts, ndata = self._take_batch()
-                inflight = (nbatch, nfirst, nts, len(ndata),
-                            loop.run_in_executor(self._journal_exec, self._write, nfirst, ndata))
+                try:
+                    inflight = (nbatch, nfirst, nts, len(ndata), self._start_write(nfirst, ndata))
+                except OSError as exc:
+                    write_error = exc  # batch N is durable: answer it, then stop
             QUEUE_DEPTH.set(len(self.queue))
             self._apply(batch, first_seq, ts)
+            if write_error is not None:
+                raise write_error
             self._maybe_snapshot()
 
     def _apply(self, batch: list[Pending], first_seq: int, ts: int) -> None:

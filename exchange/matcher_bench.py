@@ -1,0 +1,276 @@
+"""Benchmark of the matcher over its link, with the journal fsynced (the default).
+
+    python -m exchange.matcher_bench [--seconds 5] [--open-seconds 10] [--rate 4000]
+                                     [--connections 4] [--window 1024] [--fsync always|never]
+
+Starts `exchange matcher` as a subprocess on a temp data dir and unix socket, funds accounts,
+then:
+1. closed loop: several pipelined connections keep `window` commands each in flight for
+   `seconds`; prints sustained commands/s (every one journaled, fsynced, applied, answered);
+2. open loop: `rate` commands/s spread over the connections on a fixed schedule (a timerfd
+   pacer, so the schedule does not wait for answers), ack latency measured from each
+   command's *scheduled* send time; prints p50/p99/p99.9/max.
+The command mix is the engine's (exchange.bench_mix: ~50% limit orders near the touch, 35%
+cancels, 10% amends, 5% marketable). The last line is
+    RESULT matcher commands_per_s=<int> p99_us=<float>
+with p99 of the open-loop phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from exchange.bench_mix import MixGenerator
+from exchange.commands import Command, Deposit
+from exchange.instruments import ExchangeConfig, load_config
+from exchange.link_client import LinkClient, LinkDown
+from exchange.link_messages import Refused, Result
+
+# msgpack integers stop at 2**64; deposits far above any bench need but inside that.
+MAX_DEPOSIT = 10**18
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+class MatcherUnderTest:
+    def __init__(self, fsync: str, extra: list[str]) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="mbench-", dir="/tmp"))
+        self.address = f"unix:{self.tmp / 'm.sock'}"
+        self.log_path = self.tmp / "matcher.log"
+        self.fsync = fsync
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "exchange.cli", "matcher", "--data-dir",
+               str(self.tmp / "data"), "--listen", self.address, "--fsync", self.fsync,
+               *self.extra]
+        with open(self.log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(cmd, stdout=log_file, stderr=log_file)
+
+    async def connect(self, name: str, limit_s: float = 30.0) -> LinkClient:
+        deadline = time.monotonic() + limit_s
+        while True:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError("matcher exited:\n" + self.log_path.read_text()[-3000:])
+            try:
+                return await LinkClient.connect(self.address, name)
+            except LinkDown:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
+    def stop(self) -> str:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return text
+
+
+async def setup(client: LinkClient, config: ExchangeConfig, accounts: int) -> None:
+    gen = MixGenerator(config, seed=0, accounts=accounts)
+    for command in gen.setup_commands():
+        if isinstance(command, Deposit):
+            command = Deposit(account_id=command.account_id, asset=command.asset,
+                              amount=min(command.amount, MAX_DEPOSIT))
+        outcome = await client.submit(command)
+        if not isinstance(outcome, Result):
+            raise RuntimeError(f"setup command refused: {outcome}")
+
+
+class Driver:
+    """One connection with its own seeded mix, learning order ids from its results."""
+
+    def __init__(self, client: LinkClient, config: ExchangeConfig, seed: int,
+                 accounts: int) -> None:
+        self.client = client
+        self.gen = MixGenerator(config, seed=seed, accounts=accounts)
+        self.acked = 0
+        self.refused = 0
+        self.errors = 0
+
+    def send(self, on_done: Callable[[Result | Refused | None], None]) -> None:
+        command: Command = self.gen.next_command()
+        fut = self.client.submit_nowait(command)
+
+        def done(f: asyncio.Future[Result | Refused]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                self.errors += 1
+                on_done(None)
+                return
+            outcome = f.result()
+            if isinstance(outcome, Result):
+                self.acked += 1
+                self.gen.observe(outcome.events)
+            else:
+                self.refused += 1
+            on_done(outcome)
+
+        fut.add_done_callback(done)
+
+
+async def closed_loop(drivers: list[Driver], window: int, seconds: float) -> tuple[int, float]:
+    """Each driver keeps `window` commands in flight until the time is up."""
+    stop_at = time.perf_counter() + seconds
+    finished = asyncio.get_running_loop().create_future()
+    in_flight = [0]
+
+    def refill(driver: Driver) -> Callable[[Result | Refused | None], None]:
+        def on_done(_: Result | Refused | None) -> None:
+            in_flight[0] -= 1
+            if time.perf_counter() < stop_at and not driver.client.closed:
+                in_flight[0] += 1
+                driver.send(on_done)
+            elif in_flight[0] == 0 and not finished.done():
+                finished.set_result(None)
+
+        return on_done
+
+    start_acked = sum(d.acked for d in drivers)
+    started = time.perf_counter()
+    for driver in drivers:
+        callback = refill(driver)
+        for _ in range(window):
+            in_flight[0] += 1
+            driver.send(callback)
+    await asyncio.wait_for(finished, seconds + 60)
+    elapsed = time.perf_counter() - started
+    return sum(d.acked for d in drivers) - start_acked, elapsed
+
+
+async def open_loop(drivers: list[Driver], rate: float, seconds: float) -> list[float]:
+    """Send on a fixed schedule (round-robin over drivers); latency from the scheduled time."""
+    from loadtest.pacer import Pacer
+
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(loop)
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    outstanding = [0]
+    all_done = loop.create_future()
+    interval_ns = int(1e9 / rate)
+    t0 = time.monotonic_ns() + 5_000_000
+
+    def make_callback(scheduled_ns: int) -> Callable[[Result | Refused | None], None]:
+        def on_done(outcome: Result | Refused | None) -> None:
+            if outcome is not None:
+                latencies.append((time.monotonic_ns() - scheduled_ns) / 1000.0)
+            outstanding[0] -= 1
+            if outstanding[0] == 0 and sent[0] == total and not all_done.done():
+                all_done.set_result(None)
+
+        return on_done
+
+    sent = [0]
+    try:
+        for i in range(total):
+            scheduled = t0 + i * interval_ns
+            if time.monotonic_ns() < scheduled:
+                await pacer.sleep_until(scheduled)
+            outstanding[0] += 1
+            sent[0] += 1
+            drivers[i % len(drivers)].send(make_callback(scheduled))
+        if outstanding[0]:
+            await asyncio.wait_for(all_done, 60)
+    finally:
+        pacer.close()
+    return latencies
+
+
+async def bench(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    extra = ["--snapshot-every", str(args.snapshot_every)]
+    if args.config:
+        extra += ["--config", args.config]
+    mut = MatcherUnderTest(args.fsync, extra)
+    if args.address:
+        mut.address = args.address  # an already running matcher (e.g. under a profiler)
+    else:
+        mut.start()
+    try:
+        admin = await mut.connect("bench-setup")
+        await setup(admin, config, args.accounts)
+        await admin.close()
+        clients = [await mut.connect(f"bench-{i}") for i in range(args.connections)]
+        drivers = [Driver(c, config, seed=i + 1, accounts=args.accounts)
+                   for i, c in enumerate(clients)]
+        # Warm up (book fills up to its working size) before measuring.
+        await closed_loop(drivers, args.window, args.warmup)
+        count, elapsed = await closed_loop(drivers, args.window, args.seconds)
+        per_s = count / elapsed
+        print(f"closed loop: {count} commands in {elapsed:.2f} s over {len(drivers)} "
+              f"connections x window {args.window}: {per_s:,.0f} commands/s "
+              f"(fsync {args.fsync})", flush=True)
+        latencies = await open_loop(drivers, args.rate, args.open_seconds)
+        latencies.sort()
+        p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+        p999, worst = percentile(latencies, 99.9), latencies[-1] if latencies else float("nan")
+        print(f"open loop: {len(latencies)} acks at {args.rate:.0f}/s for {args.open_seconds} s:"
+              f" p50 {p50:.1f} us, p99 {p99:.1f} us, p99.9 {p999:.1f} us, max {worst:.1f} us",
+              flush=True)
+        refused = sum(d.refused for d in drivers)
+        errors = sum(d.errors for d in drivers)
+        live = sum(d.gen.live_orders for d in drivers)
+        print(f"refused {refused}, link errors {errors}, resting orders known to the mix {live}")
+        for client in clients:
+            await client.close()
+    finally:
+        log_text = mut.stop()
+    snaps = [line for line in log_text.splitlines() if '"snapshot_written"' in line]
+    if snaps:
+        print(f"snapshots during the run: {len(snaps)}; last: {snaps[-1]}")
+    print(f"machine: nproc={os.cpu_count()} cpu={cpu_model()}")
+    print(f"RESULT matcher commands_per_s={int(per_s)} p99_us={p99:.1f}")
+    return 0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m exchange.matcher_bench",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--open-seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=4000.0)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--window", type=int, default=1024)
+    parser.add_argument("--accounts", type=int, default=16)
+    parser.add_argument("--snapshot-every", type=int, default=200_000)
+    parser.add_argument("--address", default=None,
+                        help="drive this running matcher instead of starting one")
+    parser.add_argument("--fsync", choices=("always", "never"), default="always")
+    args = parser.parse_args(argv)
+    import uvloop
+
+    return uvloop.run(bench(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
