@@ -37,6 +37,26 @@ def _function(frame: str) -> str:
     return f"{m.group('func')} ({path})"
 
 
+# Innermost frames that are the event loop's own C code (uvloop/asyncio run): py-spy cannot
+# tell polling (idle) from socket I/O there, so these samples are reported apart.
+LOOP_FRAMES = ("Runner.run (asyncio/runners.py)", "run (uvloop/__init__.py)")
+
+
+def loop_share(text: str) -> float:
+    """Percentage of samples whose innermost frame is the event loop itself."""
+    samples = loop = 0
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if m is None:
+            continue
+        count = int(m.group("count"))
+        frames = [f for f in m.group("stack").split(";") if f]
+        samples += count
+        if frames and _function(frames[-1]) in LOOP_FRAMES:
+            loop += count
+    return 100 * loop / samples if samples else 0.0
+
+
 def summarize(text: str, top: int = 15) -> tuple[int, list[Row], list[Row]]:
     """(samples, top by self time, top by total time)."""
     self_counts: Counter[str] = Counter()
@@ -70,12 +90,12 @@ def summarize(text: str, top: int = 15) -> tuple[int, list[Row], list[Row]]:
 
 
 def render(name: str, path: Path, top: int = 12) -> str:
-    samples, by_self, by_total = summarize(path.read_text(errors="replace"), top)
-    lines = [f"{name}: {samples} non-idle samples ({path.name})",
+    text = path.read_text(errors="replace")
+    samples, by_self, by_total = summarize(text, top)
+    lines = [f"{name}: {samples} samples ({path.name}); {loop_share(text):.0f}% in the event "
+             "loop's own C code (polling or socket I/O: py-spy cannot tell them apart)",
              f"  {'self %':>7} {'total %':>8}  function (top by self time)"]
     lines += [f"  {r.self_pct:>7.1f} {r.total_pct:>8.1f}  {r.function}" for r in by_self]
     lines.append(f"  {'self %':>7} {'total %':>8}  function (top by total time)")
     lines += [f"  {r.self_pct:>7.1f} {r.total_pct:>8.1f}  {r.function}" for r in by_total]
-    lines.append("  (self time in Runner.run / uvloop run is the event loop itself, in C: "
-                 "polling and socket I/O)")
     return "\n".join(lines)
