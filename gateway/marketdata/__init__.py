@@ -15,7 +15,6 @@ from aiohttp import web
 
 from exchange.instruments import ExchangeConfig
 from gateway.marketdata.checksum import book_checksum
-from gateway.marketdata.client import going_away
 from gateway.marketdata.hub import Limits, MdHub
 from gateway.marketdata.ws import md_websocket
 from gateway.md_source import MarketDataSource
@@ -54,7 +53,7 @@ def install(
 
     async def on_shutdown(app: web.Application) -> None:
         for client in tuple(hub.clients):
-            going_away(client)
+            client.going_away()
 
     app.router.add_get("/ws/md", handler)
     app.cleanup_ctx.append(background)

@@ -212,7 +212,7 @@ async def run(args: argparse.Namespace) -> int:
             f"path: order link -> matcher (real engine, fsync {args.fsync}) -> {via} -> "
             f"gateway /ws/md -> {args.subscribers} subscribers; "
             f"machine: {platform.node()} {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}",
+            f"{platform.python_version()}; pids {cluster.pids}",
             flush=True,
         )
         loop = asyncio.get_running_loop()

@@ -1,9 +1,14 @@
-"""One /ws/md subscriber connection: writes pre-framed bytes straight to its transport.
+"""One /ws/md subscriber connection: pre-framed bytes, coalesced into one write per loop turn.
 
-The per-client buffer is the transport's write buffer, bounded by `buffer_limit` bytes. A
-subscriber whose buffer passes the bound gets `slow_consumer` and is closed; nothing is
-dropped silently, and the writer never waits on one slow reader (a write is a non-blocking
-append to that socket's buffer), so other subscribers are unaffected.
+`send` appends a framed message to the client's pending list; the `Flusher` writes each
+client's pending frames with one `transport.write` at the end of the event-loop iteration.
+A socket write is a system call (most of the fan-out's cost), so when the gateway falls behind
+and several feed batches are handled in one loop turn, they go out in one call per client
+instead of one per message: the fan-out catches up instead of falling further behind.
+
+The per-client buffer is pending frames plus the transport's write buffer, bounded by
+`buffer_limit` bytes. A subscriber past the bound gets `slow_consumer` and is closed; nothing
+is dropped silently, and no write ever waits on one slow reader, so others are unaffected.
 """
 
 from __future__ import annotations
@@ -23,31 +28,75 @@ log = structlog.get_logger("gateway.marketdata")
 DEFAULT_BUFFER_LIMIT: Final = 1 << 20  # bytes: about 3 s of an unconflated busy book
 CLOSE_GRACE_S: Final = 2.0  # a closed slow consumer that still reads nothing is then aborted
 WS_POLICY_VIOLATION: Final = 1008
+WS_GOING_AWAY: Final = 1001
+
+
+class Flusher:
+    """Writes every client's pending frames once per event-loop iteration."""
+
+    __slots__ = ("dirty", "scheduled")
+
+    def __init__(self) -> None:
+        self.dirty: list[MdClient] = []
+        self.scheduled = False
+
+    def mark(self, client: MdClient) -> None:
+        self.dirty.append(client)
+        if not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        self.scheduled = False
+        for client in dirty:
+            client.flush()
 
 
 class MdClient:
-    __slots__ = ("_on_closed", "_transport", "buffer_limit", "closed", "peer", "subscriptions")
+    __slots__ = (
+        "_flusher", "_on_closed", "_transport", "buffer_limit", "closed", "peer", "pending",
+        "pending_bytes", "subscriptions",
+    )
 
     def __init__(
         self,
         transport: asyncio.WriteTransport,
+        flusher: Flusher,
         *,
         buffer_limit: int = DEFAULT_BUFFER_LIMIT,
         peer: str = "",
         on_closed: Callable[[MdClient], None] | None = None,
     ) -> None:
         self._transport = transport
+        self._flusher = flusher
         self.buffer_limit = buffer_limit
         self.peer = peer
         self.closed = False
         self._on_closed = on_closed
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
         # symbol -> subscription, kept by the hub
         self.subscriptions: dict[str, object] = {}
 
     def send(self, data: bytes) -> None:
-        """Write one framed message; cut the client off if its buffer is over the bound."""
+        """Queue one framed message for this loop turn's write."""
         if self.closed:
             return
+        if not self.pending:
+            self._flusher.mark(self)
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > self.buffer_limit:
+            self.cut_off()
+
+    def flush(self) -> None:
+        if self.closed or not self.pending:
+            return
+        pending = self.pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self.pending = []
+        self.pending_bytes = 0
         transport = self._transport
         if transport.is_closing():
             self._mark_closed()
@@ -57,40 +106,48 @@ class MdClient:
             self.cut_off()
 
     def buffered(self) -> int:
-        return 0 if self.closed else self._transport.get_write_buffer_size()
+        return 0 if self.closed else self._transport.get_write_buffer_size() + self.pending_bytes
 
     def cut_off(self) -> None:
         """slow_consumer, then close: the status frame is queued behind what is buffered."""
         if self.closed:
             return
         metrics.SLOW_CONSUMERS.inc()
-        log.warning(
-            "md_slow_consumer", peer=self.peer, buffered=self._transport.get_write_buffer_size()
-        )
         transport = self._transport
-        transport.write(
-            encode(
-                StatusOut(channel="status", type="slow_consumer", symbol=None, ts=time.time_ns())
+        log.warning("md_slow_consumer", peer=self.peer, buffered=self.buffered())
+        pending = self.pending
+        self.pending = []
+        self.pending_bytes = 0
+        if not transport.is_closing():
+            # What was queued still goes out in order, then the notice, then the close.
+            transport.write(
+                b"".join(pending)
+                + encode(
+                    StatusOut(
+                        channel="status", type="slow_consumer", symbol=None, ts=time.time_ns()
+                    )
+                )
+                + close_frame(WS_POLICY_VIOLATION, "slow consumer")
             )
-        )
-        transport.write(close_frame(WS_POLICY_VIOLATION, "slow consumer"))
         self._mark_closed()
         # close() flushes the buffer first; a reader that never drains it is aborted.
         transport.close()
         asyncio.get_running_loop().call_later(CLOSE_GRACE_S, transport.abort)
 
+    def going_away(self) -> None:
+        """Close at shutdown: what is pending, close frame 1001, then the socket."""
+        if self.closed:
+            return
+        self.flush()
+        if not self.closed and not self._transport.is_closing():
+            self._transport.write(close_frame(WS_GOING_AWAY, "server shutting down"))
+        self._mark_closed()
+        self._transport.close()
+
     def _mark_closed(self) -> None:
         if not self.closed:
             self.closed = True
+            self.pending = []
+            self.pending_bytes = 0
             if self._on_closed is not None:
                 self._on_closed(self)
-
-
-def going_away(client: MdClient) -> None:
-    """Close a subscriber at shutdown: close frame 1001, then the socket after it flushes."""
-    if client.closed:
-        return
-    transport = client._transport
-    transport.write(close_frame(1001, "server shutting down"))
-    client._mark_closed()
-    transport.close()

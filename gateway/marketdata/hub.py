@@ -18,7 +18,7 @@ from exchange.instruments import ExchangeConfig
 from exchange.md_wire import decode_batch
 from exchange.queries import BookSnapshot, GetBook
 from gateway.marketdata import metrics
-from gateway.marketdata.client import MdClient
+from gateway.marketdata.client import Flusher, MdClient
 from gateway.marketdata.feed import Feed, LinkFeed, RedisFeed
 from gateway.marketdata.messages import (
     ErrorInfo,
@@ -71,6 +71,7 @@ class MdHub:
         self.limits = limits or Limits()
         self.symbols: dict[str, SymbolFeed] = {}
         self.clients: set[MdClient] = set()
+        self.flusher = Flusher()
         self.feed: Feed = RedisFeed(redis_url, self) if redis_url else LinkFeed(source, self)
         self.started_at = time.monotonic()
 

@@ -40,6 +40,7 @@ async def md_websocket(request: web.Request, hub: MdHub) -> web.StreamResponse:
         # uvloop's transports are not registered as asyncio.WriteTransport subclasses, but
         # they have the same write / get_write_buffer_size / is_closing / close / abort.
         cast(asyncio.WriteTransport, transport),
+        hub.flusher,
         buffer_limit=hub.limits.buffer_limit,
         peer=request.remote or "",
         on_closed=hub.client_closed,

@@ -316,3 +316,25 @@ async def test_limits_on_subscriptions_and_connections(config: ExchangeConfig) -
         assert (await resp.json())["error"]["code"] == 4002
         await ws.close()
         await ws2.close()
+
+
+def test_stream_under_uvloop(config: ExchangeConfig) -> None:
+    """The gateway runs on uvloop, whose transports are not asyncio's classes: check there."""
+    import uvloop
+
+    async def scenario() -> None:
+        flow = Flow(13, None, config)
+        source = EngineSource(flow.engine)
+        flow.port = make_port(None, source.send_to_gateways)
+        async with gateway(source, config) as client:
+            a = await subscribe(client, flow, depth=50)
+            b = await subscribe(client, flow, depth=5, interval_ms=20)
+            await run_flow(flow, 200)
+            end = final_seq(flow)
+            for sub in (a, b):
+                await sub.wait_for(lambda sub=sub: sub.replica.seq == end)  # type: ignore[misc]
+                assert sub.replica.checked > 0
+            await a.close()
+            await b.close()
+
+    uvloop.run(scenario())
