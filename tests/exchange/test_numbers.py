@@ -28,7 +28,7 @@ def test_parse_units(text: str, decimals: int, units: int | None) -> None:
 @pytest.mark.parametrize(
     "text",
     ["NaN", "nan", "Inf", "inf", "-Inf", "Infinity", "1e3", "1E3", "1e-3", "-1", "+1", " 1",
-     "1 ", "", "1,5", "1_000", "0x10", "１", "1.2.3", "--1", ".", "1.25 "],
+     "1 ", "", "1,5", "1_000", "0x10", "\uff11", "\u0663", "1.2.3", "--1", ".", "1.25 "],
 )
 def test_rejects_non_plain_decimals(text: str) -> None:
     assert parse_units(text, 2) is None
