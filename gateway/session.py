@@ -2,9 +2,10 @@
 
 Responses and pushed execution reports of a session share one FIFO send buffer drained by
 one writer task, so a client sees them in the order the gateway produced them and `seq` of
-its reports is contiguous. When a client stops reading, the buffer fills; the session is then
-closed with a reason (1008 "send buffer full") rather than buffering without bound or
-dropping reports. Its orders stay (unless it asked for cancel-on-disconnect).
+its reports is contiguous. When a client stops reading, its socket backs up and the buffer
+fills past `send_buffer` messages (or past BURST_FACTOR times that, whatever the socket): the
+session is then closed with a reason (1008 "send buffer full") rather than buffering without
+bound or dropping reports. Its orders stay (unless it asked for cancel-on-disconnect).
 
 `SessionRegistry` finds the sessions of an account for report fan-out and counts connections
 in total and per API key.
@@ -37,6 +38,10 @@ _ENCODER = msgspec.json.Encoder()
 _PREFIX = os.urandom(3).hex()
 _COUNTER = itertools.count(1)
 _LINGER_S = 10.0
+# A burst (one cancel_all of many orders) may queue past `send_buffer` while the socket still
+# takes everything; only a socket that is backed up makes the client slow. This factor bounds
+# the burst itself.
+BURST_FACTOR = 8
 
 
 def new_session_id() -> str:
@@ -61,9 +66,10 @@ class TradeSession:
         self.close_reason: str | None = None
         # An item with data None closes the connection once what is before it has been sent.
         self._out: asyncio.Queue[tuple[bytes | None, float | None, str]] = asyncio.Queue(
-            send_buffer + 1
+            send_buffer * BURST_FACTOR + 1
         )
         self._send_buffer = send_buffer
+        self._hard_limit = send_buffer * BURST_FACTOR
         self._closer: asyncio.Task[None] | None = None
         self._close_queued = False
         self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.session_id}")
@@ -79,7 +85,8 @@ class TradeSession:
         if self.close_reason is not None:
             return False
         data = _ENCODER.encode(message)
-        if self._out.qsize() >= self._send_buffer:
+        queued = self._out.qsize()
+        if queued >= self._send_buffer and (queued >= self._hard_limit or self._backed_up()):
             self.metrics.send_buffer_full.inc()
             self.close("send buffer full", WSCloseCode.POLICY_VIOLATION)
             return False
@@ -90,6 +97,11 @@ class TradeSession:
             self.close("send buffer full", WSCloseCode.POLICY_VIOLATION)
             return False
         return True
+
+    def _backed_up(self) -> bool:
+        """The socket is not taking our bytes: a slow client, not just a burst in progress."""
+        transport = self.request.transport
+        return transport is None or transport.get_write_buffer_size() > 0
 
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
         self.report_seq += 1
