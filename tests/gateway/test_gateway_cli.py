@@ -1,0 +1,115 @@
+"""`exchange gateway` as real processes: two gateways share one port (SO_REUSEPORT) in front
+of one matcher, and the admin HTTP API (bearer token, localhost) provisions accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.client import ExchangeError, TradeClient, create_funded_account
+from tests.exchange.matcher_harness import MatcherProcess
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "test-admin-token-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def gateway_process(matcher: str, port: int, admin_port: int, token_file: Path,
+                          gateway_id: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exchange.cli", "gateway", "--matcher", matcher,
+        "--port", str(port), "--admin-port", str(admin_port),
+        "--admin-token-file", str(token_file), "--gateway-id", gateway_id,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO)
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = await proc.stderr.readline()
+                assert line, "gateway exited early"
+                if b"gateway_listening" in line:
+                    break
+        # Keep draining its log so the pipe never blocks it.
+        drain = asyncio.create_task(proc.stderr.read())
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(15):
+                await proc.wait()
+        drain.cancel()
+    assert proc.returncode == 0
+
+
+async def test_two_gateways_one_port_and_admin_api(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    port, admin1, admin2 = free_port(), free_port(), free_port()
+    async with MatcherProcess.started(tmp_path / "m", extra_args=["--fsync", "never"]) as m, \
+            gateway_process(m.address, port, admin1, token_file, "gw-a"), \
+            gateway_process(m.address, port, admin2, token_file, "gw-b"):
+        admin_url = f"http://127.0.0.1:{admin1}"
+        alice = await create_funded_account(admin_url, TOKEN, {"USD": "100000", "BTC": "5"})
+        bob = await create_funded_account(f"http://127.0.0.1:{admin2}", TOKEN,
+                                          {"USD": "100000", "BTC": "5"})
+        url = f"ws://127.0.0.1:{port}/ws/trade"
+        # Many connections spread over both processes; reports cross gateways via Interest.
+        clients = [await TradeClient.connect(url, api_key=c.api_key, secret=c.secret)
+                   for c in (alice, bob, alice, bob)]
+        try:
+            await clients[0].place("BTC-USD", "sell", "1", "50000.00", client_order_id="x")
+            await clients[1].place("BTC-USD", "buy", "1", "50000.00", client_order_id="y")
+            for client in clients:
+                assert [(await client.next_report())["exec_type"] for _ in range(2)] == [
+                    "new", "trade"]
+        finally:
+            for client in clients:
+                await client.close()
+
+        async with aiohttp.ClientSession() as http:
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            async with http.get(f"{admin_url}/admin/accounts/{alice.account_id}/balances",
+                                headers=auth) as resp:
+                body = await resp.json()
+                assert resp.status == 200
+                balances = {b["asset"]: b for b in body["balances"]}
+                assert balances["USD"]["available"] == "149950.000000"  # 10 bps maker fee
+            async with http.get(f"{admin_url}/admin/accounts/1/balances",
+                                headers={"Authorization": "Bearer wrong"}) as resp:
+                assert resp.status == 401
+            async with http.post(f"{admin_url}/admin/accounts/{bob.account_id}/withdraw",
+                                 json={"asset": "USD", "amount": "0.0000001"},
+                                 headers=auth) as resp:
+                assert resp.status == 400 and (await resp.json())["code"] == 1002
+            async with http.post(f"{admin_url}/admin/accounts/{bob.account_id}/withdraw",
+                                 json={"asset": "USD", "amount": "1000"}, headers=auth) as resp:
+                assert (await resp.json())["available"] == "49000.000000"
+            async with http.post(f"{admin_url}/admin/symbols/ETH-USD/halt",
+                                 headers=auth) as resp:
+                assert resp.status == 200
+            async with await TradeClient.connect(url, api_key=bob.api_key,
+                                                 secret=bob.secret) as client:
+                with pytest.raises(ExchangeError) as info:
+                    await client.place("ETH-USD", "buy", "1", "3000.00")
+                assert info.value.code == 1003 and info.value.msg == "symbol halted"
+            async with http.post(f"{admin_url}/admin/symbols/ETH-USD/resume",
+                                 headers=auth) as resp:
+                assert resp.status == 200
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert resp.status == 200
