@@ -405,3 +405,104 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main())
+
+
+class Load:
+    """Continuous pipelined load from the engine's bench mix over several links.
+
+    Records every acknowledged command: `acked[seq] = (command, events)`. Stops when told or
+    when the links go down (a killed matcher); pending commands then fail with LinkDown and
+    are simply not acknowledged.
+    """
+
+    def __init__(self, config: ExchangeConfig, *, connections: int = 3, window: int = 32,
+                 seed: int = 1, accounts: int = 8) -> None:
+        from exchange.bench_mix import MixGenerator
+
+        self.config = config
+        self.connections = connections
+        self.window = window
+        self.gens = [MixGenerator(config, seed=seed * 100 + i, accounts=accounts)
+                     for i in range(connections)]
+        self.acked: dict[int, tuple[Command, list[Event]]] = {}
+        self.failed = 0
+        self.refused = 0
+        self.clients: list[LinkClient] = []
+        self._stop = False
+        self._idle: asyncio.Event | None = None
+        self._in_flight = 0
+
+    def setup_commands(self) -> list[Command]:
+        from exchange.commands import Deposit
+
+        out: list[Command] = []
+        for command in self.gens[0].setup_commands():
+            if isinstance(command, Deposit):  # msgpack integers stop at 2**64
+                command = Deposit(account_id=command.account_id, asset=command.asset,
+                                  amount=min(command.amount, 10**18))
+            out.append(command)
+        return out
+
+    async def run_setup(self, address: str) -> None:
+        client = await LinkClient.connect(address, "load-setup")
+        for command in self.setup_commands():
+            outcome = await client.submit(command)
+            assert not hasattr(outcome, "code"), outcome
+            self._record(command, outcome)
+        await client.close()
+
+    def _record(self, command: Command, outcome: object) -> None:
+        from exchange.link_messages import Result
+
+        if isinstance(outcome, Result):
+            self.acked[outcome.seq] = (command, outcome.events)
+        else:
+            self.refused += 1
+
+    async def start(self, address: str) -> None:
+        self._idle = asyncio.Event()
+        self.clients = [await LinkClient.connect(address, f"load-{i}")
+                        for i in range(self.connections)]
+        for client, gen in zip(self.clients, self.gens, strict=True):
+            for _ in range(self.window):
+                self._send(client, gen)
+
+    def _send(self, client: LinkClient, gen: Any) -> None:
+        if self._stop or client.closed:
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+            return
+        command: Command = gen.next_command()
+        try:
+            fut = client.submit_nowait(command)
+        except LinkDown:
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+            return
+        self._in_flight += 1
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._in_flight -= 1
+            if f.cancelled() or f.exception() is not None:
+                self.failed += 1
+            else:
+                outcome = f.result()
+                self._record(command, outcome)
+                if hasattr(outcome, "events"):
+                    gen.observe(outcome.events)
+            self._send(client, gen)
+
+        fut.add_done_callback(done)
+
+    async def stop(self) -> None:
+        """Stop sending and wait until nothing is in flight (answered or failed)."""
+        self._stop = True
+        assert self._idle is not None
+        if self._in_flight:
+            await asyncio.wait_for(self._idle.wait(), 30)
+        for client in self.clients:
+            await client.close()
+
+    async def wait_links_down(self, limit_s: float = 10.0) -> None:
+        await wait_until(lambda: all(c.closed for c in self.clients) and self._in_flight == 0,
+                         limit_s)
