@@ -133,6 +133,15 @@ def masked_text_frame(payload: bytes) -> bytes:
     return header + mask + masked
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process from /proc (Linux), 0.0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def percentile(sorted_values: list[int], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -200,6 +209,27 @@ async def drive(matcher: str, rate: float, stop: asyncio.Event, counters: dict[s
         await link.close()
 
 
+async def watch_redis(url: str, stats: Stats, upstream_us: list[int]) -> None:
+    """Time engine ts -> Redis subscriber: the part of the latency before the gateway."""
+    import redis.asyncio as aioredis
+
+    from exchange.md_wire import channel_of, decode_batch
+
+    client = aioredis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel_of(SYMBOL))
+    try:
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg is not None and stats.recording:
+                batch = decode_batch(msg["data"])
+                if batch.book is not None:
+                    upstream_us.append((time.time_ns() - batch.ts) // 1000)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+
+
 async def run(args: argparse.Namespace) -> int:
     from loadtest.cluster import Cluster
 
@@ -225,6 +255,12 @@ async def run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         counters = {"sent": 0, "errors": 0, "refused": 0}
         driver = asyncio.create_task(drive(cluster.matcher, args.rate, stop, counters))
+        upstream_us: list[int] = []
+        watcher = (
+            asyncio.create_task(watch_redis(cluster.redis_url, stats, upstream_us))
+            if cluster.redis_url
+            else None
+        )
         transports: list[asyncio.BaseTransport] = []
         readies: list[asyncio.Future[None]] = []
         for i in range(args.subscribers):
@@ -239,15 +275,22 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0.01)  # spread the handshakes a little
         await asyncio.wait_for(asyncio.gather(*readies), 60)
         await asyncio.sleep(args.warmup)
+        pids = {**cluster.pids, "bench": os.getpid()}
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         stats.recording = True
         sent0 = counters["sent"]
         t0 = time.monotonic()
         await asyncio.sleep(args.duration)
         stats.recording = False
         elapsed = time.monotonic() - t0
+        cpu = {
+            name: (cpu_seconds(pid) - cpu0[name]) / elapsed * 100 for name, pid in pids.items()
+        }
         sent = counters["sent"] - sent0
         stop.set()
         await driver
+        if watcher is not None:
+            watcher.cancel()
         for conn in transports:
             conn.close()
         lat = sorted(stats.latencies_us)
@@ -264,6 +307,14 @@ async def run(args: argparse.Namespace) -> int:
             f"max {mx:.2f}; delivered {delivered} msg/s; slow_consumer {stats.slow}, "
             f"closed early {stats.closed}"
         )
+        if upstream_us:
+            up = sorted(upstream_us)
+            print(
+                f"of which engine ts -> Redis subscriber (matcher batch, fsync, publish) ms: "
+                f"p50 {percentile(up, 0.5):.2f} p99 {percentile(up, 0.99):.2f} "
+                f"max {up[-1] / 1000:.2f}"
+            )
+        print("cpu %: " + ", ".join(f"{name} {pct:.0f}" for name, pct in cpu.items()))
         print(f"RESULT md subscribers={args.subscribers} p99_ms={p99:.2f} "
               f"delivered_per_s={delivered}")
         return 0
