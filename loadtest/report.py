@@ -105,9 +105,13 @@ def table(result: RunResult) -> str:
     lines.append("")
     codes = ", ".join(f"{c}: {n}" for c, n in sorted(result.errors_by_code.items())) or "none"
     lines.append(
-        f"error answers by code: {codes}; lost cancel/amend races with fills: {result.races}; "
+        f"error answers by code: {codes}; cancels/amends that lost a race with a fill or "
+        f"the exchange's own cancel: {result.races}; "
         f"never answered: {result.missing}; errors counted: {result.errors}"
     )
+    if result.unexplained_refusals:
+        lines.append("refusals no report explains, e.g.: "
+                     + "; ".join(result.unexplained_refusals[:3]))
     v = result.violations
     if v.total:
         lines.append(f"VIOLATIONS: {v.total}")

@@ -49,6 +49,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     ok: int = 0
     errors_by_code: dict[int, int] = msgspec.field(default_factory=dict)
     races: int = 0
+    unexplained_refusals: list[str] = msgspec.field(default_factory=list)
     missing: int = 0
     exec_reports: int = 0
     md_messages: int = 0
@@ -120,6 +121,8 @@ def merge(spec: RunSpec, results: list[WorkerResult], timeline: list[Second]) ->
         for code, n in r.errors.items():
             out.errors_by_code[code] = out.errors_by_code.get(code, 0) + n
         out.races += r.races
+        room = 10 - len(out.unexplained_refusals)
+        out.unexplained_refusals.extend(r.unexplained_refusals[:room])
         out.missing += r.missing
         out.exec_reports += r.exec_reports
         out.md_messages += r.md_messages

@@ -52,7 +52,8 @@ class Session:
         self.checker = SessionChecker(name, violations)
         self.next_id = 1
         self.not_sent = 0
-        self.refused: list[str] = []  # client_order_ids of refused cancels/amends
+        # Refused cancels/amends: (client_order_id, method, code), classified at the end.
+        self.refused: list[tuple[str, str, int]] = []
         self.last_ack_ns = 0
 
     async def logon(self, api_key: str, secret: str, timeout_s: float = 10.0) -> None:
@@ -131,7 +132,7 @@ class Session:
                 ):
                     self.mix.open.add(order)
         elif action.method != "order.place" and len(self.refused) < MAX_REFUSALS:
-            self.refused.append(action.client_order_id)
+            self.refused.append((action.client_order_id, action.method, code))
 
     def _on_execution(self, msg: wire.Inbound) -> None:
         cid = msg.client_order_id or f"order:{msg.order_id}"
@@ -144,6 +145,17 @@ class Session:
         elif msg.ord_status in ("canceled", "filled", "rejected", "expired"):
             self.mix.open.remove(cid)
 
+    def _lost_race(self, cid: str) -> bool:
+        # The order traded, or the exchange ended it itself (a fill, or self-trade prevention
+        # canceling it) while our request was on its way.
+        return cid in self.checker.traded or cid in self.checker.done
+
     def races(self) -> int:
-        """Refused cancels/amends of orders that traded: lost races with a fill."""
-        return sum(1 for cid in self.refused if cid in self.checker.traded)
+        """Refused cancels/amends of orders the exchange had already filled or ended."""
+        return sum(1 for cid, _, _ in self.refused if self._lost_race(cid))
+
+    def unexplained_refusals(self, limit: int = 5) -> list[str]:
+        """Examples of refusals that no report explains: these count as errors."""
+        out = [f"{self.name}: {method} {cid} refused with {code}"
+               for cid, method, code in self.refused if not self._lost_race(cid)]
+        return out[:limit]

@@ -53,9 +53,10 @@ class WorkerResult(msgspec.Struct, kw_only=True):
     acked: int = 0
     ok: int = 0
     errors: dict[int, int] = msgspec.field(default_factory=dict)
-    # Cancels/amends refused (3005 and the like) for orders that had traded: a lost race
-    # with a fill, which the mix provokes on purpose, not an exchange error.
+    # Cancels/amends refused (3005 and the like) for orders that had traded or that the
+    # exchange had ended itself: a lost race, which the mix provokes on purpose, not an error.
     races: int = 0
+    unexplained_refusals: list[str] = msgspec.field(default_factory=list)
     missing: int = 0
     exec_reports: int = 0
     md_messages: int = 0

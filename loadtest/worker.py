@@ -162,6 +162,7 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
     result.ok = recorder.ok
     result.errors = dict(recorder.errors)
     result.races = sum(s.races() for s in sessions)
+    result.unexplained_refusals = [x for s in sessions for x in s.unexplained_refusals()][:10]
     result.exec_reports = sum(s.checker.reports for s in sessions)
     result.md_messages = sum(c.messages for c in probe_checkers)
     last = max((s.last_ack_ns for s in sessions), default=0)
