@@ -8,6 +8,7 @@ fine here: this runs once per message on the probe, never in the order path).
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from decimal import Decimal
 
@@ -30,12 +31,16 @@ def checksum(asks: list[tuple[str, str]], bids: list[tuple[str, str]]) -> int:
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
+Level = tuple[Decimal, str, str]  # (numeric price for ordering, price, qty) as sent
+
+
 class LocalBook:
     """Price level -> absolute quantity per side, as the feed describes it."""
 
     def __init__(self) -> None:
-        self.bids: dict[str, str] = {}
-        self.asks: dict[str, str] = {}
+        # price string -> level; the Decimal is computed once per level, not per message.
+        self.bids: dict[str, Level] = {}
+        self.asks: dict[str, Level] = {}
         self.seq: int | None = None
 
     def apply(
@@ -49,15 +54,16 @@ class LocalBook:
             self.asks.clear()
         for side, levels in ((self.bids, bids), (self.asks, asks)):
             for price, qty in levels:
-                if Decimal(qty) == 0:
+                if not qty.replace("0", "").replace(".", ""):  # "0", "0.000": delete
                     side.pop(price, None)
                 else:
-                    side[price] = qty
+                    level = side.get(price)
+                    side[price] = (level[0] if level else Decimal(price), price, qty)
 
     def top(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        asks = sorted(self.asks.items(), key=lambda lv: Decimal(lv[0]))[:CHECKSUM_LEVELS]
-        bids = sorted(self.bids.items(), key=lambda lv: Decimal(lv[0]), reverse=True)
-        return asks, bids[:CHECKSUM_LEVELS]
+        asks = heapq.nsmallest(CHECKSUM_LEVELS, self.asks.values())
+        bids = heapq.nlargest(CHECKSUM_LEVELS, self.bids.values())
+        return [(p, q) for _, p, q in asks], [(p, q) for _, p, q in bids]
 
     def checksum(self) -> int:
         asks, bids = self.top()

@@ -72,6 +72,8 @@ def test_local_book_applies_absolute_sizes_and_deletes_on_zero() -> None:
     book = LocalBook()
     book.apply([("99.00", "1.0"), ("98.00", "2.0")], [("101.00", "3.0")], snapshot=True)
     book.apply([("98.00", "0"), ("99.50", "4.0")], [("101.00", "2.5")], snapshot=False)
+    book.apply([("97.00", "1.0")], [("102.00", "10.0")], snapshot=False)
+    book.apply([("97.00", "0.000")], [("102.00", "0.0")], snapshot=False)
     asks, bids = book.top()
     assert asks == [("101.00", "2.5")]
     assert bids == [("99.50", "4.0"), ("99.00", "1.0")]
