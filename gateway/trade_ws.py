@@ -163,9 +163,10 @@ class TradeGateway:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     received_at = loop.time()
                     data: str | bytes = msg.data
+                    size = _utf8_size(data)
                     msgs_in.inc()
-                    bytes_in.inc(len(data))
-                    await self._on_message(session, data, received_at)
+                    bytes_in.inc(size)
+                    await self._on_message(session, data, size, received_at)
                     if session.close_reason is not None:
                         reason = session.close_reason
                         break
@@ -256,9 +257,8 @@ class TradeGateway:
         self.metrics.requests.labels(method or "invalid", str(int(code))).inc()
         session.send(body, received_at=received_at, method=method or "invalid")
 
-    async def _on_message(self, session: TradeSession, data: str | bytes,
+    async def _on_message(self, session: TradeSession, data: str | bytes, size: int,
                           received_at: float) -> None:
-        size = len(data.encode() if isinstance(data, str) else data)
         if size > self.limits.max_message_bytes:
             code = Code.TOO_LARGE
             self.metrics.requests.labels("invalid", str(int(code))).inc()
@@ -459,6 +459,13 @@ class TradeGateway:
         self._reply(session, req.id, req.method, Code.OK,
                     {"account_id": info.account_id, "session_id": session.session_id},
                     received_at=received_at)
+
+
+def _utf8_size(data: str | bytes) -> int:
+    if isinstance(data, bytes):
+        return len(data)
+    # Orders are ASCII: skip the encode unless the text has other characters.
+    return len(data) if data.isascii() else len(data.encode())
 
 
 def _reason_label(reason: str) -> str:
