@@ -701,7 +701,7 @@ class StreamGenerator:
             return cls(account_id=self._account(), asset=asset, amount=amount)
         if r < 0.96:
             return (HaltSymbol if rng.random() < 0.25 else ResumeSymbol)(symbol=symbol)
-        if r < 0.985:
+        if r < 0.998:
             return CreateApiKey(
                 account_id=self._account(), api_key=rng.choice(["k1", "k2", "k3", ""]),
                 secret="s", permissions=("trade", "read"),
