@@ -14,9 +14,10 @@ from typing import Final
 import msgspec
 import structlog
 
+from exchange.events import TradeExecuted
 from exchange.instruments import ExchangeConfig
 from exchange.md_wire import decode_batch
-from exchange.queries import BookSnapshot, GetBook
+from exchange.queries import BookSnapshot, GetBook, GetTrades, TradeList
 from gateway.marketdata import metrics
 from gateway.marketdata.client import Flusher, MdClient
 from gateway.marketdata.feed import Feed, LinkFeed, RedisFeed
@@ -36,6 +37,7 @@ SNAPSHOT_TIMEOUT_S: Final = 5.0
 FETCH_BACKOFF_MIN_S: Final = 0.05
 FETCH_BACKOFF_MAX_S: Final = 2.0
 HEARTBEAT_S: Final = 1.0
+TRADES_BACKFILL_MAX: Final = 1000  # the matcher keeps the last 1,000 trades per symbol
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +114,24 @@ class MdHub:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, FETCH_BACKOFF_MAX_S)
 
+    async def fetch_trades(self, symbol: str, count: int) -> list[TradeExecuted]:
+        """One try at the trades a gap swallowed; [] if they cannot be had now.
+
+        Asks for the most the matcher keeps, not `count`: more trades may have happened
+        since the snapshot, and the answer is the newest ones. The caller picks its range.
+        """
+        if count > TRADES_BACKFILL_MAX:
+            log.warning("md_trades_backfill_partial", symbol=symbol, missed=count)
+        try:
+            async with asyncio.timeout(SNAPSHOT_TIMEOUT_S):
+                answer = await self.source.ask(
+                    GetTrades(symbol=symbol, limit=TRADES_BACKFILL_MAX)
+                )
+        except (ConnectionError, TimeoutError) as exc:
+            log.warning("md_trades_backfill_failed", symbol=symbol, error=repr(exc))
+            return []
+        return answer.trades if isinstance(answer, TradeList) else []
+
     # ---- clients -----------------------------------------------------------------------
 
     def can_accept(self) -> bool:
@@ -135,7 +155,9 @@ class MdHub:
     def _symbol(self, symbol: str) -> SymbolFeed:
         feed = self.symbols.get(symbol)
         if feed is None:
-            feed = SymbolFeed(symbol, self.config.instruments[symbol], self.fetch_snapshot)
+            feed = SymbolFeed(
+                symbol, self.config.instruments[symbol], self.fetch_snapshot, self.fetch_trades
+            )
             self.symbols[symbol] = feed
             self.feed.want(symbol)
         return feed

@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import structlog
 
+from exchange.events import TradeExecuted
 from exchange.instruments import Instrument
 from exchange.md_builder import L2Book
-from exchange.md_wire import MdBatch
+from exchange.md_wire import MdBatch, TradeMsg
 from exchange.queries import BookSnapshot
 from gateway.marketdata import metrics
 from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
@@ -45,6 +46,8 @@ SNAPSHOT_DEPTH: Final = 1000
 APPLY, STALE, GAP = 0, 1, 2
 
 FetchSnapshot = Callable[[str], Awaitable[BookSnapshot]]
+# (symbol, how many) -> the most recent trades, oldest first; [] when they cannot be had.
+FetchTrades = Callable[[str, int], Awaitable[list[TradeExecuted]]]
 
 
 class Subscription:
@@ -85,11 +88,18 @@ class BookGroup:
 
 class SymbolFeed:
     def __init__(
-        self, symbol: str, instrument: Instrument, fetch_snapshot: FetchSnapshot
+        self,
+        symbol: str,
+        instrument: Instrument,
+        fetch_snapshot: FetchSnapshot,
+        fetch_trades: FetchTrades | None = None,
     ) -> None:
         self.symbol = symbol
         self.instrument = instrument
         self._fetch_snapshot = fetch_snapshot
+        self._fetch_trades = fetch_trades
+        self.loaded = False  # a snapshot was loaded at least once
+        self.backfilled = 0
         self.book = L2Book()
         self.seq = 0
         self.last_trade_id = 0
@@ -215,21 +225,7 @@ class SymbolFeed:
         self.last_ts = batch.ts
         inst = self.instrument
         if batch.trades:
-            fan = self.trade_fan
-            for trade in batch.trades:
-                data = encode(
-                    TradeOut(
-                        symbol=self.symbol,
-                        ts=trade.ts,
-                        trade_id=trade.trade_id,
-                        price=inst.ticks_to_price(trade.price),
-                        qty=inst.lots_to_qty(trade.qty),
-                        taker_side=trade.taker_side,
-                    )
-                )
-                for client in fan:
-                    client.send(data)
-                metrics.SENT.labels("trades").inc(len(fan))
+            self._send_trades(batch.trades)
             self.last_trade_id = batch.trades[-1].trade_id
         if batch.book is not None:
             self.book.apply(batch.book.bids, batch.book.asks)
@@ -282,6 +278,24 @@ class SymbolFeed:
                 self.start_resync("depth")
                 return True
         return False
+
+    def _send_trades(self, trades: Sequence[TradeMsg | TradeExecuted]) -> None:
+        inst = self.instrument
+        fan = self.trade_fan
+        for trade in trades:
+            data = encode(
+                TradeOut(
+                    symbol=self.symbol,
+                    ts=trade.ts,
+                    trade_id=trade.trade_id,
+                    price=inst.ticks_to_price(trade.price),
+                    qty=inst.lots_to_qty(trade.qty),
+                    taker_side=trade.taker_side,
+                )
+            )
+            for client in fan:
+                client.send(data)
+        metrics.SENT.labels("trades").inc(len(fan) * len(trades))
 
     # ---- book views --------------------------------------------------------------------
 
@@ -407,13 +421,28 @@ class SymbolFeed:
         while True:
             self._refetch = False
             self.pending_overflow = False
+            had = self.last_trade_id if self.loaded else None
             snapshot = await self._fetch_snapshot(self.symbol)
+            missed: list[TradeExecuted] = []
+            if (
+                had is not None
+                and snapshot.last_trade_id > had
+                and self.trade_fan
+                and self._fetch_trades is not None
+            ):
+                # Trades lost with the gap: fetch them so trade ids stay contiguous.
+                recent = await self._fetch_trades(self.symbol, snapshot.last_trade_id - had)
+                missed = [t for t in recent if had < t.trade_id <= snapshot.last_trade_id]
             if self._refetch or self.pending_overflow:
                 continue
-            self._load(snapshot)
+            self._load(snapshot, missed)
             return
 
-    def _load(self, snapshot: BookSnapshot) -> None:
+    def _load(self, snapshot: BookSnapshot, missed: list[TradeExecuted] | None = None) -> None:
+        if missed:
+            self.backfilled += len(missed)
+            self._send_trades(missed)
+        self.loaded = True
         self.book.load(snapshot.bids, snapshot.asks)
         self.seq = snapshot.book_seq
         self.last_trade_id = snapshot.last_trade_id

@@ -101,7 +101,7 @@ async def test_redis_killed_and_restarted_mid_stream(
     await flow.port.start()
     async with gateway(source, config, redis_url=redis_server.url) as client:
         a = await subscribe(client, flow, depth=50)
-        b = await subscribe(client, flow, depth=10, interval_ms=50)
+        b = await subscribe(client, flow, depth=10, interval_ms=50, channels=("book",))
         await run_flow(flow, 50)
         await a.wait_for(lambda: a.replica.seq == final_seq(flow))
         await asyncio.to_thread(redis_server.stop)
@@ -123,6 +123,9 @@ async def test_redis_killed_and_restarted_mid_stream(
         for sub in (a, b):
             await sub.wait_for(lambda sub=sub: sub.replica.seq == end, within=20)  # type: ignore[misc]
             assert sub.replica.snapshots == 2
+        # Trades published while Redis was down were fetched from the matcher on return.
+        ids = a.replica.trade_ids
+        assert ids == list(range(ids[0], flow.last_trade_id + 1))
         assert isinstance(hub.feed, RedisFeed) and hub.feed.reconnects == 1
         for sub in (a, b):
             await sub.close()

@@ -134,7 +134,7 @@ async def test_link_gap_is_detected_and_repaired(config: ExchangeConfig) -> None
 
         def drop_one(symbol: str, payload: bytes) -> bool:
             batch = decode_batch(payload)
-            if not dropped and batch.book is not None:
+            if not dropped and batch.book is not None and batch.trades:
                 dropped.append(batch.seq)
                 return True
             return False
@@ -150,8 +150,12 @@ async def test_link_gap_is_detected_and_repaired(config: ExchangeConfig) -> None
             kinds = [m.get("type") for m in s.messages if m["channel"] in ("status", "book")]
             i = kinds.index("resync_required")
             assert kinds[i + 1] == "snapshot", "a fresh snapshot follows resync_required"
-        # Nothing dropped silently: every update before the gap chained, and after it too.
+        # Nothing dropped silently: every update before the gap chained, and after it too;
+        # the trades the gap swallowed were fetched, so trade ids stay contiguous.
         assert health(client.app)["symbols"][SYMBOL]["gaps"] == 1  # type: ignore[index]
+        ids = sub.replica.trade_ids
+        assert ids == list(range(ids[0], flow.last_trade_id + 1))
+        assert client.app[HUB_KEY].symbols[SYMBOL].backfilled > 0
         await sub.close()
         await conflated.close()
     await flow.port.stop()
