@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from exchange.link_codec import parse_address
 from exchange.logs import configure_logging
 from gateway.admin_http import AdminApi
 from gateway.app import GatewaySettings, create_app, default_gateway_id
@@ -66,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
+    try:
+        parse_address(args.matcher)
+    except ValueError as exc:
+        raise SystemExit(f"exchange gateway: --matcher: {exc}") from None
     trade = TradeLimits(
         max_message_bytes=args.max_message_bytes,
         max_connections=args.max_connections,

@@ -30,6 +30,7 @@ from exchange.commands import Command
 from exchange.events import OrderEvent
 from exchange.instruments import ExchangeConfig
 from exchange.link_client import LinkClient, LinkDown
+from exchange.link_codec import parse_address
 from exchange.link_messages import Refused, Result
 from exchange.queries import Query, QueryResult
 from gateway.md_source import LinkStateHandler, MarketDataHandler
@@ -95,6 +96,7 @@ class MatcherLink:
         metrics: GatewayMetrics | None = None,
         connector: Connector = LinkClient.connect,
     ) -> None:
+        parse_address(address)  # a bad address fails here, not in the reconnect loop
         self.address = address
         self.gateway_id = gateway_id
         self.limits = limits or LinkLimits()
@@ -158,7 +160,7 @@ class MatcherLink:
                     on_reports=self._on_reports,
                     on_market_data=self._on_market_data,
                 )
-            except (LinkDown, OSError) as exc:
+            except Exception as exc:  # LinkDown, OSError, a refused handshake...
                 self.last_error = str(exc)
                 log.warning("matcher_connect_failed", address=self.address, error=str(exc),
                             retry_in_s=round(delay, 3))
