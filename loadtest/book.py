@@ -8,7 +8,7 @@ fine here: this runs once per message on the probe, never in the order path).
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import zlib
 from decimal import Decimal
 
@@ -31,16 +31,38 @@ def checksum(asks: list[tuple[str, str]], bids: list[tuple[str, str]]) -> int:
     return zlib.crc32("".join(parts).encode()) & 0xFFFFFFFF
 
 
-Level = tuple[Decimal, str, str]  # (numeric price for ordering, price, qty) as sent
+class _Side:
+    """One side's levels, kept in best-first order so the top 10 is a slice, not a sort."""
+
+    def __init__(self, descending: bool) -> None:
+        self.sign = -1 if descending else 1
+        self.qty: dict[str, str] = {}
+        self.order: list[tuple[Decimal, str]] = []  # (sign * price, price), ascending
+
+    def clear(self) -> None:
+        self.qty.clear()
+        self.order.clear()
+
+    def set(self, price: str, qty: str) -> None:
+        if not qty.replace("0", "").replace(".", ""):  # "0", "0.000": delete the level
+            if self.qty.pop(price, None) is not None:
+                key = (self.sign * Decimal(price), price)
+                del self.order[bisect.bisect_left(self.order, key)]
+            return
+        if price not in self.qty:
+            bisect.insort(self.order, (self.sign * Decimal(price), price))
+        self.qty[price] = qty
+
+    def top(self, n: int) -> list[tuple[str, str]]:
+        return [(price, self.qty[price]) for _, price in self.order[:n]]
 
 
 class LocalBook:
     """Price level -> absolute quantity per side, as the feed describes it."""
 
     def __init__(self) -> None:
-        # price string -> level; the Decimal is computed once per level, not per message.
-        self.bids: dict[str, Level] = {}
-        self.asks: dict[str, Level] = {}
+        self.bids = _Side(descending=True)
+        self.asks = _Side(descending=False)
         self.seq: int | None = None
 
     def apply(
@@ -52,18 +74,13 @@ class LocalBook:
         if snapshot:
             self.bids.clear()
             self.asks.clear()
-        for side, levels in ((self.bids, bids), (self.asks, asks)):
-            for price, qty in levels:
-                if not qty.replace("0", "").replace(".", ""):  # "0", "0.000": delete
-                    side.pop(price, None)
-                else:
-                    level = side.get(price)
-                    side[price] = (level[0] if level else Decimal(price), price, qty)
+        for price, qty in bids:
+            self.bids.set(price, qty)
+        for price, qty in asks:
+            self.asks.set(price, qty)
 
     def top(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-        asks = heapq.nsmallest(CHECKSUM_LEVELS, self.asks.values())
-        bids = heapq.nlargest(CHECKSUM_LEVELS, self.bids.values())
-        return [(p, q) for _, p, q in asks], [(p, q) for _, p, q in bids]
+        return self.asks.top(CHECKSUM_LEVELS), self.bids.top(CHECKSUM_LEVELS)
 
     def checksum(self) -> int:
         asks, bids = self.top()

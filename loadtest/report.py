@@ -87,11 +87,14 @@ def table(result: RunResult) -> str:
     spec = result.spec
     lines = [
         f"offered {spec.rate:.0f}/s for {spec.duration_s:g}s over {spec.sessions} sessions, "
-        f"{spec.workers} worker processes, symbols {','.join(spec.symbols)}, "
-        f"{spec.md_subscribers} md subscribers",
+        f"{spec.workers} trading processes, symbols {','.join(spec.symbols)}, "
+        f"{spec.md_subscribers} md subscribers (in a process of their own)",
         f"scheduled {result.scheduled}  sent {result.sent}  answered {result.acked}  "
         f"ok {result.ok}  achieved {result.achieved_per_s:.0f}/s  "
         f"execution reports {result.exec_reports}  md messages {result.md_messages}",
+        f"generator CPU {result.generator_cpu_s:.1f} s, all its processes "
+        f"({1e6 * result.generator_cpu_s / max(result.sent, 1):.0f} µs per request sent, "
+        f"{100 * result.generator_cpu_s / max(spec.duration_s, 1e-9):.0f}% of one core)",
         "",
         f"{'latency (ms)':<24}{'count':>9}" + "".join(f"{'p' + f'{p:g}':>10}" for p in PERCENTILES)
         + f"{'max':>10}",

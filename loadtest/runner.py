@@ -55,6 +55,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     md_messages: int = 0
     elapsed_s: float = 0.0
     precise_pacer: bool = True
+    generator_cpu_s: float = 0.0  # all worker processes together
     hists: dict[str, str] = msgspec.field(default_factory=dict)  # merged, encoded
     timeline: list[Second] = msgspec.field(default_factory=list)
     violations: Violations = msgspec.field(default_factory=Violations)
@@ -128,6 +129,7 @@ def merge(spec: RunSpec, results: list[WorkerResult], timeline: list[Second]) ->
         out.md_messages += r.md_messages
         out.elapsed_s = max(out.elapsed_s, r.last_ack_s)
         out.precise_pacer = out.precise_pacer and r.precise_pacer
+        out.generator_cpu_s += r.cpu_s
         out.violations.merge(r.violations)
         for name, text in r.hists.items():
             target = merged.get(name)
@@ -154,10 +156,15 @@ def run(
     """Run one load at `spec.rate` for `spec.duration_s` and return the merged result."""
     if len(credentials) < spec.sessions:
         raise ValueError(f"need {spec.sessions} credentials, have {len(credentials)}")
-    workers = max(1, min(spec.workers, spec.sessions))
-    groups = split_sessions(credentials[: spec.sessions], workers)
-    md_shares = [spec.md_subscribers // workers + (i < spec.md_subscribers % workers)
-                 for i in range(workers)]
+    traders = max(1, min(spec.workers, spec.sessions))
+    groups = split_sessions(credentials[: spec.sessions], traders)
+    # Market-data probes get a process of their own: rebuilding books and checking checksums
+    # must not delay the trading workers' sends.
+    md_shares = [0] * traders
+    if spec.md_subscribers:
+        groups.append([])
+        md_shares.append(spec.md_subscribers)
+    workers = len(groups)
     ctx = multiprocessing.get_context("spawn")
     events: Any = ctx.Queue(maxsize=100_000)
     starts: list[Any] = [ctx.Queue(maxsize=1) for _ in range(workers)]
@@ -166,7 +173,7 @@ def run(
         wspec = WorkerSpec(
             worker_id=wid,
             url=spec.url,
-            rate=spec.rate / workers,
+            rate=spec.rate / traders if group else 0.0,
             duration_s=spec.duration_s,
             credentials=group,
             symbols=spec.symbols,

@@ -33,9 +33,9 @@ class RunSpec(msgspec.Struct, frozen=True, kw_only=True):
 class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     worker_id: int
     url: str
-    rate: float
+    rate: float  # 0 for the market-data-only process
     duration_s: float
-    credentials: list[Credential]
+    credentials: list[Credential]  # empty for the market-data-only process
     symbols: list[str]
     config_path: str | None
     md_subscribers: int
@@ -62,6 +62,7 @@ class WorkerResult(msgspec.Struct, kw_only=True):
     md_messages: int = 0
     last_ack_s: float = 0.0  # seconds from the start to the last answer received
     precise_pacer: bool = False
+    cpu_s: float = 0.0  # this process's CPU time from the start to the end of the drain
     hists: dict[str, str] = msgspec.field(default_factory=dict)
     violations: Violations = msgspec.field(default_factory=Violations)
     failure: str | None = None

@@ -113,14 +113,17 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
         wall = await loop.run_in_executor(None, start_wall_ns)
         start_ns = time.monotonic_ns() + (int(wall) - time.time_ns())
         recorder.start_ns = start_ns
-        schedule = Schedule.for_duration(start_ns, spec.rate, spec.duration_s)
-        result.scheduled = schedule.count
+        # A process with no sessions only runs market-data probes, for the run's duration.
+        schedule = (Schedule.for_duration(start_ns, spec.rate, spec.duration_s)
+                    if sessions else None)
+        result.scheduled = schedule.count if schedule else 0
+        last_send_ns = schedule.end_ns if schedule else start_ns + int(spec.duration_s * 1e9)
 
         readers = [asyncio.create_task(_reader(s)) for s in sessions]
         shipper = asyncio.create_task(_ship_intervals(recorder, queue, spec.worker_id))
         probe_checkers: list[BookChecker] = []
         probes = []
-        end_ns = schedule.end_ns + int(spec.drain_s * 1e9)
+        end_ns = last_send_ns + int(spec.drain_s * 1e9)
         for p in range(spec.md_subscribers):
             checker = BookChecker(f"w{spec.worker_id}md{p}", violations)
             probe_checkers.append(checker)
@@ -129,10 +132,14 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
                     run_probe(http, spec.url, spec.symbols, recorder, checker, end_ns)
                 )
             )
+        await pacer.sleep_until(start_ns)
+        cpu0 = time.process_time()
         try:
-            await _send_loop(sessions, schedule, pacer)
+            if schedule is not None:
+                await _send_loop(sessions, schedule, pacer)
             await _wait_answered(sessions, end_ns)
         finally:
+            result.cpu_s = time.process_time() - cpu0
             shipper.cancel()
             pacer.close()
         closed = recorder.flush()

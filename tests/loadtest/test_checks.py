@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import zlib
+from decimal import Decimal
 
 from loadtest import checks, wire
 from loadtest.book import LocalBook, checksum
@@ -77,6 +79,26 @@ def test_local_book_applies_absolute_sizes_and_deletes_on_zero() -> None:
     asks, bids = book.top()
     assert asks == [("101.00", "2.5")]
     assert bids == [("99.50", "4.0"), ("99.00", "1.0")]
+
+
+def test_local_book_matches_a_naive_book_under_random_updates() -> None:
+    rng = random.Random(9)
+    book = LocalBook()
+    naive: dict[str, dict[str, str]] = {"bids": {}, "asks": {}}
+    for _ in range(3000):
+        side = rng.choice(["bids", "asks"])
+        price = f"{rng.randint(90, 110)}.{rng.randint(0, 99):02d}"
+        qty = rng.choice(["0", "0.000", f"{rng.randint(1, 9)}.5"])
+        if qty.strip("0.") == "":
+            naive[side].pop(price, None)
+        else:
+            naive[side][price] = qty
+        book.apply([(price, qty)] if side == "bids" else [],
+                   [(price, qty)] if side == "asks" else [], snapshot=False)
+        asks = sorted(naive["asks"].items(), key=lambda lv: Decimal(lv[0]))[:10]
+        bids = sorted(naive["bids"].items(), key=lambda lv: -Decimal(lv[0]))[:10]
+        assert book.top() == (asks, bids)
+    assert book.checksum() == checksum(asks, bids)
 
 
 def _book(kind: str, seq: int, prev: int | None, bids: list[tuple[str, str]],

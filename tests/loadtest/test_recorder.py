@@ -15,9 +15,8 @@ def test_latency_counts_from_the_scheduled_time() -> None:
     # Scheduled at 1 s, sent 3 ms late, answered 5 ms after schedule: latency 5 ms, lag 3 ms.
     r.on_sent(S, S + 3_000_000)
     r.on_ack("order.place", S, S + 5_000_000, None)
-    assert r.hist(rec.ACK_ALL).get_max_value() == r.hist(rec.ACK_ALL).get_highest_equivalent_value(
-        5000
-    )
+    every = rec.decode(r.encoded()[rec.ACK_ALL])
+    assert every.get_max_value() == every.get_highest_equivalent_value(5000)
     assert 2990 <= r.hist(rec.SEND_LAG).get_value_at_percentile(50) <= 3010
     assert r.hist(rec.ack_name("order.place")).get_total_count() == 1
 

@@ -11,7 +11,7 @@ from exchange.instruments import load_config
 from loadtest import checks
 from loadtest.checks import Violations
 from loadtest.mix import Mix
-from loadtest.recorder import ACK_ALL, Recorder
+from loadtest.recorder import Recorder, ack_name
 from loadtest.session import Pending, Session
 
 
@@ -38,7 +38,7 @@ def test_an_accepted_resting_order_becomes_a_cancel_target_until_it_trades() -> 
     s.acks.sent(1, Pending(action.method, 1_000_000, action))
     answer(s, 1, result={"status": "new"})
     assert s.mix.open.get(action.client_order_id) is not None
-    assert s.rec.hist(ACK_ALL).get_total_count() == 1
+    assert s.rec.hist(ack_name("order.place")).get_total_count() == 1
     report(s, 1, action.client_order_id, "trade", "partially_filled")
     assert s.mix.open.get(action.client_order_id) is None  # traded: no longer a clean target
 
