@@ -110,7 +110,7 @@ class MixGenerator:
     def marketable(self) -> PlaceOrder:
         rng = self.rng
         is_buy = rng.random() < 0.5
-        qty = rng.randint(1, self.max_lots * 4)
+        qty = rng.randint(1, self.max_lots)
         account_id = rng.randint(1, self.n_accounts)
         side: Side = "buy" if is_buy else "sell"
         if rng.random() < 0.5:

@@ -217,7 +217,7 @@ class Book:
         self.book_seq = 0
         self.trade_id = 0
         self.trades: deque[TradeExecuted] = deque(maxlen=TRADES_KEPT)
-        self.tpl = SymbolTemplates(inst.symbol)
+        self.tpl = SymbolTemplates(inst.symbol, inst.base, inst.quote)
 
     def ref_price(self) -> int:
         return self.last_price or self.inst.reference_ticks

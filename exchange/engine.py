@@ -64,9 +64,9 @@ from exchange.orders import (
     AMEND,
     CANCEL,
     EXPIRE,
-    FILL,
     NEXT_ON_CANCEL,
-    PARTIAL_FILL,
+    NEXT_ON_FILL,
+    NEXT_ON_PARTIAL_FILL,
     InvalidStateTransition,
     Order,
     transition,
@@ -350,7 +350,8 @@ class Engine:
         """Match taker `o` against `opposite` up to `limit`; True if STP stopped the taker.
 
         The taker holds nothing while it takes: it pays from `available` at each fill's
-        price; what rests afterwards is held by `_finish_taker`.
+        price; what rests afterwards is held by `_finish_taker`. Written out in one piece
+        because it is the costliest path of the mix (see docs/ENGINE.md, Performance).
         """
         inst = book.inst
         qtl = inst.quote_units_per_tick_lot
@@ -360,109 +361,130 @@ class Engine:
         base = inst.base
         quote = inst.quote
         is_buy = o.side == "buy"
-        is_market = o.price is None
+        budget_bound = is_buy and o.price is None
         account_id = o.account_id
+        taker_id = o.order_id
         stp = o.stp
         tb = acct.balances
         t_base = tb[base]
         t_quote = tb[quote]
-        fees = self._accounts[FEE_ACCOUNT].balances
+        accounts = self._accounts
+        fees = accounts[FEE_ACCOUNT].balances
         f_base = fees[base]
         f_quote = fees[quote]
-        accounts = self._accounts
         levels = opposite.levels
         keys = opposite.keys
+        touched = opposite.touched
         taker_side = o.side
         symbol = book.symbol
+        trades = book.trades
+        closed = self._closed
+        closed_ids = self._closed_ids
         remaining = o.qty - o.cum_qty
         tpl = book.tpl
-        taker_base: OrderFilled | None = None
+        append = events.append
+        maker_tpl: OrderFilled | None = None
+        taker_tpl: OrderFilled | None = None
+        t_fee_asset = base if is_buy else quote
         while keys:
             key = keys[-1]
             px = -key if is_buy else key
             if (px > limit) if is_buy else (px < limit):
                 return False
             level = levels[key]
+            if px not in touched:
+                touched[px] = level.total
             m = level.head
             while m is not None:
-                if m.account_id == account_id:
+                maker_account = m.account_id
+                if maker_account == account_id:
                     if stp != "cancel_newest":
                         self._cancel_order(book, m, "stp", events, seq, ts)
                     if stp != "cancel_oldest":
                         return True
                     m = level.head if key in levels else None
                     continue
-                q = m.qty - m.cum_qty
-                if q > remaining:
-                    q = remaining
-                notional = px * q * qtl
-                if is_market and is_buy:
+                m_leaves = m.qty - m.cum_qty
+                q = m_leaves if m_leaves < remaining else remaining
+                if budget_bound:
                     affordable = t_quote.available // (px * qtl)
                     if affordable < q:
                         if affordable == 0:
                             return False
                         q = affordable
-                        notional = px * q * qtl
+                notional = px * q * qtl
                 base_units = q * bul
-                mb = accounts[m.account_id].balances
+                mb = accounts[maker_account].balances
                 if is_buy:
                     # Taker buys base: pays quote, fee in base. Maker sells held base.
                     t_fee = -((-base_units * taker_bps) // 10000)
                     m_fee = -((-notional * maker_bps) // 10000)
                     t_quote.available -= notional
                     t_base.available += base_units - t_fee
-                    mbase = mb[base]
-                    mbase.held -= base_units
+                    mb[base].held -= base_units
                     mb[quote].available += notional - m_fee
                     f_base.available += t_fee
                     f_quote.available += m_fee
-                    t_fee_asset = base
-                    m_fee_asset = quote
                 else:
                     t_fee = -((-notional * taker_bps) // 10000)
                     m_fee = -((-base_units * maker_bps) // 10000)
                     t_base.available -= base_units
                     t_quote.available += notional - t_fee
-                    mquote = mb[quote]
-                    mquote.held -= notional
+                    mb[quote].held -= notional
                     mb[base].available += base_units - m_fee
                     f_quote.available += t_fee
                     f_base.available += m_fee
-                    t_fee_asset = quote
-                    m_fee_asset = base
                 trade_id = book.trade_id + 1
                 book.trade_id = trade_id
                 book.last_price = px
                 trade = TradeExecuted(
                     seq=seq, ts=ts, symbol=symbol, trade_id=trade_id, price=px, qty=q,
-                    taker_side=taker_side, maker_order_id=m.order_id,
-                    taker_order_id=o.order_id,
+                    taker_side=taker_side, maker_order_id=m.order_id, taker_order_id=taker_id,
                 )
-                book.trades.append(trade)
-                events.append(trade)
-                # Maker.
-                m.cum_qty += q
+                trades.append(trade)
+                append(trade)
+                # Maker: always the head of the best level.
+                m_cum = m.cum_qty + q
+                m.cum_qty = m_cum
                 m.cum_notional += px * q
                 m.updated_ts = ts
+                level.total -= q
                 nxt = m.next
-                m_done = m.cum_qty == m.qty
+                m_done = q == m_leaves
                 if m_done:
-                    m.status = transition(m.status, FILL)
-                    opposite.unlink(m, q)
-                    self._forget_open(accounts[m.account_id], m)
+                    status = NEXT_ON_FILL.get(m.status)
+                    level.head = nxt
+                    if nxt is None:
+                        level.tail = None
+                        del levels[key]
+                        keys.pop()
+                    else:
+                        nxt.prev = None
+                    m.next = m.level = None
+                    macct = accounts[maker_account]
+                    del macct.open[m.order_id]
+                    del macct.by_coid[m.client_order_id]
+                    if len(closed_ids) >= CLOSED_ORDERS_KEPT:
+                        del closed[closed_ids.popleft()]
+                    closed_ids.append(m.order_id)
+                    closed[m.order_id] = m
                 else:
-                    m.status = transition(m.status, PARTIAL_FILL)
-                    touched = opposite.touched
-                    if px not in touched:
-                        touched[px] = level.total
-                    level.total -= q
-                exec_id = self._exec_id
-                events.append(
+                    status = NEXT_ON_PARTIAL_FILL.get(m.status)
+                if status is None:
+                    raise InvalidStateTransition(f"fill in status {m.status!r}")
+                m.status = status
+                if maker_tpl is None:
+                    maker_tpl = replace(
+                        tpl.maker_sell if is_buy else tpl.maker_buy, seq=seq, ts=ts
+                    )
+                exec_id = self._exec_id + 1
+                append(
                     replace(
-                        _fill_base(tpl, m, seq, ts), exec_id=exec_id + 1, cum_qty=m.cum_qty,
-                        leaves_qty=m.qty - m.cum_qty, cum_notional=m.cum_notional,
-                        status=m.status, trade_id=trade_id, last_px=px, last_qty=q,
-                        liquidity="maker", fee=m_fee, fee_asset=m_fee_asset,
+                        maker_tpl, exec_id=exec_id, account_id=maker_account,
+                        order_id=m.order_id, client_order_id=m.client_order_id, price=px,
+                        qty=m.qty, cum_qty=m_cum, leaves_qty=m_leaves - q,
+                        cum_notional=m.cum_notional, status=status, session_id=m.session_id,
+                        trade_id=trade_id, last_px=px, last_qty=q, fee=m_fee,
                     )
                 )
                 # Taker.
@@ -470,22 +492,26 @@ class Engine:
                 o.cum_notional += px * q
                 o.updated_ts = ts
                 remaining -= q
-                o.status = transition(o.status, PARTIAL_FILL if remaining else FILL)
-                if taker_base is None:
-                    taker_base = _fill_base(tpl, o, seq, ts)
-                events.append(
+                status = (NEXT_ON_PARTIAL_FILL if remaining else NEXT_ON_FILL).get(o.status)
+                if status is None:
+                    raise InvalidStateTransition(f"fill in status {o.status!r}")
+                o.status = status
+                if taker_tpl is None:
+                    taker_tpl = replace(
+                        _fill_base(tpl, o, seq, ts), liquidity="taker", fee_asset=t_fee_asset
+                    )
+                exec_id += 1
+                append(
                     replace(
-                        taker_base, exec_id=exec_id + 2, cum_qty=o.cum_qty, leaves_qty=remaining,
-                        cum_notional=o.cum_notional, status=o.status, trade_id=trade_id,
-                        last_px=px, last_qty=q, liquidity="taker", fee=t_fee,
-                        fee_asset=t_fee_asset,
+                        taker_tpl, exec_id=exec_id, cum_qty=o.cum_qty, leaves_qty=remaining,
+                        cum_notional=o.cum_notional, status=status, trade_id=trade_id,
+                        last_px=px, last_qty=q, fee=t_fee,
                     )
                 )
-                self._exec_id = exec_id + 2
-                if not remaining:
-                    return False
-                if not m_done:
-                    # Only a market buy short of quote leaves a maker partly filled here.
+                self._exec_id = exec_id
+                if not remaining or not m_done:
+                    # Done, or a market buy out of quote (only that leaves a maker partly
+                    # filled with the taker still open).
                     return False
                 m = nxt
         return False

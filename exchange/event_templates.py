@@ -34,9 +34,9 @@ REJECTED = OrderRejected(**_COMMON, symbol="", status="rejected", code=0)
 
 
 class SymbolTemplates:
-    __slots__ = ("accepted", "amended", "canceled", "expired", "filled")
+    __slots__ = ("accepted", "amended", "canceled", "expired", "filled", "maker_buy", "maker_sell")
 
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, symbol: str, base: str, quote: str) -> None:
         self.accepted = OrderAccepted(**_COMMON, symbol=symbol, status="new", post_only=False)
         self.canceled = OrderCanceled(**_COMMON, symbol=symbol, status="canceled", reason="user")
         self.expired = OrderExpired(**_COMMON, symbol=symbol, status="expired")
@@ -46,3 +46,6 @@ class SymbolTemplates:
             **_COMMON, symbol=symbol, status="filled", trade_id=0, last_px=0, last_qty=0,
             liquidity="maker", fee=0, fee_asset="",
         )
+        # A maker is always a resting limit GTC order, and its fee is in what its side gets.
+        self.maker_buy = replace(self.filled, side="buy", fee_asset=base)
+        self.maker_sell = replace(self.filled, side="sell", fee_asset=quote)
