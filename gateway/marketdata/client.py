@@ -56,7 +56,7 @@ class Flusher:
 class MdClient:
     __slots__ = (
         "_flusher", "_on_closed", "_transport", "buffer_limit", "closed", "peer", "pending",
-        "pending_bytes", "subscriptions",
+        "pending_bytes", "subscriptions", "tokens", "tokens_at",
     )
 
     def __init__(
@@ -78,6 +78,21 @@ class MdClient:
         self.pending_bytes = 0
         # symbol -> subscription, kept by the hub
         self.subscriptions: dict[str, object] = {}
+        self.tokens = -1.0  # request token bucket; -1: not started
+        self.tokens_at = 0.0
+
+    def take_request_token(self, burst: int, per_s: float) -> float:
+        """0.0 if a request may go ahead now, else the seconds until one may."""
+        now = time.monotonic()
+        if self.tokens < 0:
+            self.tokens = float(burst)
+        else:
+            self.tokens = min(float(burst), self.tokens + (now - self.tokens_at) * per_s)
+        self.tokens_at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / per_s
 
     def send(self, data: bytes) -> None:
         """Queue one framed message for this loop turn's write."""

@@ -50,6 +50,10 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     min_interval_ms: int = 10
     buffer_limit: int = 1 << 20  # bytes per client
     max_request_bytes: int = 4096
+    # Requests per connection: a burst, refilled at a steady rate (each subscribe of a new
+    # symbol costs the matcher a snapshot, so churn is bounded).
+    request_burst: int = 20
+    requests_per_s: float = 10.0
 
 
 class RequestError(Exception):
@@ -178,7 +182,15 @@ class MdHub:
     def handle(self, client: MdClient, raw: str | bytes) -> None:
         """One request from a subscriber; answers go out on the same socket."""
         req_id: int | str | None = None
+        retry_after_ms: int | None = None
         try:
+            wait_s = client.take_request_token(
+                self.limits.request_burst, self.limits.requests_per_s
+            )
+            if wait_s > 0:
+                metrics.REJECTED.labels("rate_limited").inc()
+                retry_after_ms = max(1, int(wait_s * 1000))
+                raise RequestError(4001, "rate limited: too many requests on this connection")
             if len(raw) > self.limits.max_request_bytes:
                 limit = self.limits.max_request_bytes
                 raise RequestError(1004, f"request larger than {limit} bytes")
@@ -213,13 +225,16 @@ class MdHub:
                     1001, f"unknown method {request.method!r}: subscribe, unsubscribe, resync"
                 )
         except RequestError as err:
-            metrics.REJECTED.labels("bad_request").inc()
+            if retry_after_ms is None:
+                metrics.REJECTED.labels("bad_request").inc()
             client.send(
                 encode(
                     StatusOut(
                         channel="status",
                         type="error", symbol=None, ts=time.time_ns(), id=req_id,
-                        error=ErrorInfo(code=err.code, msg=err.msg),
+                        error=ErrorInfo(
+                            code=err.code, msg=err.msg, retry_after_ms=retry_after_ms
+                        ),
                     )
                 )
             )

@@ -63,9 +63,10 @@ class SubscriptionInfo(msgspec.Struct, frozen=True, kw_only=True):
     interval_ms: int
 
 
-class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     code: int
     msg: str
+    retry_after_ms: int | None = None
 
 
 class StatusOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -342,3 +342,57 @@ def test_stream_under_uvloop(config: ExchangeConfig) -> None:
             await b.close()
 
     uvloop.run(scenario())
+
+
+async def test_requests_are_rate_limited_per_connection(config: ExchangeConfig) -> None:
+    flow = Flow(1, None, config)
+    source = EngineSource(flow.engine)
+    limits = Limits(request_burst=3, requests_per_s=1.0)
+    async with gateway(source, config, limits=limits) as client:
+        ws = await client.ws_connect("/ws/md")
+        for _ in range(4):
+            await ws.send_json({"method": "unsubscribe", "params": {"symbols": [SYMBOL]}})
+        answers = [await asyncio.wait_for(ws.receive_json(), 5) for _ in range(4)]
+        assert [a["type"] for a in answers] == ["unsubscribed"] * 3 + ["error"]
+        assert answers[3]["error"]["code"] == 4001
+        assert answers[3]["error"]["retry_after_ms"] > 0
+        await ws.close()
+
+
+async def test_truncated_snapshot_resyncs_before_a_view_reaches_unknown_levels(
+    config: ExchangeConfig,
+) -> None:
+    """The matcher's snapshot holds 1,000 levels a side; below that the gateway is blind."""
+    from exchange.commands import PlaceOrder
+
+    flow = Flow(17, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    ref = flow.inst.reference_ticks
+    flow.record = False
+    for start in range(0, 1200, 100):  # 1,200 bid levels, one lot each
+        flow.batch([
+            PlaceOrder(account_id=1, symbol=SYMBOL, side="buy", order_type="limit", qty=1,
+                       price=ref - 1 - i, client_order_id=f"deep{i}")
+            for i in range(start, start + 100)
+        ])
+    flow.record = True
+    flow._record()
+    async with gateway(source, config) as client:
+        sub = await subscribe(client, flow, depth=500, channels=("book",))
+        feed = client.app[HUB_KEY].symbols[SYMBOL]
+        assert feed.bid_floor == ref - 1000, "the snapshot side was cut at 1,000 levels"
+        # Sell into the bids 20 levels at a time: after 500+ levels consumed, the view would
+        # need levels below the snapshot's floor, so the gateway fetches again first.
+        for _ in range(30):
+            flow.batch([PlaceOrder(account_id=2, symbol=SYMBOL, side="sell",
+                                   order_type="market", qty=20, tif="IOC",
+                                   client_order_id=f"s{flow.seq}")])
+            await asyncio.sleep(0)
+        end = final_seq(flow)
+        await sub.wait_for(lambda: sub.replica.seq == end)
+        assert sub.replica.resyncs == 1 and sub.replica.snapshots == 2
+        assert len(sub.replica.bids) == 500  # 600 levels left, all known again
+        assert feed.bid_floor is None
+        sub.replica.compare(end)
+        await sub.close()
