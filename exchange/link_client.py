@@ -27,8 +27,8 @@ import structlog
 from exchange.commands import Command
 from exchange.events import OrderEvent
 from exchange.link_codec import (
-    FrameBuffer,
     FrameError,
+    FrameSplitter,
     append_frame,
     decode_message,
     parse_address,
@@ -104,7 +104,7 @@ class LinkClient:
         self.max_pending = max_pending
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._frames = FrameBuffer()
+        self._frames = FrameSplitter()
         self._out = bytearray()
         self._flush_scheduled = False
         self._next_req = 1
@@ -274,11 +274,16 @@ class LinkClient:
 
     def _on_data(self, data: bytes) -> None:
         self._last_rx = time.monotonic()
-        frames = self._frames
-        frames.feed(data)
         try:
-            while (frame := frames.next_frame()) is not None:
-                self._dispatch(decode_message(frame))
+            for frame in self._frames.feed(data):
+                msg = decode_message(frame)
+                if type(msg) is Result:
+                    # The hot path: one branch, no isinstance chain.
+                    fut = self._submits.pop(msg.req_id, None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                else:
+                    self._dispatch(msg)
         except FrameError as exc:
             log.error("link_malformed_frame", gateway_id=self.gateway_id, reason=str(exc))
             self._abort(LinkDown(f"malformed frame from matcher: {exc}"))

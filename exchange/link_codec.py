@@ -39,6 +39,7 @@ __all__ = [
     "Address",
     "FrameBuffer",
     "FrameError",
+    "FrameSplitter",
     "FrameTooLarge",
     "InboundMessage",
     "MalformedFrame",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 _LEN = struct.Struct(">I")
+_BIG_FRAME = 64 * 1024  # incomplete frames above this are collected in pieces, joined once
 
 
 class FrameError(ValueError):
@@ -119,14 +121,14 @@ def encode_command(command: Command) -> bytes:
     return _ENCODER.encode(command)
 
 
-def decode_message(data: bytes) -> LinkMessage:
+def decode_message(data: bytes | memoryview) -> LinkMessage:
     try:
         return _MESSAGE_DECODER.decode(data)
     except msgspec.DecodeError as exc:
         raise MalformedFrame(str(exc)) from exc
 
 
-def decode_inbound(data: bytes) -> InboundMessage:
+def decode_inbound(data: bytes | memoryview) -> InboundMessage:
     try:
         return _INBOUND_DECODER.decode(data)
     except msgspec.DecodeError as exc:
@@ -186,6 +188,58 @@ class FrameBuffer:
             del buf[:pos]
             self._pos = 0
         return None
+
+
+class FrameSplitter:
+    """Frames out of received `bytes` chunks without copying each frame.
+
+    `feed(data)` returns memoryviews of the complete frames (valid as long as the caller keeps
+    them; they pin their chunk, not this object). An incomplete tail is kept; a big incomplete
+    frame is collected in pieces and joined once, so a large frame costs O(size) copies.
+    """
+
+    __slots__ = ("_buf", "_chunk_bytes", "_chunks", "_max", "_need")
+
+    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
+        self._buf = b""
+        self._chunks: list[bytes] = []
+        self._chunk_bytes = 0
+        self._need = 0
+        self._max = max_frame
+
+    def feed(self, data: bytes) -> list[memoryview]:
+        if self._chunks:
+            self._chunks.append(data)
+            self._chunk_bytes += len(data)
+            if self._chunk_bytes < self._need:
+                return []
+            data = b"".join(self._chunks)
+            self._chunks = []
+        elif self._buf:
+            data = self._buf + data
+        frames: list[memoryview] = []
+        total = len(data)
+        off = 0
+        view = memoryview(data)
+        unpack = _LEN.unpack_from
+        while total - off >= 4:
+            size = unpack(data, off)[0]
+            if size > self._max:
+                raise FrameTooLarge(f"frame of {size} bytes exceeds the bound of {self._max}")
+            if size == 0:
+                raise MalformedFrame("empty frame")
+            end = off + 4 + size
+            if end > total:
+                if size > _BIG_FRAME:
+                    self._chunks = [data[off:]]
+                    self._chunk_bytes = total - off
+                    self._need = 4 + size
+                    off = total
+                break
+            frames.append(view[off + 4 : end])
+            off = end
+        self._buf = data[off:] if off < total else b""
+        return frames
 
 
 async def read_frame(reader: asyncio.StreamReader, max_frame: int = MAX_FRAME_BYTES) -> bytes:

@@ -21,6 +21,7 @@ import contextlib
 import os
 import socket
 import stat
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ import structlog
 from exchange.codes import Code
 from exchange.commands import Command
 from exchange.link_codec import (
-    FrameBuffer,
+    MAX_FRAME_BYTES,
     FrameError,
     FrameTooLarge,
     RawSubmit,
@@ -62,6 +63,9 @@ from exchange.queries import NotFound, Query, QueryResult
 
 log = structlog.get_logger("exchange.link_server")
 
+_LEN = struct.Struct(">I")
+_BIG_FRAME = 64 * 1024  # incomplete frames above this are collected in chunks, joined once
+
 MAX_GATEWAYS = 256
 MAX_SESSIONS_PER_LINK = 100_000
 MAX_INTEREST_PER_LINK = 1_000_000
@@ -91,7 +95,10 @@ class GatewayLink(asyncio.Protocol):
         self.gateway_id = ""
         self.peer = ""
         self.transport: asyncio.Transport | None = None
-        self.frames = FrameBuffer()
+        self.buf = b""  # received bytes not yet decoded
+        self._chunks: list[bytes] = []
+        self._chunk_bytes = 0
+        self._need = 0
         self.out = bytearray()
         self._flush_scheduled = False
         self.welcomed = False
@@ -124,7 +131,17 @@ class GatewayLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
-        self.frames.feed(data)
+        if self._chunks:
+            # Waiting for the rest of a big frame: collect, join once when it is complete.
+            self._chunks.append(data)
+            self._chunk_bytes += len(data)
+            if self._chunk_bytes < self._need:
+                return
+            data = b"".join(self._chunks)
+            self._chunks = []
+        elif self.buf:
+            data = self.buf + data
+        self.buf = data
         self.process()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -141,25 +158,50 @@ class GatewayLink(asyncio.Protocol):
     # ---- inbound ------------------------------------------------------------------------------
 
     def process(self) -> None:
-        """Decode buffered frames until none is complete or the command queue is full."""
-        frames = self.frames
+        """Decode buffered frames until none is complete or the command queue is full.
+
+        Frames are decoded straight out of the received bytes (no copy per frame); only an
+        incomplete tail is kept for the next read.
+        """
+        buf = self.buf
+        size_all = len(buf)
+        if size_all < 4 or self.closed:
+            return
         handler = self.handler
+        submit = handler.submit
+        queue_full = handler.queue_full
+        unpack = _LEN.unpack_from
+        off = 0
         try:
-            while not self.closed:
-                if handler.queue_full():
-                    self.pause()
-                    return
-                frame = frames.next_frame()
-                if frame is None:
-                    return
-                msg = decode_inbound(frame)
-                if type(msg) is RawSubmit and self.welcomed:
-                    handler.submit(self, msg.req_id, bytes(msg.command),
-                                   decode_command(msg.command))
-                else:
-                    self._control(msg)
+            with memoryview(buf) as view:
+                while not self.closed and size_all - off >= 4:
+                    size = unpack(buf, off)[0]
+                    if size > MAX_FRAME_BYTES:
+                        raise FrameTooLarge(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+                    if size == 0:
+                        raise FrameError("empty frame")
+                    end = off + 4 + size
+                    if end > size_all:
+                        if size > _BIG_FRAME:
+                            self._chunks = [buf[off:]]
+                            self._chunk_bytes = size_all - off
+                            self._need = 4 + size
+                            off = size_all
+                        break
+                    if queue_full():
+                        self.pause()
+                        break
+                    msg = decode_inbound(view[off + 4 : end])
+                    off = end
+                    if type(msg) is RawSubmit and self.welcomed:
+                        raw = msg.command
+                        submit(self, msg.req_id, bytes(raw), decode_command(raw))
+                    else:
+                        self._control(msg)
         except FrameError as exc:
             self.drop("malformed_frame", str(exc))
+            off = size_all
+        self.buf = buf[off:] if off < size_all else b""
 
     def _control(self, msg: object) -> None:
         if not self.welcomed:

@@ -34,8 +34,8 @@ from exchange.commands import CancelAll, Command
 from exchange.engine_port import EngineLike
 from exchange.events import ORDER_EVENTS, Event
 from exchange.instruments import ExchangeConfig
-from exchange.journal import Journal, encode_batch
-from exchange.link_codec import FrameTooLarge, encode_command
+from exchange.journal import MAX_COMMAND_BYTES, Journal, encode_batch
+from exchange.link_codec import FrameTooLarge, append_frame, encode_command
 from exchange.link_messages import PROTOCOL_VERSION, Reports, Result, Welcome
 from exchange.link_server import GatewayLink, LinkServer
 from exchange.matcher_metrics import (
@@ -129,6 +129,11 @@ class Matcher:
         return False
 
     def submit(self, link: GatewayLink, req_id: int, raw: bytes, command: Command) -> None:
+        if len(raw) > MAX_COMMAND_BYTES:
+            # The journal bounds a record; a command this big is refused, never sequenced.
+            REFUSED.inc()
+            link.refuse(req_id, Code.TOO_LARGE, f"command over {MAX_COMMAND_BYTES} bytes")
+            return
         if self._stopping or self._failed is not None:
             REFUSED.inc()
             link.refuse(req_id, Code.INTERNAL if self._failed else Code.OVERLOADED,
@@ -324,15 +329,18 @@ class Matcher:
         interest = server.interest
         order_types = _ORDER_EVENT_TYPES
         reported: set[GatewayLink] = set()
+        answered: set[GatewayLink] = set()
         batch_events: list[Event] = []
         seq = first_seq
         for link, req_id, _, command in batch:
             events = apply(command, seq, ts)
             if link is not None and not link.closed:
+                # Straight into the link's buffer; written once per link after the batch.
                 try:
-                    link.send(Result(req_id=req_id, seq=seq, events=events))
+                    append_frame(link.out, Result(req_id=req_id, seq=seq, events=events))
                 except FrameTooLarge:
                     self._send_large_result(link, req_id, seq, events)
+                answered.add(link)
             if interest:
                 for event in events:
                     if type(event) in order_types:
@@ -348,6 +356,8 @@ class Matcher:
             pending, target.reports = target.reports, []
             for start in range(0, len(pending), REPORTS_PER_FRAME):
                 target.send(Reports(events=pending[start : start + REPORTS_PER_FRAME]))  # type: ignore[arg-type]
+        for link in answered:
+            link.flush()
         n = len(batch)
         BATCH_SIZE.observe(n)
         COMMANDS.inc(n)

@@ -74,6 +74,17 @@ class MatcherUnderTest:
                     raise
                 await asyncio.sleep(0.05)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the matcher process so far (0 if not ours)."""
+        if self.proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
     def stop(self) -> str:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -212,11 +223,18 @@ async def bench(args: argparse.Namespace) -> int:
                    for i, c in enumerate(clients)]
         # Warm up (book fills up to its working size) before measuring.
         await closed_loop(drivers, args.window, args.warmup)
+        cpu0 = mut.cpu_seconds(), time.process_time()
         count, elapsed = await closed_loop(drivers, args.window, args.seconds)
         per_s = count / elapsed
+        cpu1 = mut.cpu_seconds(), time.process_time()
         print(f"closed loop: {count} commands in {elapsed:.2f} s over {len(drivers)} "
               f"connections x window {args.window}: {per_s:,.0f} commands/s "
               f"(fsync {args.fsync})", flush=True)
+        if count:
+            print(f"CPU per command: matcher {(cpu1[0] - cpu0[0]) / count * 1e6:.1f} us, "
+                  f"this driver {(cpu1[1] - cpu0[1]) / count * 1e6:.1f} us "
+                  f"(a whole core each would allow ~{count / max(cpu1[0] - cpu0[0], 1e-9):,.0f}"
+                  f" commands/s for the matcher)", flush=True)
         latencies = await open_loop(drivers, args.rate, args.open_seconds)
         latencies.sort()
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)

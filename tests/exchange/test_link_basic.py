@@ -15,7 +15,7 @@ from exchange.link_client import LinkClient, LinkDown
 from exchange.link_codec import encode_frame, parse_address
 from exchange.link_messages import PROTOCOL_VERSION, Hello, Refused, Result
 from exchange.matcher import MatcherOptions
-from exchange.queries import GetOrder, NotFound, OrderState
+from exchange.queries import GetApiKey, GetOrder, NotFound, OrderState
 from tests.exchange.matcher_harness import inprocess_matcher, wait_until
 
 
@@ -194,3 +194,18 @@ async def test_refused_when_stopping(tmp_path: Path) -> None:
         else:
             assert isinstance(outcome, Refused) and outcome.code == 4002
         assert matcher.engine.last_seq == 0
+
+
+async def test_big_frames_in_pieces_and_oversized_commands(tmp_path: Path) -> None:
+    async with inprocess_matcher(tmp_path / "data") as (matcher, address):
+        client = await LinkClient.connect(address, "gw-1")
+        # A 200 KB frame arrives in many reads: collected and decoded once.
+        answer = await client.ask(GetApiKey(api_key="k" * 200_000))
+        assert isinstance(answer, NotFound)
+        # A command too big for one journal record is refused, never sequenced.
+        outcome = await client.submit(CreateAccount(label="x" * 100_000))
+        assert isinstance(outcome, Refused) and outcome.code == 1004
+        result = await client.submit(CreateAccount(label="ok"))
+        assert isinstance(result, Result) and result.seq == 1
+        assert matcher.engine.last_seq == 1
+        await client.close()
