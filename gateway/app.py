@@ -89,6 +89,7 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
     async def link_ctx(app: web.Application) -> AsyncIterator[None]:
         link.start()  # no-op when create_app started it
         yield
+        await trade.drain()
         await link.stop()
 
     app.on_shutdown.append(on_shutdown)

@@ -60,6 +60,10 @@ _WIRE_CODE = {
 }
 
 
+_COD_RETRIES = 100
+_COD_RETRY_S = 0.01
+
+
 def wire_code(code: int) -> tuple[Code, str]:
     """(code for the client, message) for an engine result code."""
     try:
@@ -113,8 +117,14 @@ class TradeGateway:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        """Close every session (their cancel-on-disconnect runs as for any close)."""
         for session in list(self.sessions.all):
             session.close("gateway shutting down", WSCloseCode.GOING_AWAY)
+
+    async def drain(self, limit_s: float = 2.0) -> None:
+        """Let answers and cancel-on-disconnect finish (bounded), then cancel what is left."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=limit_s)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -203,31 +213,37 @@ class TradeGateway:
         scope_session = session.session_id if session.cancel_on_disconnect == "session" else ""
         command = CancelAll(account_id=session.account_id, session_id=scope_session,
                             reason="disconnect")
-        try:
-            ticket = self.link.submit(command, cancel=True)
-        except (Unavailable, Overloaded) as exc:
-            # The matcher saw the session (SessionOpened) and cancels itself on link loss.
-            self.metrics.cancel_on_disconnect.labels("not_sent").inc()
-            log.warning("cancel_on_disconnect_not_sent", error=repr(exc))
-            self.link.session_closed(session.session_id)
-            return
 
-        async def finish() -> None:
+        async def run() -> None:
             try:
+                ticket = None
+                # The cancel lane is only full under extreme load: retry briefly rather than
+                # give up, since the matcher is told the session is gone only afterwards.
+                for _ in range(_COD_RETRIES):
+                    try:
+                        ticket = self.link.submit(command, cancel=True)
+                        break
+                    except Overloaded:
+                        await asyncio.sleep(_COD_RETRY_S)
+                if ticket is None:
+                    self.metrics.cancel_on_disconnect.labels("not_sent").inc()
+                    log.error("cancel_on_disconnect_not_sent", reason="cancel lane full")
+                    return
                 result = await ticket
                 self.metrics.cancel_on_disconnect.labels("ok").inc()
                 count = next((e.count for e in getattr(result, "events", ())
                               if isinstance(e, AllCanceled)), None)
                 log.info("cancel_on_disconnect", canceled=count)
             except (LinkDown, Unavailable) as exc:
+                # The matcher saw the session (SessionOpened) and cancels itself on link loss.
                 self.metrics.cancel_on_disconnect.labels("link_down").inc()
-                log.warning("cancel_on_disconnect_failed", error=repr(exc))
+                log.warning("cancel_on_disconnect_by_matcher", error=repr(exc))
             finally:
                 # Only now: until the CancelAll is through, a link loss still makes the
                 # matcher cancel for this session.
                 self.link.session_closed(session.session_id)
 
-        self._spawn(finish())
+        self._spawn(run())
 
     def _on_sent(self, method: str, seconds: float) -> None:
         self.metrics.ack_latency.labels(method).observe(seconds)
