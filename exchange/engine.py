@@ -74,6 +74,9 @@ from exchange.orders import (
 from exchange.queries import Query, QueryResult
 
 MAX_CLIENT_ORDER_ID = 36
+# Cap on all units of one asset in the exchange (deposits - withdrawals): every balance then
+# fits the snapshot's 64-bit integers, fee account included.
+MAX_ASSET_TOTAL: Final = 2**62
 # Terminal orders kept for GetOrder (order.status after a timeout), oldest dropped first.
 CLOSED_ORDERS_KEPT: Final = 10_000
 
@@ -874,7 +877,11 @@ class Engine:
         ]
 
     def _funds_check(self, c: Deposit | Withdraw, seq: int, ts: int) -> list[Event] | None:
-        if c.asset not in self._net_deposits or c.amount <= 0:
+        if (
+            c.asset not in self._net_deposits
+            or c.amount <= 0
+            or (type(c) is Deposit and self._net_deposits[c.asset] + c.amount > MAX_ASSET_TOTAL)
+        ):
             return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
         if c.account_id not in self._accounts:
             return [

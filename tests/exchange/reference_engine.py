@@ -526,7 +526,11 @@ class ReferenceEngine:
                     )
                 )
         elif isinstance(c, Deposit | Withdraw):
-            if c.asset not in self.net or c.amount <= 0:
+            if (
+                c.asset not in self.net
+                or c.amount <= 0
+                or (isinstance(c, Deposit) and self.net[c.asset] + c.amount > 2**62)
+            ):
                 ev.append(CommandRejected(seq=seq, ts=ts, code=1002, reason="invalid field value"))
             elif c.account_id not in self.accounts:
                 ev.append(CommandRejected(seq=seq, ts=ts, code=3008, reason="unknown account"))
@@ -696,7 +700,7 @@ class StreamGenerator:
             )
         if r < 0.94:
             asset = rng.choice([*self.config.assets, "DOGE"])
-            amount = rng.choice([rng.randint(1, 10**9), rng.randint(1, 10**12), 0, -5])
+            amount = rng.choice([rng.randint(1, 10**9), rng.randint(1, 10**12), 0, -5, 2**62])
             cls = Deposit if rng.random() < 0.5 else Withdraw
             return cls(account_id=self._account(), asset=asset, amount=amount)
         if r < 0.96:
