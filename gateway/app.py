@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from exchange.instruments import ExchangeConfig
+from gateway.auth import SharedNonces
 from gateway.matcher_link import LinkLimits, MatcherLink
 from gateway.metrics import GatewayMetrics
 from gateway.rest import RestApi
@@ -74,7 +75,9 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
     app[LINK_KEY] = link
     app[METRICS_KEY] = metrics
     app[CONFIG_KEY] = config
-    trade = TradeGateway(link, config, settings.trade, metrics)
+    shared = (SharedNonces(settings.redis_url, settings.trade.logon_window_ms)
+              if settings.redis_url else None)
+    trade = TradeGateway(link, config, settings.trade, metrics, shared)
     app[TRADE_KEY] = trade
     app.router.add_get("/ws/trade", trade.handle)
     RestApi(link, config, metrics).add_routes(app)
@@ -91,6 +94,8 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
         yield
         await trade.drain()
         await link.stop()
+        if shared is not None:
+            await shared.close()
 
     app.on_shutdown.append(on_shutdown)
     app.cleanup_ctx.append(link_ctx)

@@ -7,6 +7,7 @@ and the key cache is a small LRU with a time to live.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -106,6 +107,43 @@ class KeyCache:
         self._entries.move_to_end(info.api_key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+
+class SharedNonces:
+    """Nonces seen by any gateway process, in Redis (SET NX with a time to live).
+
+    Several gateway processes serve one port, so a logon captured on one could be replayed on
+    another within the window; with Redis configured each nonce is claimed once across all of
+    them. Redis is best effort here: when it does not answer within `timeout_s`, `claim`
+    returns None and the caller relies on its own NonceCache (logons keep working).
+    """
+
+    PREFIX = "exchange:logon-nonce:"
+
+    def __init__(self, redis_url: str, window_ms: int = WINDOW_MS, timeout_s: float = 0.5
+                 ) -> None:
+        import redis.asyncio
+
+        self._redis = redis.asyncio.Redis.from_url(
+            redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.ttl_ms = 2 * window_ms
+        self.timeout_s = timeout_s
+
+    async def claim(self, api_key: str, nonce: str) -> bool | None:
+        """True if this is the first use anywhere, False for a replay, None if unknown."""
+        import redis.exceptions
+
+        digest = hashlib.sha256(logon_payload(0, nonce, api_key)).hexdigest()
+        key = self.PREFIX + digest
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                first = await self._redis.set(key, b"1", nx=True, px=self.ttl_ms)
+        except (TimeoutError, OSError, redis.exceptions.RedisError):
+            return None
+        return bool(first)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
 
 
 def timestamp_fresh(timestamp_ms: int, now: int, window_ms: int = WINDOW_MS) -> bool:

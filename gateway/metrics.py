@@ -83,6 +83,11 @@ class GatewayMetrics:
         self.key_cache = Gauge(
             "gateway_api_key_cache_entries", "API keys cached", registry=r,
         )
+        self.shared_nonce_unavailable = Counter(
+            "gateway_shared_nonce_unavailable",
+            "Logons checked against this process's nonces only (Redis did not answer)",
+            registry=r,
+        )
         self.nonce_cache = Gauge(
             "gateway_logon_nonces", "Logon nonces remembered for replay protection",
             registry=r,

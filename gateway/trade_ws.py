@@ -99,7 +99,8 @@ class TradeGateway:
     """State shared by all /ws/trade connections of one app."""
 
     def __init__(self, link: MatcherLink, config: ExchangeConfig, limits: TradeLimits,
-                 metrics: GatewayMetrics) -> None:
+                 metrics: GatewayMetrics, shared_nonces: auth.SharedNonces | None = None
+                 ) -> None:
         self.link = link
         self.config = config
         self.limits = limits
@@ -108,6 +109,7 @@ class TradeGateway:
         self.keys = auth.KeyCache(limits.key_cache_size, limits.key_cache_ttl_s)
         self.nonces = auth.NonceCache(limits.logon_window_ms, limits.nonce_cache_size)
         self.order_buckets = BucketTable(limits.orders)
+        self.shared_nonces = shared_nonces
         self._tasks: set[asyncio.Task[None]] = set()
         link.set_reports_handler(lambda events: self.sessions.deliver(self.config, events))
 
@@ -455,6 +457,13 @@ class TradeGateway:
         if not self.nonces.use(params.api_key, params.nonce):
             raise RequestError(Code.BAD_CREDENTIALS)
         self.metrics.nonce_cache.set(len(self.nonces))
+        if self.shared_nonces is not None:
+            claimed = await self.shared_nonces.claim(params.api_key, params.nonce)
+            if claimed is False:  # replayed on another gateway process
+                raise RequestError(Code.BAD_CREDENTIALS)
+            if claimed is None:
+                self.metrics.shared_nonce_unavailable.inc()
+                log.warning("shared_nonce_check_skipped", reason="redis unavailable")
         if self.sessions.per_key.get(info.api_key, 0) >= self.limits.max_connections_per_key:
             raise RequestError(Code.RATE_LIMITED, "too many sessions for this key", 1000)
         if session.logged_on:  # a concurrent logon on the same connection won the race

@@ -113,7 +113,10 @@ async def running_exchange(
     fsync: str = "never",
     matcher_args: Sequence[str] = (),
     market_data: bool = True,
+    redis_url: str | None = None,
 ) -> AsyncIterator[RunningExchange]:
+    """`redis_url` goes to the gateway (market data, shared logon nonces); pass
+    `matcher_args=["--redis-url", url]` for the matcher to publish there too."""
     data_dir = tmp_path / "matcher-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     args = ["--fsync", fsync, *matcher_args]
@@ -126,6 +129,7 @@ async def running_exchange(
             link=link_limits,
             first_link_timeout_s=10.0,
             market_data=market_data,
+            redis_url=redis_url,
         )
         ex = RunningExchange(matcher=matcher, settings=settings)
         await ex.start_gateway()
