@@ -61,9 +61,9 @@ from exchange.events import (
 )
 from exchange.instruments import ExchangeConfig
 from exchange.orders import (
-    AMEND,
     CANCEL,
     EXPIRE,
+    NEXT_ON_AMEND,
     NEXT_ON_CANCEL,
     NEXT_ON_FILL,
     NEXT_ON_PARTIAL_FILL,
@@ -789,41 +789,79 @@ class Engine:
             return self._cancel_rejected(c, _BALANCE, seq, ts)
         kept = price == old_price and qty <= o.qty
         side = book.bids if is_buy else book.asks
-        if kept:
-            level = o.level
-            assert level is not None
-            touched = side.touched
-            if price not in touched:
-                touched[price] = level.total
-            level.total += leaves - old_leaves
-            bal.available -= extra
-            bal.held += extra
-            o.qty = qty
-        else:
-            self._release(book, o, old_leaves)
-            o.price = price
-            o.qty = qty
-        o.status = transition(o.status, AMEND)
+        status = NEXT_ON_AMEND.get(o.status)
+        if status is None:
+            raise InvalidStateTransition(f"amend in status {o.status!r}")
+        o.status = status
         o.updated_ts = ts
-        self._exec_id += 1
+        exec_id = self._exec_id + 1
+        self._exec_id = exec_id
         events.append(
             replace(
-                book.tpl.amended, seq=seq, ts=ts, exec_id=self._exec_id,
+                book.tpl.amended, seq=seq, ts=ts, exec_id=exec_id,
                 account_id=o.account_id, order_id=o.order_id,
                 client_order_id=o.client_order_id, side=o.side, price=price, qty=qty,
-                cum_qty=cum, leaves_qty=leaves, cum_notional=o.cum_notional, status=o.status,
+                cum_qty=cum, leaves_qty=leaves, cum_notional=o.cum_notional, status=status,
                 session_id=o.session_id, kept_priority=kept,
             )
         )
-        if not kept:
-            # Out of the book while it takes (so it cannot meet itself); `_finish_taker`
-            # rests what is left at the back of its level. It stays in the account's open
-            # orders meanwhile, which keeps their id order.
-            stp_hit = crosses and self._take(book, o, acct, opposite, price, events, seq, ts)
-            self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
-            if o.status not in ("new", "partially_filled"):
-                del acct.open[o.order_id]
-                del acct.by_coid[o.client_order_id]
+        level = o.level
+        assert level is not None
+        if kept or not crosses:
+            # Stays on its side without taking: at most two levels change, written out.
+            bal.available -= extra
+            bal.held += extra
+            o.qty = qty
+            if kept:
+                if leaves == old_leaves:
+                    return events
+                total = level.total + leaves - old_leaves
+                level.total = total
+                change = [(price, total)]
+            else:
+                old_total = level.total - old_leaves
+                level.total = old_total
+                prev = o.prev
+                nxt = o.next
+                if prev is None:
+                    level.head = nxt
+                else:
+                    prev.next = nxt
+                if nxt is None:
+                    level.tail = prev
+                else:
+                    nxt.prev = prev
+                o.prev = o.next = None
+                if level.head is None:
+                    side.drop_level(old_price)
+                o.price = price
+                total = side.rest(o, price, leaves)
+                if price == old_price:
+                    change = [(price, total)]
+                elif (price > old_price) is is_buy:
+                    change = [(price, total), (old_price, old_total)]
+                else:
+                    change = [(old_price, old_total), (price, total)]
+            book_seq = book.book_seq + 1
+            book.book_seq = book_seq
+            events.append(
+                BookChanged(
+                    seq=seq, ts=ts, symbol=book.symbol, book_seq=book_seq,
+                    bids=change if is_buy else [], asks=[] if is_buy else change,
+                )
+            )
+            return events
+        # A new price that crosses: out of the book while it takes (so it cannot meet
+        # itself); `_finish_taker` rests what is left at the back of its level. It stays in
+        # the account's open orders meanwhile, which keeps their id order.
+        self._release(book, o, old_leaves)
+        o.price = price
+        o.qty = qty
+        stp_hit = self._take(book, o, acct, opposite, price, events, seq, ts)
+        self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
+        if o.status not in ("new", "partially_filled"):
+            del acct.open[o.order_id]
+            del acct.by_coid[o.client_order_id]
         self._book_changed(book, events, seq, ts)
         return events
 
