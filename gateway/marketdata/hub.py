@@ -52,6 +52,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     max_request_bytes: int = 4096
     # Requests per connection: a burst, refilled at a steady rate (each subscribe of a new
     # symbol costs the matcher a snapshot, so churn is bounded).
+    # A symbol whose publisher heartbeats stop for this long is treated as stale.
+    feed_silence_s: float = 3.0
     request_burst: int = 20
     requests_per_s: float = 10.0
 
@@ -324,7 +326,9 @@ class MdHub:
             if not self.feed.connected:
                 continue  # silence tells subscribers the feed is down
             ts = time.time_ns()
+            now = time.monotonic()
             for feed in tuple(self.symbols.values()):
+                feed.check_silence(now, self.limits.feed_silence_s)
                 feed.heartbeat(ts)
 
     def close(self) -> None:

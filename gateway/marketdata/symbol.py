@@ -99,6 +99,8 @@ class SymbolFeed:
         self._fetch_snapshot = fetch_snapshot
         self._fetch_trades = fetch_trades
         self.loaded = False  # a snapshot was loaded at least once
+        self.saw_heartbeat = False  # the publisher heartbeats this symbol
+        self.stale = False  # not ready because the feed went silent (see check_silence)
         self.backfilled = 0
         self.book = L2Book()
         self.seq = 0
@@ -193,7 +195,12 @@ class SymbolFeed:
                 self.pending_overflow = True
                 metrics.RESYNC_BUFFER_DROPS.labels(self.symbol).inc()
             self.pending.append(batch)
+            if self.stale and (self._fetch_task is None or self._fetch_task.done()):
+                # The feed went silent and now speaks again: verify from a snapshot.
+                self.start_resync("silence")
             return
+        if batch.heartbeat:
+            self.saw_heartbeat = True
         verdict = self._classify(batch)
         if verdict == APPLY:
             self._apply(batch)
@@ -393,7 +400,24 @@ class SymbolFeed:
         for group in self.groups.values():
             group.cancel_timer()
 
+    def check_silence(self, now: float, limit_s: float) -> None:
+        """A publisher that heartbeats this symbol went quiet: the book may be stale.
+
+        Only once a publisher heartbeat was seen (it heartbeats the symbols it knows once a
+        second), so a symbol nobody has traded since the matcher started is not "silent".
+        """
+        if self.ready and self.saw_heartbeat and now - self.last_batch_at > limit_s:
+            silent_s = round(now - self.last_batch_at, 1)
+            log.warning("md_feed_silent", symbol=self.symbol, silent_s=silent_s)
+            self.saw_heartbeat = False
+            self.stale = True
+            self.ready = False
+            self._notify_resync()
+            for group in self.groups.values():
+                group.cancel_timer()
+
     def start_resync(self, reason: str) -> None:
+        self.stale = False
         self.resyncs += 1
         metrics.RESYNCS.labels(self.symbol, reason).inc()
         if self.ready:
@@ -436,7 +460,9 @@ class SymbolFeed:
             if self._refetch or self.pending_overflow:
                 continue
             self._load(snapshot, missed)
-            return
+            if self.ready:
+                return
+            # A gap among the batches replayed after the snapshot: fetch again.
 
     def _load(self, snapshot: BookSnapshot, missed: list[TradeExecuted] | None = None) -> None:
         if missed:

@@ -396,3 +396,27 @@ async def test_truncated_snapshot_resyncs_before_a_view_reaches_unknown_levels(
         assert feed.bid_floor is None
         sub.replica.compare(end)
         await sub.close()
+
+
+async def test_silent_feed_is_reported_and_verified_when_it_returns(
+    config: ExchangeConfig,
+) -> None:
+    """The publisher's heartbeats stop (its side of Redis cut, say): tell, then re-verify."""
+    flow = Flow(19, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    async with gateway(source, config, limits=Limits(feed_silence_s=0.3)) as client:
+        sub = await subscribe(client, flow)
+        await run_flow(flow, 20)
+        flow.tick()  # the publisher's heartbeat: from now on silence means trouble
+        source.drop = lambda symbol, payload: True
+        await run_flow(flow, 20)
+        await sub.wait_for(lambda: sub.replica.resyncs == 1, within=5)
+        feed = client.app[HUB_KEY].symbols[SYMBOL]
+        assert not feed.ready and feed.stale
+        source.drop = lambda symbol, payload: False
+        await run_flow(flow, 20)
+        end = final_seq(flow)
+        await sub.wait_for(lambda: sub.replica.seq == end)
+        assert sub.replica.snapshots == 2
+        await sub.close()
