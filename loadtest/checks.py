@@ -27,6 +27,7 @@ BOOK_CHECKSUM = "book_checksum"
 BOOK_SEQ_GAP = "book_seq_gap"
 MD_SLOW_CONSUMER = "md_slow_consumer"
 MD_CLOSED = "md_closed_early"
+SESSION_CLOSED = "session_closed_early"
 
 TERMINAL_STATUSES = frozenset({"canceled", "filled", "rejected", "expired"})
 

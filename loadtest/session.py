@@ -1,20 +1,23 @@
 """One trading session: sends its mix without waiting, matches answers, checks reports.
 
-The WebSocket is aiohttp's; everything here is bookkeeping on the event loop's thread. The
-send path never awaits an answer: `send` encodes, registers the request and writes the frame.
+The connection is the lean `loadtest.ws` client: every message arrives through
+`on_message` straight from the protocol's `data_received`. The send path never waits for
+anything: `send` encodes, registers the request and writes the frame synchronously.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
-import aiohttp
+import msgspec
 
 from loadtest import wire
 from loadtest.checks import AckTracker, SessionChecker, Violations
 from loadtest.mix import Action, Mix
 from loadtest.recorder import Recorder
+from loadtest.ws import WsClient
 
 # A session whose unanswered requests reach this bound stops sending until answers come
 # back (counted as not_sent): the generator's memory stays bounded even against a dead server.
@@ -39,13 +42,12 @@ class Session:
     def __init__(
         self,
         name: str,
-        ws: aiohttp.ClientWebSocketResponse[bool],
         mix: Mix,
         recorder: Recorder,
         violations: Violations,
     ) -> None:
         self.name = name
-        self.ws = ws
+        self.conn: WsClient | None = None
         self.mix = mix
         self.rec = recorder
         self.acks = AckTracker(name, violations)
@@ -55,52 +57,80 @@ class Session:
         # Refused cancels/amends: (client_order_id, method, code), classified at the end.
         self.refused: list[tuple[str, str, int]] = []
         self.last_ack_ns = 0
+        self._logon_id = 0
+        self._logon_reply: asyncio.Future[wire.Inbound] | None = None
+
+    async def connect(self, url: str) -> None:
+        ws_url = url.replace("http://", "ws://", 1) + "/ws/trade"
+        self.conn = await WsClient.connect(
+            ws_url, lambda data: self.on_message(data, time.monotonic_ns())
+        )
 
     async def logon(self, api_key: str, secret: str, timeout_s: float = 10.0) -> None:
+        assert self.conn is not None
         nonce = f"{self.name}-{time.time_ns()}"
         params = wire.logon_params(api_key, secret, time.time_ns() // 1_000_000, nonce)
         params["cancel_on_disconnect"] = "session"
-        req_id = self._take_id()
-        await self.ws.send_frame(
-            wire.request(req_id, "session.logon", params), aiohttp.WSMsgType.TEXT
-        )
-        msg = await self.ws.receive(timeout=timeout_s)
-        if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-            raise LogonError(f"{self.name}: connection closed during logon ({msg.type})")
-        reply = wire.inbound_decoder.decode(msg.data)
-        if reply.id != req_id or reply.status != 200:
-            err = reply.error
-            raise LogonError(f"{self.name}: logon refused: {err.code if err else reply.status}")
+        self._logon_id = self._take_id()
+        reply: asyncio.Future[wire.Inbound] = asyncio.get_running_loop().create_future()
+        self._logon_reply = reply
+
+        def closed(_: object) -> None:
+            if not reply.done():
+                reply.set_exception(LogonError(f"{self.name}: connection closed during logon"))
+
+        self.conn.closed.add_done_callback(closed)
+        self.conn.send(wire.request(self._logon_id, "session.logon", params))
+        try:
+            answer = await asyncio.wait_for(reply, timeout_s)
+        except TimeoutError as exc:
+            raise LogonError(f"{self.name}: no answer to logon") from exc
+        finally:
+            self.conn.closed.remove_done_callback(closed)
+        self._logon_reply = None
+        if answer.status != 200:
+            err = answer.error
+            raise LogonError(f"{self.name}: logon refused: {err.code if err else answer.status}")
 
     def _take_id(self) -> int:
         req_id = self.next_id
         self.next_id += 1
         return req_id
 
-    async def send(self, action: Action, scheduled_ns: int) -> bool:
-        """Send one scheduled request; False if the backlog bound stopped it."""
-        if len(self.acks.pending) >= MAX_PENDING:
+    def send(self, action: Action, scheduled_ns: int) -> bool:
+        """Send one scheduled request; False if a bound (backlog, write buffer) stopped it."""
+        if len(self.acks.pending) >= MAX_PENDING or self.conn is None:
             self.not_sent += 1
             return False
         req_id = self._take_id()
         frame = wire.request(req_id, action.method, action.params)
+        sent_ns = time.monotonic_ns()
+        if not self.conn.send(frame):
+            self.not_sent += 1
+            return False
+        self.rec.on_sent(scheduled_ns, sent_ns)
         self.acks.sent(req_id, Pending(action.method, scheduled_ns, action))
-        self.rec.on_sent(scheduled_ns, time.monotonic_ns())
-        await self.ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
         return True
 
-    async def send_cleanup(self) -> None:
+    def send_cleanup(self) -> None:
         """Cancel everything this session left open (not measured)."""
+        if self.conn is None:
+            return
         req_id = self._take_id()
-        self.acks.sent(req_id, Pending(CLEANUP, time.monotonic_ns(), None))
-        await self.ws.send_frame(
-            wire.request(req_id, "orders.cancel_all", {}), aiohttp.WSMsgType.TEXT
-        )
+        if self.conn.send(wire.request(req_id, "orders.cancel_all", {})):
+            self.acks.sent(req_id, Pending(CLEANUP, time.monotonic_ns(), None))
 
     def on_message(self, data: bytes | str, recv_ns: int) -> None:
-        msg = wire.inbound_decoder.decode(data)
+        try:
+            msg = wire.inbound_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.acks.v.add("undecodable_message", f"{self.name}: {exc}: {data[:120]!r}")
+            return
         if msg.type == "execution":
             self._on_execution(msg)
+        elif msg.id is not None and msg.id == self._logon_id and self._logon_reply is not None:
+            if not self._logon_reply.done():
+                self._logon_reply.set_result(msg)
         elif msg.id is not None:
             self._on_response(msg, recv_ns)
         else:

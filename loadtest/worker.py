@@ -10,7 +10,6 @@ and the over-time plots.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import traceback
 from multiprocessing.queues import Queue
@@ -20,7 +19,7 @@ import aiohttp
 import msgspec
 
 from exchange.instruments import Instrument, load_config
-from loadtest.checks import MD_CLOSED, Violations
+from loadtest.checks import MD_CLOSED, SESSION_CLOSED, Violations
 from loadtest.md_probe import BookChecker, run_probe
 from loadtest.mix import Mix
 from loadtest.pacer import Pacer
@@ -42,15 +41,6 @@ def instruments_for(spec: WorkerSpec) -> list[Instrument]:
     return [config.instruments[s] for s in spec.symbols]
 
 
-async def _reader(session: Session) -> None:
-    ws = session.ws
-    async for msg in ws:
-        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-            session.on_message(msg.data, time.monotonic_ns())
-        elif msg.type == aiohttp.WSMsgType.ERROR:
-            break
-
-
 async def _send_loop(sessions: list[Session], schedule: Schedule, pacer: Pacer) -> None:
     k = 0
     n = len(sessions)
@@ -62,7 +52,7 @@ async def _send_loop(sessions: list[Session], schedule: Schedule, pacer: Pacer) 
         # Everything due now goes out in this pass, each stamped with its own scheduled time.
         while k < due:
             session = sessions[k % n]
-            await session.send(session.mix.next_action(), schedule.due_ns(k))
+            session.send(session.mix.next_action(), schedule.due_ns(k))
             k += 1
 
 
@@ -96,9 +86,6 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
         # The recorder's start is set once the common start time is known.
         recorder = Recorder(0)
         for i, cred in enumerate(spec.credentials):
-            ws = await http.ws_connect(
-                f"{spec.url}/ws/trade", decode_text=False, max_msg_size=8 << 20
-            )
             name = f"w{spec.worker_id}s{i}"
             mix = Mix(
                 instruments,
@@ -106,7 +93,8 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
                 seed=spec.seed * 1000 + spec.worker_id * 100 + i,
                 max_open=spec.max_open_per_session,
             )
-            session = Session(name, ws, mix, recorder, violations)
+            session = Session(name, mix, recorder, violations)
+            await session.connect(spec.url)
             await session.logon(cred.api_key, cred.secret)
             sessions.append(session)
         queue.put_nowait((READY, spec.worker_id, b""))
@@ -119,7 +107,6 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
         result.scheduled = schedule.count if schedule else 0
         last_send_ns = schedule.end_ns if schedule else start_ns + int(spec.duration_s * 1e9)
 
-        readers = [asyncio.create_task(_reader(s)) for s in sessions]
         shipper = asyncio.create_task(_ship_intervals(recorder, queue, spec.worker_id))
         probe_checkers: list[BookChecker] = []
         probes = []
@@ -147,10 +134,11 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
 
         for s in sessions:
             result.missing += s.acks.finish()
+            if s.conn is None or s.conn.closed.done():
+                violations.add(SESSION_CLOSED, f"{s.name}: the server closed the session")
         # Leave the exchange as we found it; these answers are not measured.
         for s in sessions:
-            with contextlib.suppress(Exception):
-                await s.send_cleanup()
+            s.send_cleanup()
         await _wait_answered(sessions, time.monotonic_ns() + int(CLEANUP_WAIT_S * 1e9))
         for probe in probes:
             try:
@@ -158,10 +146,8 @@ async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) ->
             except Exception as exc:  # a probe that cannot subscribe is a finding, not a crash
                 violations.add(MD_CLOSED, f"w{spec.worker_id} md probe: {exc!r}")
         for s in sessions:
-            await s.ws.close()
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
+            if s.conn is not None:
+                await s.conn.close()
 
     result.sent = recorder.sent
     result.not_sent = sum(s.not_sent for s in sessions)

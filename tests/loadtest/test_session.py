@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, cast
-
-import aiohttp
+from typing import Any
 
 from exchange.instruments import load_config
 from loadtest import checks
@@ -17,8 +15,7 @@ from loadtest.session import Pending, Session
 
 def make_session() -> Session:
     mix = Mix(list(load_config().instruments.values()), "t", seed=1)
-    ws = cast(aiohttp.ClientWebSocketResponse, object())  # never written in these tests
-    return Session("s", ws, mix, Recorder(0), Violations())
+    return Session("s", mix, Recorder(0), Violations())  # not connected: nothing is sent
 
 
 def answer(session: Session, req_id: int, status: int = 200, **body: Any) -> None:
@@ -58,7 +55,9 @@ def test_refusals_explained_by_a_report_are_races_the_rest_are_errors() -> None:
     assert s.unexplained_refusals() == ["s: order.cancel mystery refused with 3005"]
 
 
-def test_an_answer_nobody_asked_for_is_a_violation() -> None:
+def test_an_answer_nobody_asked_for_or_garbage_is_a_violation() -> None:
     s = make_session()
     answer(s, 77)
     assert s.acks.v.counts[checks.UNMATCHED_ACK] == 1
+    s.on_message(b"not json", 0)
+    assert s.acks.v.counts["undecodable_message"] == 1

@@ -1,0 +1,221 @@
+"""A lean WebSocket client (RFC 6455) for the trading sessions' hot path.
+
+Why not aiohttp's client here: every received message there goes through a queue, a future
+and an `async for` step with a timeout context, which made the generator spend more CPU per
+request than the gateway it measures. This protocol parses frames in `data_received` and hands
+each message straight to a callback; sends are plain synchronous transport writes. Only what
+a client needs: the upgrade handshake, masked text frames out, text/binary/continuation and
+ping/pong/close in. The market-data probes (not on the hot path) keep using aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import random
+import struct
+from collections.abc import Callable
+from typing import cast
+from urllib.parse import urlsplit
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+MAX_MESSAGE = 8 << 20  # a larger message closes the connection (bounded buffer)
+MAX_HANDSHAKE = 16 << 10
+# Bytes queued in the transport beyond which `send` refuses (the caller counts it).
+MAX_WRITE_BUFFER = 8 << 20
+
+OnMessage = Callable[[bytes], None]
+
+
+class WsError(ConnectionError):
+    pass
+
+
+def mask(payload: bytes, key: bytes) -> bytes:
+    """XOR with the repeated 4-byte key, done as one big-integer XOR (C speed)."""
+    n = len(payload)
+    if not n:
+        return payload
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(k, "little")).to_bytes(
+        n, "little"
+    )
+
+
+def frame(opcode: int, payload: bytes, key: bytes) -> bytes:
+    """One final, masked client frame."""
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return header + key + mask(payload, key)
+
+
+class WsClient(asyncio.Protocol):
+    def __init__(self, on_message: OnMessage) -> None:
+        self.on_message = on_message
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._handshake_done = False
+        self._expected_accept = b""
+        self._opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._fragments: list[bytes] = []
+        self._rng = random.Random(os.urandom(8))
+
+    # ---- connecting ----------------------------------------------------------------------
+    @classmethod
+    async def connect(cls, url: str, on_message: OnMessage, timeout_s: float = 10.0) -> WsClient:
+        """`url` like ws://127.0.0.1:8080/ws/trade (http:// is accepted too)."""
+        parts = urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 80
+        path = parts.path or "/"
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout_s):
+            _, proto = await loop.create_connection(lambda: cls(on_message), host, port)
+            proto._start_handshake(host, port, path)
+            await proto._opened
+        return proto
+
+    def _start_handshake(self, host: str, port: int, path: str) -> None:
+        key = base64.b64encode(os.urandom(16))
+        self._expected_accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        assert self.transport is not None
+        self.transport.write(request)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses; they have the same API.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._opened.done():
+            self._opened.set_exception(WsError(f"connection lost during handshake: {exc!r}"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # ---- receiving -----------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if not self._handshake_done and not self._parse_handshake():
+            return
+        self._parse_frames()
+
+    def _parse_handshake(self) -> bool:
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > MAX_HANDSHAKE:
+                self._fail("handshake response too large")
+            return False
+        head = bytes(self._buf[:end]).decode("latin-1")
+        del self._buf[: end + 4]
+        lines = head.split("\r\n")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if " 101 " not in f"{lines[0]} " or headers.get("sec-websocket-accept", "").encode() != (
+            self._expected_accept
+        ):
+            self._fail(f"upgrade refused: {lines[0]!r}")
+            return False
+        self._handshake_done = True
+        self._opened.set_result(None)
+        return True
+
+    def _parse_frames(self) -> None:
+        buf = self._buf
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = 10
+            masked = b1 & 0x80
+            if masked:  # servers must not mask, but tolerate it
+                head += 4
+            if length > MAX_MESSAGE:
+                self._fail("message too large")
+                return
+            if n - pos < head + length:
+                break
+            payload = bytes(buf[pos + head : pos + head + length])
+            if masked:
+                payload = mask(payload, bytes(buf[pos + head - 4 : pos + head]))
+            pos += head + length
+            self._on_frame(b0 & 0x80, b0 & 0x0F, payload)
+            if self.transport is None:
+                return
+        del buf[:pos]
+
+    def _on_frame(self, fin: int, opcode: int, payload: bytes) -> None:
+        if opcode in (OP_TEXT, OP_BINARY) and fin:
+            self.on_message(payload)
+        elif opcode in (OP_TEXT, OP_BINARY, OP_CONT):
+            self._fragments.append(payload)
+            if sum(map(len, self._fragments)) > MAX_MESSAGE:
+                self._fail("message too large")
+            elif fin:
+                message = b"".join(self._fragments)
+                self._fragments.clear()
+                self.on_message(message)
+        elif opcode == OP_PING:
+            self._write(OP_PONG, payload)
+        elif opcode == OP_CLOSE:
+            self._write(OP_CLOSE, payload[:2])
+            self._close_transport()
+
+    # ---- sending -------------------------------------------------------------------------
+    def _write(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            key = self._rng.getrandbits(32).to_bytes(4, "little")
+            self.transport.write(frame(opcode, payload, key))
+
+    def send(self, payload: bytes) -> bool:
+        """Queue one text message; False when closed or the write buffer is over its bound."""
+        t = self.transport
+        if t is None or t.is_closing() or t.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            return False
+        self._write(OP_TEXT, payload)
+        return True
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._write(OP_CLOSE, struct.pack("!H", 1000))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(self.closed)
+        except TimeoutError:
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, why: str) -> None:
+        if not self._opened.done():
+            self._opened.set_exception(WsError(why))
+        self._close_transport()
+        self.transport = None
