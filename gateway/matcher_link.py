@@ -117,6 +117,8 @@ class MatcherLink:
         self._md_handler: MarketDataHandler | None = None
         self._state_handlers: list[LinkStateHandler] = []
         self.last_error: str = "not connected yet"
+        self._order_depth = self.metrics.queue_depth.labels("order")
+        self._cancel_depth = self.metrics.queue_depth.labels("cancel")
         self._loop = asyncio.get_running_loop()
         self._update_gauges()
 
@@ -290,11 +292,9 @@ class MatcherLink:
         self._update_gauges()
 
     def _update_gauges(self) -> None:
-        m = self.metrics
-        m.in_flight.set(self._in_flight)
-        m.queue_depth.labels("order").set(len(self._queue))
-        m.queue_depth.labels("cancel").set(len(self._cancel_queue))
-        m.asks_in_flight.set(self._asks)
+        self.metrics.in_flight.set(self._in_flight)
+        self._order_depth.set(len(self._queue))
+        self._cancel_depth.set(len(self._cancel_queue))
 
     @property
     def in_flight(self) -> int:

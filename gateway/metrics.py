@@ -6,6 +6,8 @@ stays bounded whatever the clients do.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Ack latency buckets (seconds): the gateway's own share is tens of microseconds, a journaled
@@ -92,3 +94,22 @@ class GatewayMetrics:
             "gateway_logon_nonces", "Logon nonces remembered for replay protection",
             registry=r,
         )
+
+        # labels() costs a lock and a dict lookup per call: the hot path keeps the children.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def count_request(self, method: str, code: int) -> None:
+        self._child(self.requests, method, str(code)).inc()
+
+    def observe_ack(self, method: str, seconds: float) -> None:
+        self._child(self.ack_latency, method).observe(seconds)
+
+    def count_report(self, symbol: str) -> None:
+        self._child(self.reports, symbol).inc()

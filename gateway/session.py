@@ -106,7 +106,7 @@ class TradeSession:
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
         self.report_seq += 1
         self.send(execution_report(config, event, self.report_seq))
-        self.metrics.reports.labels(event.symbol).inc()
+        self.metrics.count_report(event.symbol)
 
     async def _write_loop(self) -> None:
         ws = self.ws

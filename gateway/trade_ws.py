@@ -248,7 +248,7 @@ class TradeGateway:
         self._spawn(run())
 
     def _on_sent(self, method: str, seconds: float) -> None:
-        self.metrics.ack_latency.labels(method).observe(seconds)
+        self.metrics.observe_ack(method, seconds)
 
     # ---- one message ----------------------------------------------------------------------
 
@@ -272,14 +272,14 @@ class TradeGateway:
             body["error"] = error
             log.info("request_rejected", method=method, code=int(code), msg=error["msg"])
         body["rate_limits"] = self._rate_limits(session)
-        self.metrics.requests.labels(method or "invalid", str(int(code))).inc()
+        self.metrics.count_request(method or "invalid", int(code))
         session.send(body, received_at=received_at, method=method or "invalid")
 
     async def _on_message(self, session: TradeSession, data: str | bytes, size: int,
                           received_at: float) -> None:
         if size > self.limits.max_message_bytes:
             code = Code.TOO_LARGE
-            self.metrics.requests.labels("invalid", str(int(code))).inc()
+            self.metrics.count_request("invalid", int(code))
             log.info("request_rejected", method="", code=int(code), size=size)
             session.close_after(
                 {"id": None, "status": STATUS_OF[code],
