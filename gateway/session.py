@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import msgspec
 import structlog
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from exchange.events import ORDER_EVENTS, OrderEvent
 from exchange.instruments import ExchangeConfig
@@ -121,7 +121,7 @@ class TradeSession:
                 await self._close(method, WSCloseCode.MESSAGE_TOO_BIG)
                 return
             try:
-                await ws.send_str(data.decode())
+                await ws.send_frame(data, WSMsgType.TEXT)  # already UTF-8 JSON
             except (ConnectionError, RuntimeError):
                 return
             msgs_out.inc()
