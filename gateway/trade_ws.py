@@ -382,9 +382,13 @@ class TradeGateway:
                             received_at=received_at)
                 return
             if isinstance(answer, Refused):
+                # Not sequenced at all (matcher queue full or stopping): safe to retry.
                 code, text = wire_code(answer.code)
+                retry = (self.link.limits.retry_after_ms
+                         if code in (Code.OVERLOADED, Code.INTERNAL) else None)
                 self._reply(session, req.id, req.method, code, None,
-                            msg=answer.reason or text, received_at=received_at)
+                            msg=answer.reason or text, retry_after_ms=retry,
+                            received_at=received_at)
                 return
             code, result, msg = render(answer)
             self._reply(session, req.id, req.method, code, result, msg=msg,
