@@ -56,6 +56,7 @@ async def subscribe(
     depth: int = 50,
     interval_ms: int = 0,
     channels: tuple[str, ...] = ("book", "trades", "ticker", "heartbeat"),
+    wait_snapshot: bool = True,
 ) -> MdWs:
     ws = await client.ws_connect("/ws/md")
     params: dict[str, Any] = {"channels": list(channels), "symbols": [SYMBOL], "depth": depth}
@@ -63,7 +64,7 @@ async def subscribe(
         params["interval_ms"] = interval_ms
     await ws.send_json({"method": "subscribe", "params": params, "id": 1})
     sub = MdWs(ws, BookReplica(flow.inst, depth, flow.books))
-    if "book" in channels:
+    if "book" in channels and wait_snapshot:
         await sub.wait_for(lambda: sub.replica.snapshots >= 1)
     else:
         await sub.wait_for(lambda: any(m.get("type") == "subscribed" for m in sub.messages))
