@@ -9,7 +9,6 @@ command are written down in docs/ENGINE.md.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from typing import Final
 
 from exchange.accounts import FEE_ACCOUNT, Account, Balance
@@ -78,7 +77,11 @@ MAX_CLIENT_ORDER_ID = 36
 # fits the snapshot's 64-bit integers, fee account included.
 MAX_ASSET_TOTAL: Final = 2**62
 # Terminal orders kept for GetOrder (order.status after a timeout), oldest dropped first.
-CLOSED_ORDERS_KEPT: Final = 10_000
+# Closed orders stay answerable to GetOrder in a ring of slots indexed by order id: an order
+# closes into slot `order_id & CLOSED_MASK`, replacing whatever closed there before. One list
+# store per close; no dict or queue upkeep on the hot path.
+CLOSED_SLOTS: Final = 16_384
+CLOSED_MASK: Final = CLOSED_SLOTS - 1
 
 _INVALID = int(Code.INVALID_VALUE)
 _UNKNOWN_SYMBOL = int(Code.UNKNOWN_SYMBOL)
@@ -155,8 +158,7 @@ class Engine:
         self._next_account_id = 1
         self._next_order_id = 1
         self._exec_id = 0  # last exec_id handed out
-        self._closed: dict[int, Order] = {}
-        self._closed_ids: deque[int] = deque()
+        self._closed: list[Order | None] = [None] * CLOSED_SLOTS
 
     # ------------------------------------------------------------------ commands
     def apply(self, command: Command, seq: int, ts: int) -> list[Event]:
@@ -382,7 +384,6 @@ class Engine:
         symbol = book.symbol
         trades = book.trades
         closed = self._closed
-        closed_ids = self._closed_ids
         remaining = o.qty - o.cum_qty
         tpl = book.tpl
         append = events.append
@@ -467,10 +468,7 @@ class Engine:
                     macct = accounts[maker_account]
                     del macct.open[m.order_id]
                     del macct.by_coid[m.client_order_id]
-                    if len(closed_ids) >= CLOSED_ORDERS_KEPT:
-                        del closed[closed_ids.popleft()]
-                    closed_ids.append(m.order_id)
-                    closed[m.order_id] = m
+                    closed[m.order_id & CLOSED_MASK] = m
                 else:
                     status = NEXT_ON_PARTIAL_FILL.get(m.status)
                 if status is None:
@@ -611,11 +609,7 @@ class Engine:
         self._remember_closed(o)
 
     def _remember_closed(self, o: Order) -> None:
-        closed_ids = self._closed_ids
-        if len(closed_ids) >= CLOSED_ORDERS_KEPT:
-            del self._closed[closed_ids.popleft()]
-        closed_ids.append(o.order_id)
-        self._closed[o.order_id] = o
+        self._closed[o.order_id & CLOSED_MASK] = o
 
     def _find_open(
         self, account_id: int, symbol: str, order_id: int | None, coid: str | None
@@ -706,11 +700,7 @@ class Engine:
         oid = o.order_id
         del acct.open[oid]
         del acct.by_coid[o.client_order_id]
-        closed_ids = self._closed_ids
-        if len(closed_ids) >= CLOSED_ORDERS_KEPT:
-            del self._closed[closed_ids.popleft()]
-        closed_ids.append(oid)
-        self._closed[oid] = o
+        self._closed[oid & CLOSED_MASK] = o
         o.status = status
         o.updated_ts = ts
         exec_id = self._exec_id + 1
@@ -995,7 +985,7 @@ class Engine:
                 )
                 for b in self._books.values()
             ],
-            closed=[_record(self._closed[i]) for i in self._closed_ids],
+            closed=[_record(o) for o in self._closed if o is not None],
         )
 
     def snapshot(self) -> bytes:
@@ -1043,8 +1033,7 @@ class Engine:
             acct.open[o.order_id] = o
             acct.by_coid[o.client_order_id] = o
         for r in state.closed:
-            engine._closed[r.order_id] = _order(r)
-            engine._closed_ids.append(r.order_id)
+            engine._closed[r.order_id & CLOSED_MASK] = _order(r)
         return engine
 
     def state_hash(self) -> str:
@@ -1094,8 +1083,11 @@ class Engine:
         assert not self._accounts[FEE_ACCOUNT].open
         for name in self._assets:
             assert totals[name] == self._net_deposits[name], f"{name} not conserved"
-        assert len(self._closed) == len(self._closed_ids) <= CLOSED_ORDERS_KEPT
-        for order_id in self._closed_ids:
-            assert self._closed[order_id].status in ("filled", "canceled", "expired")
+        assert len(self._closed) == CLOSED_SLOTS
+        for slot, closed in enumerate(self._closed):
+            if closed is not None:
+                assert closed.order_id & CLOSED_MASK == slot
+                assert closed.status in ("filled", "canceled", "expired")
+                assert closed.level is None and closed.prev is None and closed.next is None
         for api in self._api_keys.values():
             assert api.account_id in self._accounts

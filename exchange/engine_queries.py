@@ -48,9 +48,11 @@ def _find_order(engine: Engine, q: GetOrder) -> Order | None:
     if o is not None:
         return o
     if q.order_id is not None:
-        c = engine._closed.get(q.order_id)
+        # The ring's length is a power of two (exchange.engine.CLOSED_SLOTS).
+        c = engine._closed[q.order_id & (len(engine._closed) - 1)]
         if (
             c is None
+            or c.order_id != q.order_id
             or c.account_id != q.account_id
             or c.symbol != q.symbol
             or (q.client_order_id is not None and c.client_order_id != q.client_order_id)
@@ -60,15 +62,17 @@ def _find_order(engine: Engine, q: GetOrder) -> Order | None:
     if q.client_order_id is None:
         return None
     # A client id may be reused once its order closed: the most recent one answers.
-    for order_id in reversed(engine._closed_ids):
-        c = engine._closed[order_id]
+    found: Order | None = None
+    for c in engine._closed:
         if (
-            c.account_id == q.account_id
+            c is not None
+            and c.account_id == q.account_id
             and c.client_order_id == q.client_order_id
             and c.symbol == q.symbol
+            and (found is None or c.order_id > found.order_id)
         ):
-            return c
-    return None
+            found = c
+    return found
 
 
 def answer_query(engine: Engine, query: Query) -> QueryResult:

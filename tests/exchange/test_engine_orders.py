@@ -355,3 +355,27 @@ def test_order_status_query_after_close(ex: Driver) -> None:
     assert isinstance(got, OrderState) and (got.status, got.cum_qty) == ("filled", 5)
     got = ex.engine.answer(GetOrder(account_id=2, symbol="BTC-USD", order_id=1))
     assert isinstance(got, OrderState) and got.cum_notional == 5 * REF
+
+
+def test_closed_orders_answer_until_their_slot_is_reused(ex: Driver) -> None:
+    from exchange.commands import CancelOrder, PlaceOrder
+    from exchange.engine import CLOSED_SLOTS
+    from exchange.queries import NotFound
+
+    ex.place(1, "buy", 1, REF - 1, client_order_id="first")
+    ex.cancel(1, order_id=1)
+    query = GetOrder(account_id=1, symbol="BTC-USD", order_id=1)
+    got = ex.engine.answer(query)
+    assert isinstance(got, OrderState) and got.status == "canceled"
+    engine = ex.engine
+    seq = ex.seq
+    for i in range(2, CLOSED_SLOTS + 2):
+        seq += 1
+        engine.apply(PlaceOrder(account_id=1, symbol="BTC-USD", side="buy", order_type="limit",
+                                qty=1, price=REF - 1, client_order_id="c"), seq, seq)
+        seq += 1
+        engine.apply(CancelOrder(account_id=1, symbol="BTC-USD", order_id=i), seq, seq)
+    engine.validate()
+    assert engine.answer(query) == NotFound(code=3005)
+    last = engine.answer(GetOrder(account_id=1, symbol="BTC-USD", client_order_id="c"))
+    assert isinstance(last, OrderState) and last.order_id == CLOSED_SLOTS + 1
