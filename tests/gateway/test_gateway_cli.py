@@ -4,6 +4,7 @@ of one matcher, and the admin HTTP API (bearer token, localhost) provisions acco
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,9 +30,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class GatewayLog:
+    """The JSON lines a gateway process wrote to stderr (complete once it has exited)."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+
 @asynccontextmanager
 async def gateway_process(matcher: str, port: int, admin_port: int, token_file: Path,
-                          gateway_id: str) -> AsyncIterator[asyncio.subprocess.Process]:
+                          gateway_id: str) -> AsyncIterator[GatewayLog]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exchange.cli", "gateway", "--matcher", matcher,
@@ -38,22 +47,24 @@ async def gateway_process(matcher: str, port: int, admin_port: int, token_file: 
         "--admin-token-file", str(token_file), "--gateway-id", gateway_id,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO)
     assert proc.stderr is not None
+    log = GatewayLog()
+    head = b""
     try:
         async with asyncio.timeout(30):
-            while True:
+            while b"gateway_listening" not in head:
                 line = await proc.stderr.readline()
                 assert line, "gateway exited early"
-                if b"gateway_listening" in line:
-                    break
+                head += line
         # Keep draining its log so the pipe never blocks it.
         drain = asyncio.create_task(proc.stderr.read())
-        yield proc
+        yield log
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             async with asyncio.timeout(15):
                 await proc.wait()
-        drain.cancel()
+        text = head + await drain
+        log.lines = [json.loads(line) for line in text.splitlines() if line.startswith(b"{")]
     assert proc.returncode == 0
 
 
@@ -62,8 +73,8 @@ async def test_two_gateways_one_port_and_admin_api(tmp_path: Path) -> None:
     token_file.write_text(TOKEN + "\n")
     port, admin1, admin2 = free_port(), free_port(), free_port()
     async with MatcherProcess.started(tmp_path / "m", extra_args=["--fsync", "never"]) as m, \
-            gateway_process(m.address, port, admin1, token_file, "gw-a"), \
-            gateway_process(m.address, port, admin2, token_file, "gw-b"):
+            gateway_process(m.address, port, admin1, token_file, "gw-a") as log_a, \
+            gateway_process(m.address, port, admin2, token_file, "gw-b") as log_b:
         admin_url = f"http://127.0.0.1:{admin1}"
         alice = await create_funded_account(admin_url, TOKEN, {"USD": "100000", "BTC": "5"})
         bob = await create_funded_account(f"http://127.0.0.1:{admin2}", TOKEN,
@@ -113,3 +124,16 @@ async def test_two_gateways_one_port_and_admin_api(tmp_path: Path) -> None:
                 assert resp.status == 200
             async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                 assert resp.status == 200
+
+    # Logs: JSON lines, session events and rejections with session and account bound,
+    # nothing per accepted request.
+    lines = log_a.lines + log_b.lines
+    events = [line["event"] for line in lines]
+    assert events.count("session_logon") == 5 and events.count("session_closed") == 5
+    for line in lines:
+        if line["event"] in ("session_logon", "session_closed", "request_rejected"):
+            assert line["session_id"] and isinstance(line["account_id"], int), line
+            assert line["service"] == "gateway" and "timestamp" in line
+    rejected = [line for line in lines if line["event"] == "request_rejected"]
+    assert [(r["method"], r["code"]) for r in rejected] == [("order.place", 1003)]
+    assert len(lines) < 60
