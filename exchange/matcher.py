@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import time
 from collections import deque
@@ -53,7 +54,7 @@ from exchange.matcher_metrics import (
 )
 from exchange.md_port import MarketDataPort, NullMarketData
 from exchange.queries import Query, QueryResult
-from exchange.snapshot_store import SnapshotStore
+from exchange.snapshot_store import SnapshotStore, snapshot_name
 
 log = structlog.get_logger("exchange.matcher")
 
@@ -69,8 +70,9 @@ class MatcherOptions:
     matcher_id: str = "matcher-1"
     max_batch: int = 2048
     max_queue: int = 16384
-    snapshot_every: int = 200_000  # commands
+    snapshot_every: int = 1_000_000  # commands
     snapshot_interval_s: float = 300.0
+    snapshot_fork: bool = True  # serialize in a forked child (stall = the fork only)
     prune_journal: bool = True
     snapshot_on_stop: bool = True
 
@@ -122,11 +124,19 @@ class Matcher:
             last_seq=self.engine.last_seq,
         )
 
-    def queue_full(self) -> bool:
-        if len(self.queue) >= self.options.max_queue:
+    @property
+    def accepting(self) -> bool:
+        return not self._stopping and self._failed is None
+
+    def room(self) -> int:
+        room = self.options.max_queue - len(self.queue)
+        if room <= 0:
             QUEUE_FULL.inc()
-            return True
-        return False
+        return room
+
+    def wake(self) -> None:
+        assert self._wakeup is not None
+        self._wakeup.set()
 
     def submit(self, link: GatewayLink, req_id: int, raw: bytes, command: Command) -> None:
         if len(raw) > MAX_COMMAND_BYTES:
@@ -195,11 +205,13 @@ class Matcher:
             code = 3
             log.exception("matcher_failed")
             self._fail(exc)
+        try:
+            # A second SIGTERM while shutting down is ignored (stop() is idempotent).
+            await self._shutdown(code)
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
-        await self._shutdown(code)
         return code
 
     def stop(self) -> None:
@@ -398,18 +410,50 @@ class Matcher:
     def _take_snapshot(self) -> None:
         started = time.perf_counter()
         seq = self.engine.last_seq
-        data = self.engine.snapshot()
-        stall = time.perf_counter() - started
-        SNAPSHOT_STALL_SECONDS.observe(stall)
         self._snapshot_seq = seq
         self._snapshot_time = time.monotonic()
-        self._snapshot_task = asyncio.create_task(self._write_snapshot(seq, data, stall))
+        if self.options.snapshot_fork:
+            # Like Redis' BGSAVE: a forked child serializes its copy-on-write view of the
+            # engine and writes the file; matching stalls only for the fork itself.
+            pid = self._fork_snapshot(seq)
+            stall = time.perf_counter() - started
+            SNAPSHOT_STALL_SECONDS.observe(stall)
+            self._snapshot_task = asyncio.create_task(self._finish_snapshot(seq, stall, pid))
+        else:
+            data = self.engine.snapshot()
+            stall = time.perf_counter() - started
+            SNAPSHOT_STALL_SECONDS.observe(stall)
+            self._snapshot_task = asyncio.create_task(self._finish_snapshot(seq, stall, data))
 
-    async def _write_snapshot(self, seq: int, data: bytes, stall: float) -> None:
+    def _fork_snapshot(self, seq: int) -> int:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            code = 1
+            try:
+                gc.disable()  # a collection would touch (and copy) every page
+                self.snapshots.write(seq, self.engine.snapshot())
+                code = 0
+            finally:
+                os._exit(code)
+        return pid
+
+    async def _finish_snapshot(self, seq: int, stall: float, work: bytes | int) -> None:
+        """Write `work` (the bytes) or wait for the child `work` (a pid) that writes them;
+        then keep two snapshots and prune the journal they cover."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            path = await loop.run_in_executor(self._snapshot_exec, self.snapshots.write, seq, data)
+            if isinstance(work, bytes):
+                await loop.run_in_executor(self._snapshot_exec, self.snapshots.write, seq, work)
+            else:
+                _, status = await loop.run_in_executor(self._snapshot_exec, os.waitpid, work, 0)
+                code = os.waitstatus_to_exitcode(status)
+                if code != 0:
+                    await loop.run_in_executor(self._snapshot_exec,
+                                               self.snapshots.remove_temp_files)
+                    raise OSError(f"snapshot child {work} exited with {code}")
+            path = self.snapshots.data_dir / snapshot_name(seq)
+            size = path.stat().st_size
             keep_seq, removed = await loop.run_in_executor(self._snapshot_exec,
                                                            self.snapshots.prune)
             pruned: list[Path] = []
@@ -418,9 +462,10 @@ class Matcher:
                                                     keep_seq)
             seconds = time.perf_counter() - started
             SNAPSHOT_SECONDS.observe(seconds)
-            log.info("snapshot_written", path=str(path), seq=seq, bytes=len(data),
-                     stall_ms=round(stall * 1e3, 3), write_ms=round(seconds * 1e3, 3),
-                     snapshots_removed=len(removed), segments_pruned=len(pruned))
+            log.info("snapshot_written", path=str(path), seq=seq, bytes=size,
+                     forked=not isinstance(work, bytes), stall_ms=round(stall * 1e3, 3),
+                     write_ms=round(seconds * 1e3, 3), snapshots_removed=len(removed),
+                     segments_pruned=len(pruned))
         except OSError as exc:
             # The journal still holds everything; only start-up gets slower. Not fatal.
             SNAPSHOT_FAILURES.inc()

@@ -39,8 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fsync", choices=("always", "never"), default="always",
                         help="'never' is for benchmarks only: acknowledged commands can be lost")
     parser.add_argument("--matcher-id", default="matcher-1")
-    parser.add_argument("--snapshot-every", type=int, default=200_000, metavar="COMMANDS")
+    parser.add_argument("--snapshot-every", type=int, default=1_000_000, metavar="COMMANDS")
     parser.add_argument("--snapshot-interval", type=float, default=300.0, metavar="SECONDS")
+    parser.add_argument("--snapshot-inline", action="store_true",
+                        help="serialize snapshots on the event loop instead of in a forked "
+                        "child (matching then stalls for the whole serialization)")
     parser.add_argument("--segment-bytes", type=int, default=DEFAULT_SEGMENT_BYTES)
     parser.add_argument("--max-batch", type=int, default=2048)
     parser.add_argument("--max-queue", type=int, default=16384)
@@ -120,6 +123,7 @@ async def serve(args: argparse.Namespace, config: ExchangeConfig, factory: Engin
         max_queue=args.max_queue,
         snapshot_every=args.snapshot_every,
         snapshot_interval_s=args.snapshot_interval,
+        snapshot_fork=not args.snapshot_inline,
         prune_journal=not args.keep_journal,
     )
     matcher = open_matcher(

@@ -51,9 +51,11 @@ def reopen(data_dir: Path) -> tuple[int, str]:
     return matcher.engine.last_seq, matcher.engine.state_hash()
 
 
-async def test_restart_from_snapshot_and_pruned_journal(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fork", [True, False], ids=["forked", "inline"])
+async def test_restart_from_snapshot_and_pruned_journal(tmp_path: Path, fork: bool) -> None:
     data = tmp_path / "d"
-    last_seq, state = await run_load(data, 3000, setup=True)
+    options = MatcherOptions(snapshot_every=400, snapshot_interval_s=3600, snapshot_fork=fork)
+    last_seq, state = await run_load(data, 3000, setup=True, options=options)
     snaps = list_snapshots(data)
     assert len(snaps) == 2  # the newest and the one before it
     first_segment = list_segments(data)[0][0]
@@ -61,7 +63,7 @@ async def test_restart_from_snapshot_and_pruned_journal(tmp_path: Path) -> None:
     assert first_segment <= snaps[-1][0] + 1  # ...and nothing the older snapshot needs
     assert reopen(data) == (last_seq, state)
     # Continue on the recovered state; a second restart agrees again.
-    last2, state2 = await run_load(data, 1000, setup=False, seed=2)
+    last2, state2 = await run_load(data, 1000, setup=False, seed=2, options=options)
     assert last2 > last_seq
     assert reopen(data) == (last2, state2)
 
