@@ -94,6 +94,7 @@ class Cluster:
         self.redis_url: str | None = None
         self.matcher = ""
         self.url = ""
+        self.matcher_metrics_url = ""
 
     def _spawn(self, name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.workdir / f"{name}.log"
@@ -119,6 +120,9 @@ class Cluster:
         self.matcher = f"unix:{sock}"
         argv = [*exe, "matcher", "--data-dir", str(self.workdir / "data"),
                 "--listen", self.matcher, "--fsync", self.fsync, "--log-level", "warning"]
+        metrics_port = free_port()
+        argv += ["--metrics-port", str(metrics_port)]
+        self.matcher_metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         if self.config:
             argv += ["--config", self.config]
         if self.redis_url:

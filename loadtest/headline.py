@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loadtest import accounts, profiles, report
+from loadtest import accounts, internals, profiles, report
 from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
 from loadtest.cluster import Cluster
 
@@ -73,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             creds = asyncio.run(accounts.provision_via_matcher(cluster.matcher, args.sessions))
             print(f"created and funded {len(creds)} accounts", flush=True)
             spies = start_profilers(cluster, args.out, args.duration) if args.profile else []
+            urls = (f"{cluster.url}/metrics", cluster.matcher_metrics_url)
+            before = [internals.scrape(u) for u in urls]
             result = run_and_report(args, cluster.url, creds)
+            inside: dict[internals.Key, internals.Hist] = {}
+            for url, earlier in zip(urls, before, strict=True):
+                inside.update(internals.delta(internals.scrape(url), earlier))
+            print(internals.table(inside), flush=True)
             for spy in spies:
                 try:
                     spy.wait(timeout=60)
