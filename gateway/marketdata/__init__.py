@@ -15,7 +15,8 @@ from aiohttp import web
 
 from exchange.instruments import ExchangeConfig
 from gateway.marketdata.checksum import book_checksum
-from gateway.marketdata.hub import Limits, MdHub
+from gateway.marketdata.hub import MdHub
+from gateway.marketdata.requests import Limits
 from gateway.marketdata.ws import md_websocket
 from gateway.md_source import MarketDataSource
 

@@ -28,7 +28,8 @@ from gateway.marketdata.messages import (
     encode,
     request_decoder,
 )
-from gateway.marketdata.symbol import CHANNELS, SNAPSHOT_DEPTH, Subscription, SymbolFeed
+from gateway.marketdata.requests import Limits, RequestError, parse_subscribe, parse_symbols
+from gateway.marketdata.symbol import SNAPSHOT_DEPTH, Subscription, SymbolFeed
 from gateway.md_source import MarketDataSource
 
 log = structlog.get_logger("gateway.marketdata")
@@ -38,31 +39,6 @@ FETCH_BACKOFF_MIN_S: Final = 0.05
 FETCH_BACKOFF_MAX_S: Final = 2.0
 HEARTBEAT_S: Final = 1.0
 TRADES_BACKFILL_MAX: Final = 1000  # the matcher keeps the last 1,000 trades per symbol
-
-
-class Limits(msgspec.Struct, frozen=True, kw_only=True):
-    max_connections: int = 10_000
-    max_symbols_per_connection: int = 50
-    # Half the snapshot depth: a truncated side can lose 500 levels before a resync.
-    max_depth: int = 500
-    default_depth: int = 50
-    max_interval_ms: int = 10_000
-    min_interval_ms: int = 10
-    buffer_limit: int = 1 << 20  # bytes per client
-    max_request_bytes: int = 4096
-    # Requests per connection: a burst, refilled at a steady rate (each subscribe of a new
-    # symbol costs the matcher a snapshot, so churn is bounded).
-    # A symbol whose publisher heartbeats stop for this long is treated as stale.
-    feed_silence_s: float = 3.0
-    request_burst: int = 20
-    requests_per_s: float = 10.0
-
-
-class RequestError(Exception):
-    def __init__(self, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
 
 
 class MdHub:
@@ -204,7 +180,7 @@ class MdHub:
             if request.method == "subscribe":
                 self._subscribe(client, request.params, req_id)
             elif request.method == "unsubscribe":
-                symbols = self._symbols_param(request.params)
+                symbols = parse_symbols(request.params, self.config)
                 for symbol in symbols:
                     self._unsubscribe_one(client, symbol)
                 client.send(
@@ -217,7 +193,7 @@ class MdHub:
                     )
                 )
             elif request.method == "resync":
-                for symbol in self._symbols_param(request.params):
+                for symbol in parse_symbols(request.params, self.config):
                     feed = self.symbols.get(symbol)
                     if feed is None or symbol not in client.subscriptions:
                         raise RequestError(1002, f"not subscribed to {symbol}")
@@ -241,61 +217,17 @@ class MdHub:
                 )
             )
 
-    def _symbols_param(self, params: dict[str, object]) -> list[str]:
-        symbols = params.get("symbols")
-        if (
-            not isinstance(symbols, list)
-            or not symbols
-            or not all(isinstance(s, str) for s in symbols)
-        ):
-            raise RequestError(1001, "params.symbols must be a non-empty list of strings")
-        out: list[str] = []
-        for symbol in symbols:
-            assert isinstance(symbol, str)
-            if symbol not in self.config.instruments:
-                raise RequestError(1003, f"unknown symbol: {symbol}")
-            if symbol not in out:
-                out.append(symbol)
-        return out
-
     def _subscribe(
         self, client: MdClient, params: dict[str, object], req_id: int | str | None
     ) -> None:
-        lim = self.limits
-        unknown = set(params) - {"channels", "symbols", "depth", "interval_ms"}
-        if unknown:
-            raise RequestError(1001, f"unknown params: {', '.join(sorted(unknown))}")
-        channels = params.get("channels")
-        if (
-            not isinstance(channels, list)
-            or not channels
-            or not all(isinstance(c, str) and c in CHANNELS for c in channels)
-        ):
-            raise RequestError(
-                1001, "params.channels must be a non-empty list of: book, trades, ticker, heartbeat"
-            )
-        symbols = self._symbols_param(params)
-        depth = params.get("depth", lim.default_depth)
-        if type(depth) is not int or not 1 <= depth <= lim.max_depth:
-            raise RequestError(1002, f"depth must be an integer in 1..{lim.max_depth}")
-        interval = params.get("interval_ms", 0)
-        if type(interval) is not int or not (
-            interval == 0 or lim.min_interval_ms <= interval <= lim.max_interval_ms
-        ):
-            raise RequestError(
-                1002,
-                f"interval_ms must be 0 (every update) or an integer in "
-                f"{lim.min_interval_ms}..{lim.max_interval_ms}",
-            )
-        total = len(set(client.subscriptions) | set(symbols))
-        if total > lim.max_symbols_per_connection:
+        symbols, chans, depth, interval = parse_subscribe(params, self.config, self.limits)
+        if len(set(client.subscriptions) | set(symbols)) > self.limits.max_symbols_per_connection:
             metrics.REJECTED.labels("too_many_subscriptions").inc()
             raise RequestError(
                 1002,
-                f"too many subscriptions: at most {lim.max_symbols_per_connection} symbols "
-                f"per connection",
+                f"too many subscriptions: at most {self.limits.max_symbols_per_connection} "
+                f"symbols per connection",
             )
-        chans = frozenset(c for c in channels if isinstance(c, str))
         infos = [
             SubscriptionInfo(symbol=s, channels=sorted(chans), depth=depth, interval_ms=interval)
             for s in symbols

@@ -1,11 +1,8 @@
 """One symbol's feed inside a gateway: its L2 book, sequence checks, resync and fan-out.
 
-Book subscribers are grouped by view (depth, interval_ms). A group remembers the levels its
-members hold (`view_*`) and the seq of the last book message it sent them, so each update is
-the diff between that view and the book's current top N: absolute sizes, "0" for a level
-that left the view, the full size for one that entered it. Every member of a group gets the
-same bytes, encoded once. A conflated group (interval_ms > 0) sends at most one update per
-interval, holding the diff accumulated since its last one.
+Book subscribers are grouped into views by (depth, interval_ms) (see views.py). An
+unconflated view gets an update per feed batch that changed the book; a conflated one
+(interval_ms > 0) at most one per interval, holding the net change since its last one.
 """
 
 from __future__ import annotations
@@ -24,21 +21,12 @@ from exchange.md_builder import L2Book
 from exchange.md_wire import MdBatch, TradeMsg
 from exchange.queries import BookSnapshot
 from gateway.marketdata import metrics
-from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
 from gateway.marketdata.client import MdClient
-from gateway.marketdata.messages import (
-    BookOut,
-    HeartbeatOut,
-    Level,
-    StatusOut,
-    TickerOut,
-    TradeOut,
-    encode,
-)
+from gateway.marketdata.messages import HeartbeatOut, StatusOut, TickerOut, TradeOut, encode
+from gateway.marketdata.views import BookView
 
 log = structlog.get_logger("gateway.marketdata")
 
-CHANNELS: Final = frozenset({"book", "trades", "ticker", "heartbeat"})
 PENDING_MAX: Final = 10_000  # batches buffered while a snapshot is being fetched
 # Levels per side asked for in a snapshot (the matcher answers at most 1,000). A side that
 # comes back this long may have more levels below; see `_check_floor`.
@@ -58,32 +46,6 @@ class Subscription:
         self.channels = channels
         self.depth = depth
         self.interval_ms = interval_ms
-
-
-class BookGroup:
-    __slots__ = (
-        "depth", "fan", "handle", "interval_ms", "last_flush", "members", "seq",
-        "view_asks", "view_bids",
-    )
-
-    def __init__(self, depth: int, interval_ms: int) -> None:
-        self.depth = depth
-        self.interval_ms = interval_ms
-        self.members: dict[MdClient, None] = {}  # insertion-ordered set
-        self.fan: tuple[MdClient, ...] = ()  # snapshot of members to iterate while sending
-        self.view_bids: dict[int, int] = {}
-        self.view_asks: dict[int, int] = {}
-        self.seq = -1  # seq of the last book message sent to this group; -1: none yet
-        self.handle: asyncio.TimerHandle | None = None
-        self.last_flush = 0.0
-
-    def set_members(self) -> None:
-        self.fan = tuple(self.members)
-
-    def cancel_timer(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
 
 
 class SymbolFeed:
@@ -109,7 +71,7 @@ class SymbolFeed:
         self.last_ts = 0
         self.last_batch_at = 0.0  # monotonic time of the last feed batch
         self.subs: dict[MdClient, Subscription] = {}
-        self.groups: dict[tuple[int, int], BookGroup] = {}
+        self.groups: dict[tuple[int, int], BookView] = {}
         self.trade_fan: tuple[MdClient, ...] = ()
         self.ticker_fan: tuple[MdClient, ...] = ()
         self.last_ticker: bytes | None = None
@@ -122,8 +84,6 @@ class SymbolFeed:
         # Worst price down to which each side is known in full (None: the whole side is).
         self.bid_floor: int | None = None
         self.ask_ceiling: int | None = None
-        self._tick_units = instrument.tick_units
-        self._lot_units = instrument.lot_units
 
     # ---- subscribers -------------------------------------------------------------------
 
@@ -162,10 +122,10 @@ class SymbolFeed:
             return
         client.send(self._snapshot_frame(self.groups[(sub.depth, sub.interval_ms)]))
 
-    def _group(self, depth: int, interval_ms: int) -> BookGroup:
+    def _group(self, depth: int, interval_ms: int) -> BookView:
         group = self.groups.get((depth, interval_ms))
         if group is None:
-            group = self.groups[(depth, interval_ms)] = BookGroup(depth, interval_ms)
+            group = self.groups[(depth, interval_ms)] = BookView(depth, interval_ms)
             if self.ready:
                 self._reset_view(group)
         return group
@@ -306,85 +266,29 @@ class SymbolFeed:
 
     # ---- book views --------------------------------------------------------------------
 
-    def _levels(self, levels: list[tuple[int, int]]) -> list[Level]:
-        inst = self.instrument
-        return [
-            (inst.ticks_to_price(p), inst.lots_to_qty(q) if q else "0") for p, q in levels
-        ]
+    def _reset_view(self, group: BookView) -> None:
+        group.reset(self.book, self.seq)
 
-    def _reset_view(self, group: BookGroup) -> None:
-        group.view_bids = dict(self.book.bids.top(group.depth))
-        group.view_asks = dict(self.book.asks.top(group.depth))
-        group.seq = self.seq
-
-    def _view_checksum(self, group: BookGroup) -> int:
-        n = min(CHECKSUM_LEVELS, group.depth)
-        bids = sorted(group.view_bids.items(), reverse=True)[:n]
-        asks = sorted(group.view_asks.items())[:n]
-        return checksum_units(asks, bids, self._tick_units, self._lot_units)
-
-    def _snapshot_frame(self, group: BookGroup) -> bytes:
-        """The group's view as a snapshot at the group's seq (what its updates build on)."""
+    def _snapshot_frame(self, group: BookView) -> bytes:
         if group.seq < 0:
-            self._reset_view(group)
-        bids = sorted(group.view_bids.items(), reverse=True)
-        asks = sorted(group.view_asks.items())
-        n = min(CHECKSUM_LEVELS, group.depth)
-        checksum = checksum_units(asks[:n], bids[:n], self._tick_units, self._lot_units)
+            group.reset(self.book, self.seq)
         metrics.SENT.labels("book").inc()
-        return encode(
-            BookOut(
-                type="snapshot",
-                symbol=self.symbol,
-                ts=self.last_ts or time.time_ns(),
-                seq=group.seq,
-                prev_seq=None,
-                bids=self._levels(bids),
-                asks=self._levels(asks),
-                checksum=checksum,
-            )
-        )
+        return group.snapshot(self.symbol, self.instrument, self.last_ts or time.time_ns())
 
-    def _send_update(self, group: BookGroup) -> None:
+    def _send_update(self, group: BookView) -> None:
         if group.seq == self.seq:
             return
-        depth = group.depth
-        new_bids = self.book.bids.top(depth)
-        new_asks = self.book.asks.top(depth)
-        old_bids, old_asks = group.view_bids, group.view_asks
-        nb = dict(new_bids)
-        na = dict(new_asks)
-        bid_changes = [(p, q) for p, q in new_bids if old_bids.get(p) != q]
-        bid_changes.extend((p, 0) for p in old_bids if p not in nb)
-        ask_changes = [(p, q) for p, q in new_asks if old_asks.get(p) != q]
-        ask_changes.extend((p, 0) for p in old_asks if p not in na)
-        bid_changes.sort(reverse=True)
-        ask_changes.sort()
-        n = min(CHECKSUM_LEVELS, depth)
-        checksum = checksum_units(new_asks[:n], new_bids[:n], self._tick_units, self._lot_units)
-        data = encode(
-            BookOut(
-                type="update",
-                symbol=self.symbol,
-                ts=self.last_ts,
-                seq=self.seq,
-                prev_seq=group.seq,
-                bids=self._levels(bid_changes),
-                asks=self._levels(ask_changes),
-                checksum=checksum,
-            )
-        )
-        group.view_bids, group.view_asks, group.seq = nb, na, self.seq
+        data = group.update(self.book, self.seq, self.symbol, self.instrument, self.last_ts)
         for client in group.fan:
             client.send(data)
         metrics.SENT.labels("book").inc(len(group.fan))
 
-    def _schedule(self, group: BookGroup) -> None:
+    def _schedule(self, group: BookView) -> None:
         loop = asyncio.get_running_loop()
         delay = max(0.0, group.last_flush + group.interval_ms / 1000 - loop.time())
         group.handle = loop.call_later(delay, self._flush, group)
 
-    def _flush(self, group: BookGroup) -> None:
+    def _flush(self, group: BookView) -> None:
         group.handle = None
         group.last_flush = asyncio.get_running_loop().time()
         if self.ready and self.groups.get((group.depth, group.interval_ms)) is group:
