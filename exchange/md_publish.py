@@ -47,6 +47,9 @@ DROPPED = Counter(
 )
 QUEUE_DEPTH = Gauge("md_publish_queue_depth", "Batches waiting for the Redis publisher")
 REDIS_UP = Gauge("md_publish_redis_connected", "1 while the publisher's Redis connection works")
+# Resolved once: the link transport counts every batch in the matcher's loop.
+PUBLISHED_LINK = PUBLISHED.labels("link")
+PUBLISHED_REDIS = PUBLISHED.labels("redis")
 
 
 class Transport(Protocol):
@@ -70,7 +73,7 @@ class LinkTransport:
 
     def send(self, symbol: str, payload: bytes) -> None:
         self._send(symbol, payload)
-        PUBLISHED.labels("link").inc()
+        PUBLISHED_LINK.inc()
 
     async def stop(self) -> None:
         return None
@@ -146,7 +149,7 @@ class RedisTransport:
                     for channel, payload in chunk:
                         pipe.publish(channel, payload)
                     await pipe.execute()
-                PUBLISHED.labels("redis").inc(len(chunk))
+                PUBLISHED_REDIS.inc(len(chunk))
             except (RedisError, OSError) as exc:
                 self.connected = False
                 REDIS_UP.set(0)

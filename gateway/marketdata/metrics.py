@@ -22,3 +22,10 @@ RESYNC_BUFFER_DROPS = Counter(
     "Batches that overflowed the buffer kept while a snapshot was fetched",
     ["symbol"],
 )
+
+# Labelled children resolved once: labels() on every message is measurable in the hot path.
+SENT_BOOK = SENT.labels("book")
+SENT_TRADES = SENT.labels("trades")
+SENT_TICKER = SENT.labels("ticker")
+SENT_HEARTBEAT = SENT.labels("heartbeat")
+SENT_STATUS = SENT.labels("status")

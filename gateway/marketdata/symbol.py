@@ -60,6 +60,8 @@ class SymbolFeed:
         self.instrument = instrument
         self._fetch_snapshot = fetch_snapshot
         self._fetch_trades = fetch_trades
+        self._m_batches = metrics.FEED_BATCHES.labels(symbol)
+        self._m_seq = metrics.BOOK_SEQ.labels(symbol)
         self.loaded = False  # a snapshot was loaded at least once
         self.saw_heartbeat = False  # the publisher heartbeats this symbol
         self.stale = False  # not ready because the feed went silent (see check_silence)
@@ -143,7 +145,7 @@ class SymbolFeed:
     # ---- feed --------------------------------------------------------------------------
 
     def on_batch(self, batch: MdBatch) -> None:
-        metrics.FEED_BATCHES.labels(self.symbol).inc()
+        self._m_batches.inc()
         self.last_batch_at = time.monotonic()
         self._process(batch)
 
@@ -197,7 +199,7 @@ class SymbolFeed:
         if batch.book is not None:
             self.book.apply(batch.book.bids, batch.book.asks)
             self.seq = batch.seq
-            metrics.BOOK_SEQ.labels(self.symbol).set(self.seq)
+            self._m_seq.set(self.seq)
             if (self.bid_floor is not None or self.ask_ceiling is not None) and (
                 self._check_floor()
             ):
@@ -227,7 +229,7 @@ class SymbolFeed:
             )
             for client in self.ticker_fan:
                 client.send(data)
-            metrics.SENT.labels("ticker").inc(len(self.ticker_fan))
+            metrics.SENT_TICKER.inc(len(self.ticker_fan))
 
     def _check_floor(self) -> bool:
         """Resync when a view could reach below the part of a truncated side we know.
@@ -262,7 +264,7 @@ class SymbolFeed:
             )
             for client in fan:
                 client.send(data)
-        metrics.SENT.labels("trades").inc(len(fan) * len(trades))
+        metrics.SENT_TRADES.inc(len(fan) * len(trades))
 
     # ---- book views --------------------------------------------------------------------
 
@@ -272,7 +274,7 @@ class SymbolFeed:
     def _snapshot_frame(self, group: BookView) -> bytes:
         if group.seq < 0:
             group.reset(self.book, self.seq)
-        metrics.SENT.labels("book").inc()
+        metrics.SENT_BOOK.inc()
         return group.snapshot(self.symbol, self.instrument, self.last_ts or time.time_ns())
 
     def _send_update(self, group: BookView) -> None:
@@ -281,7 +283,7 @@ class SymbolFeed:
         data = group.update(self.book, self.seq, self.symbol, self.instrument, self.last_ts)
         for client in group.fan:
             client.send(data)
-        metrics.SENT.labels("book").inc(len(group.fan))
+        metrics.SENT_BOOK.inc(len(group.fan))
 
     def _schedule(self, group: BookView) -> None:
         loop = asyncio.get_running_loop()
@@ -343,7 +345,7 @@ class SymbolFeed:
         )
         for client in self.subs:
             client.send(data)
-        metrics.SENT.labels("status").inc(len(self.subs))
+        metrics.SENT_STATUS.inc(len(self.subs))
 
     async def _fetch(self) -> None:
         while True:
@@ -379,7 +381,7 @@ class SymbolFeed:
         self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= SNAPSHOT_DEPTH else None
         self.ask_ceiling = snapshot.asks[-1][0] if len(snapshot.asks) >= SNAPSHOT_DEPTH else None
         self.ready = True
-        metrics.BOOK_SEQ.labels(self.symbol).set(self.seq)
+        self._m_seq.set(self.seq)
         log.info("md_book_ready", symbol=self.symbol, seq=self.seq, resyncs=self.resyncs)
         for group in self.groups.values():
             group.cancel_timer()
@@ -419,4 +421,4 @@ class SymbolFeed:
                 )
             client.send(data)
             sent += 1
-        metrics.SENT.labels("heartbeat").inc(sent)
+        metrics.SENT_HEARTBEAT.inc(sent)
