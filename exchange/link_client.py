@@ -55,7 +55,7 @@ from exchange.link_messages import (
 )
 from exchange.queries import Query, QueryResult
 
-__all__ = ["DEFAULT_MAX_PENDING", "LinkBusy", "LinkClient", "LinkDown"]
+__all__ = ["DEFAULT_MAX_PENDING", "LinkBusy", "LinkClient", "LinkDown", "SubmitCallback"]
 
 log = structlog.get_logger("exchange.link_client")
 
@@ -66,6 +66,20 @@ DEFAULT_MAX_PENDING = 100_000
 ReportsCallback = Callable[[list[OrderEvent]], None]
 MarketDataCallback = Callable[[str, bytes], None]
 ClosedCallback = Callable[[BaseException | None], None]
+# Called once with the outcome of a submit: Result, Refused, or LinkDown (outcome unknown).
+SubmitCallback = Callable[["Result | Refused | LinkDown"], None]
+
+
+def _resolver(fut: asyncio.Future[Result | Refused]) -> SubmitCallback:
+    def resolve(outcome: Result | Refused | LinkDown) -> None:
+        if fut.done():
+            return
+        if isinstance(outcome, LinkDown):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome)
+
+    return resolve
 
 
 class LinkDown(ConnectionError):
@@ -108,7 +122,8 @@ class LinkClient:
         self._out = bytearray()
         self._flush_scheduled = False
         self._next_req = 1
-        self._submits: dict[int, asyncio.Future[Result | Refused]] = {}
+        # req_id -> what to call with the outcome (a Result, a Refused, or LinkDown).
+        self._submits: dict[int, SubmitCallback] = {}
         self._asks: dict[int, asyncio.Future[QueryResult]] = {}
         self._welcome: Welcome | None = None
         self._welcomed: asyncio.Future[Welcome] = self._loop.create_future()
@@ -199,9 +214,19 @@ class LinkClient:
         req_id = self._next_req
         self._next_req = req_id + 1
         fut: asyncio.Future[Result | Refused] = self._loop.create_future()
-        self._submits[req_id] = fut
+        self._submits[req_id] = _resolver(fut)
         self._send(Submit(req_id=req_id, command=command))
         return fut
+
+    def submit_callback(self, command: Command, callback: SubmitCallback) -> None:
+        """Queue a command; `callback` is called once, on the event loop, with its Result or
+        Refused, or with LinkDown if the link ends first. No future: the cheapest way to keep
+        many commands in flight."""
+        self._check_can_send()
+        req_id = self._next_req
+        self._next_req = req_id + 1
+        self._submits[req_id] = callback
+        self._send(Submit(req_id=req_id, command=command))
 
     async def submit(self, command: Command) -> Result | Refused:
         return await self.submit_nowait(command)
@@ -279,9 +304,12 @@ class LinkClient:
                 msg = decode_message(frame)
                 if type(msg) is Result:
                     # The hot path: one branch, no isinstance chain.
-                    fut = self._submits.pop(msg.req_id, None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(msg)
+                    waiter = self._submits.pop(msg.req_id, None)
+                    if waiter is not None:
+                        try:
+                            waiter(msg)
+                        except Exception:
+                            log.exception("link_callback_failed", gateway_id=self.gateway_id)
                 else:
                     self._dispatch(msg)
         except FrameError as exc:
@@ -290,9 +318,9 @@ class LinkClient:
 
     def _dispatch(self, msg: object) -> None:
         if isinstance(msg, Result | Refused):
-            fut = self._submits.pop(msg.req_id, None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
+            waiter = self._submits.pop(msg.req_id, None)
+            if waiter is not None:
+                self._callback(waiter, msg)
         elif isinstance(msg, Answer):
             afut = self._asks.pop(msg.req_id, None)
             if afut is not None and not afut.done():
@@ -347,9 +375,8 @@ class LinkClient:
             self._welcomed.exception()  # mark retrieved: connect() reports it itself
         submits, asks = self._submits, self._asks
         self._submits, self._asks = {}, {}
-        for fut in submits.values():
-            if not fut.done():
-                fut.set_exception(reason)
+        for waiter in submits.values():
+            self._callback(waiter, reason)
         for afut in asks.values():
             if not afut.done():
                 afut.set_exception(reason)

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exchange.bench_mix import MixGenerator
-from exchange.commands import Command, Deposit
+from exchange.commands import Deposit
 from exchange.instruments import ExchangeConfig, load_config
 from exchange.link_client import LinkClient, LinkDown
 from exchange.link_messages import Refused, Result
@@ -117,23 +117,21 @@ class Driver:
         self.errors = 0
 
     def send(self, on_done: Callable[[Result | Refused | None], None]) -> None:
-        command: Command = self.gen.next_command()
-        fut = self.client.submit_nowait(command)
+        gen = self.gen
 
-        def done(f: asyncio.Future[Result | Refused]) -> None:
-            if f.cancelled() or f.exception() is not None:
+        def done(outcome: Result | Refused | LinkDown) -> None:
+            if type(outcome) is Result:
+                self.acked += 1
+                gen.observe(outcome.events)
+                on_done(outcome)
+            elif isinstance(outcome, Refused):
+                self.refused += 1
+                on_done(outcome)
+            else:
                 self.errors += 1
                 on_done(None)
-                return
-            outcome = f.result()
-            if isinstance(outcome, Result):
-                self.acked += 1
-                self.gen.observe(outcome.events)
-            else:
-                self.refused += 1
-            on_done(outcome)
 
-        fut.add_done_callback(done)
+        self.client.submit_callback(gen.next_command(), done)
 
 
 async def closed_loop(drivers: list[Driver], window: int, seconds: float) -> tuple[int, float]:

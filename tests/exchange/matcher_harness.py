@@ -473,26 +473,24 @@ class Load:
                 self._idle.set()
             return
         command: Command = gen.next_command()
-        try:
-            fut = client.submit_nowait(command)
-        except LinkDown:
-            if self._in_flight == 0 and self._idle is not None:
-                self._idle.set()
-            return
-        self._in_flight += 1
 
-        def done(f: asyncio.Future[Any]) -> None:
+        def done(outcome: Any) -> None:
             self._in_flight -= 1
-            if f.cancelled() or f.exception() is not None:
+            if isinstance(outcome, LinkDown):
                 self.failed += 1
             else:
-                outcome = f.result()
                 self._record(command, outcome)
                 if hasattr(outcome, "events"):
                     gen.observe(outcome.events)
             self._send(client, gen)
 
-        fut.add_done_callback(done)
+        try:
+            client.submit_callback(command, done)
+        except LinkDown:
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+            return
+        self._in_flight += 1
 
     async def stop(self) -> None:
         """Stop sending and wait until nothing is in flight (answered or failed)."""

@@ -209,3 +209,25 @@ async def test_big_frames_in_pieces_and_oversized_commands(tmp_path: Path) -> No
         assert isinstance(result, Result) and result.seq == 1
         assert matcher.engine.last_seq == 1
         await client.close()
+
+
+async def test_submit_callback(tmp_path: Path) -> None:
+    async with inprocess_matcher(tmp_path / "data") as (matcher, address):
+        client = await LinkClient.connect(address, "gw-1")
+        outcomes: list[object] = []
+        for i in range(50):
+            client.submit_callback(CreateAccount(label=str(i)), outcomes.append)
+        await wait_until(lambda: len(outcomes) == 50)
+        assert [o.seq for o in outcomes if isinstance(o, Result)] == list(range(1, 51))
+        # On link loss every pending callback hears LinkDown exactly once.
+        for i in range(50):
+            client.submit_callback(CreateAccount(label=str(i)), outcomes.append)
+        assert matcher.server is not None
+        for link in list(matcher.server.links):
+            link.drop("test", "dropped by the test")
+        await client.wait_closed()
+        tail = outcomes[50:]
+        assert len(tail) == 50
+        assert all(isinstance(o, Result | LinkDown) for o in tail)
+        with pytest.raises(LinkDown):
+            client.submit_callback(CreateAccount(), outcomes.append)
