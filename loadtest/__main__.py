@@ -5,7 +5,8 @@
     python -m loadtest --url ... --accounts creds.json --find-max --p99-bound-ms 5
 
 Accounts come from --accounts FILE (api_key/secret pairs), or are created and funded through
-the operator's matcher link (--matcher ADDR), optionally saved with --save-accounts FILE.
+the operator's interface: the matcher link (--matcher ADDR) or the gateway's admin HTTP API
+(--admin-url URL --admin-token-file FILE); --save-accounts FILE keeps them for later runs.
 Exit status: 0 when the run had no errors and no violations, 1 otherwise, 2 on bad usage.
 """
 
@@ -27,16 +28,26 @@ def main(argv: list[str] | None = None) -> int:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--accounts", type=Path, help="JSON file of api_key/secret credentials")
     who.add_argument("--matcher", help="matcher link address to create and fund accounts")
+    who.add_argument("--admin-url", help="gateway admin HTTP API (e.g. http://127.0.0.1:8081) "
+                     "to create and fund accounts; the token is read from --admin-token-file")
+    parser.add_argument("--admin-token-file", type=Path, help="bearer token for --admin-url")
     parser.add_argument("--save-accounts", type=Path, help="write the created credentials here")
     add_load_arguments(parser)
     args = parser.parse_args(argv)
 
     if args.accounts:
         creds = accounts.load(args.accounts)
+    elif args.admin_url:
+        if not args.admin_token_file:
+            parser.error("--admin-url needs --admin-token-file")
+        token = args.admin_token_file.read_text().strip()
+        creds = asyncio.run(
+            accounts.provision_via_admin_http(args.admin_url, token, args.sessions)
+        )
     else:
         creds = asyncio.run(accounts.provision_via_matcher(args.matcher, args.sessions))
-        if args.save_accounts:
-            accounts.save(creds, args.save_accounts)
+    if args.save_accounts and not args.accounts:
+        accounts.save(creds, args.save_accounts)
     if len(creds) < args.sessions:
         parser.error(f"--sessions {args.sessions} but only {len(creds)} credentials")
 

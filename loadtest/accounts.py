@@ -1,8 +1,9 @@
 """Create and fund the load test's accounts before the run, through the operator's interface.
 
-Two ways in, both the operator's: the matcher link with `exchange.admin_ops` (what
-`exchange admin --matcher ADDR` uses), or a credentials file written by an earlier run or by
-hand (`[{"api_key", "secret", "account_id"}]`). Funding is generous so that no order of the
+Three ways in, all the operator's: the matcher link with `exchange.admin_ops` (what
+`exchange admin --matcher ADDR` uses), the gateway's localhost admin HTTP API with its bearer
+token, or a credentials file written by an earlier run or by hand
+(`[{"api_key", "secret", "account_id"}]`). Funding is generous so that no order of the
 mix is ever refused for balance: an insufficient-balance answer would be a test artefact.
 """
 
@@ -51,6 +52,41 @@ async def provision_via_matcher(
         return list(await asyncio.gather(*(one(i) for i in range(count))))
     finally:
         await client.close()
+
+
+async def provision_via_admin_http(
+    admin_url: str,
+    token: str,
+    count: int,
+    label: str = "loadtest",
+    funding: dict[str, str] | None = None,
+) -> list[Credential]:
+    """The same through `POST /admin/accounts`, `.../keys` and `.../deposit`."""
+    import aiohttp
+
+    funding = DEFAULT_FUNDING if funding is None else funding
+    base = admin_url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"}
+    gate = asyncio.Semaphore(CONCURRENCY)
+    async with aiohttp.ClientSession(headers=headers, raise_for_status=True) as http:
+
+        async def post(path: str, body: dict[str, object]) -> dict[str, object]:
+            async with http.post(f"{base}{path}", json=body) as resp:
+                data: dict[str, object] = await resp.json()
+                return data
+
+        async def one(i: int) -> Credential:
+            async with gate:
+                account = (await post("/admin/accounts", {"label": f"{label}-{i}"}))["account_id"]
+                key = await post(f"/admin/accounts/{account}/keys",
+                                 {"permissions": ["trade", "read"]})
+                for asset, amount in funding.items():
+                    await post(f"/admin/accounts/{account}/deposit",
+                               {"asset": asset, "amount": amount})
+                return Credential(api_key=str(key["api_key"]), secret=str(key["secret"]),
+                                  account_id=str(account))
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
 def save(credentials: list[Credential], path: Path) -> None:
