@@ -79,6 +79,7 @@ def run(commands: int, seed: int, book: int, gc_tuning: bool) -> int:
     observe = gen.observe
     clock = time.perf_counter_ns
     gc_before = sum(s["collections"] for s in gc.get_stats())
+    cpu0 = time.thread_time_ns()
     wall0 = clock()
     for i in range(commands):
         cmd = next_command()
@@ -90,6 +91,7 @@ def run(commands: int, seed: int, book: int, gc_tuning: bool) -> int:
         kinds[i] = _kind(cmd)
         observe(events)
     wall = clock() - wall0
+    cpu = time.thread_time_ns() - cpu0
     gc_runs = sum(s["collections"] for s in gc.get_stats()) - gc_before
     total_ns = sum(lat)
     ordered = array("q", sorted(lat))
@@ -99,6 +101,8 @@ def run(commands: int, seed: int, book: int, gc_tuning: bool) -> int:
     print(f"commands: {commands}  seed: {seed}  gc tuning: {gc_tuning}  gc runs: {gc_runs}")
     print(f"book: {start_orders} resting orders at start, {gen.live_orders} at end")
     print(f"apply() time: {total_ns / 1e9:.3f} s  (wall incl. generator: {wall / 1e9:.3f} s)")
+    # Below 100%, other processes took the core for part of the run: every figure is worse.
+    print(f"cpu share of the run: {cpu * 100 / wall:.0f}% of one core")
     print(f"throughput: {cps} commands/s")
     print(
         f"latency us: p50={p50:.2f} p90={_pct(ordered, 90):.2f} p99={p99:.2f} "
