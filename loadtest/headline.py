@@ -40,9 +40,11 @@ def start_profilers(cluster: Cluster, out: Path, seconds: float) -> list[subproc
         pid = cluster.pids.get(name)
         if pid is None:
             continue
-        # Raw collapsed stacks: summarised below, and rendered by any flame-graph tool.
+        # --gil: sample only the thread holding the GIL, i.e. Python CPU time; fsync waits and
+        # idle polling (GIL released) drop out. Raw collapsed stacks: summarised below, and
+        # rendered by any flame-graph tool.
         argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
-                "--rate", "200", "--nonblocking", "--format", "raw",
+                "--rate", "200", "--nonblocking", "--gil", "--format", "raw",
                 "-o", str(out / f"profile-{name}.txt")]
         log = (out / f"py-spy-{name}.log").open("wb")
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))

@@ -93,7 +93,7 @@ def render(name: str, path: Path, top: int = 12) -> str:
     text = path.read_text(errors="replace")
     samples, by_self, by_total = summarize(text, top)
     lines = [f"{name}: {samples} samples ({path.name}); {loop_share(text):.0f}% in the event "
-             "loop's own C code (polling or socket I/O: py-spy cannot tell them apart)",
+             "loop's own C code",
              f"  {'self %':>7} {'total %':>8}  function (top by self time)"]
     lines += [f"  {r.self_pct:>7.1f} {r.total_pct:>8.1f}  {r.function}" for r in by_self]
     lines.append(f"  {'self %':>7} {'total %':>8}  function (top by total time)")

@@ -25,6 +25,7 @@ MAX_PENDING = 50_000
 # Refused cancels/amends kept for the end-of-run race classification.
 MAX_REFUSALS = 100_000
 CLEANUP = "cleanup"
+UNKNOWN_ORDER = 3005  # what a cancel/amend of an order that is already gone gets
 
 
 @dataclass(slots=True)
@@ -181,11 +182,13 @@ class Session:
         return cid in self.checker.traded or cid in self.checker.done
 
     def races(self) -> int:
-        """Refused cancels/amends of orders the exchange had already filled or ended."""
-        return sum(1 for cid, _, _ in self.refused if self._lost_race(cid))
+        """Cancels/amends answered 3005 for orders the exchange had already filled or ended."""
+        return sum(1 for cid, _, code in self.refused if code == UNKNOWN_ORDER
+                   and self._lost_race(cid))
 
     def unexplained_refusals(self, limit: int = 5) -> list[str]:
         """Examples of refusals that no report explains: these count as errors."""
         out = [f"{self.name}: {method} {cid} refused with {code}"
-               for cid, method, code in self.refused if not self._lost_race(cid)]
+               for cid, method, code in self.refused
+               if code != UNKNOWN_ORDER or not self._lost_race(cid)]
         return out[:limit]

@@ -42,7 +42,7 @@ def test_an_accepted_resting_order_becomes_a_cancel_target_until_it_trades() -> 
 
 def test_refusals_explained_by_a_report_are_races_the_rest_are_errors() -> None:
     s = make_session()
-    for i, cid in enumerate(("filled-one", "stp-canceled", "mystery"), start=1):
+    for i, cid in enumerate(("filled-one", "stp-canceled", "mystery", "filled-one"), start=1):
         cancel = s.mix._place()  # any action object; only the method and cid matter here
         cancel = type(cancel)("cancel", "order.cancel", {}, cid)
         s.acks.sent(i, Pending("order.cancel", 0, cancel))
@@ -50,9 +50,11 @@ def test_refusals_explained_by_a_report_are_races_the_rest_are_errors() -> None:
     report(s, 2, "stp-canceled", "canceled", "canceled")
     for i in (1, 2, 3):
         answer(s, i, status=404, error={"code": 3005, "msg": "unknown order"})
-    assert s.rec.errors == {3005: 3}
+    answer(s, 4, status=503, error={"code": 4002, "msg": "overloaded"})  # never a race
+    assert s.rec.errors == {3005: 3, 4002: 1}
     assert s.races() == 2
-    assert s.unexplained_refusals() == ["s: order.cancel mystery refused with 3005"]
+    assert s.unexplained_refusals() == ["s: order.cancel mystery refused with 3005",
+                                        "s: order.cancel filled-one refused with 4002"]
 
 
 def test_an_answer_nobody_asked_for_or_garbage_is_a_violation() -> None:
