@@ -1,8 +1,8 @@
 """Framing of the gateway <-> matcher link: 4-byte big-endian length + one msgpack LinkMessage.
 
-Both ends use `FrameBuffer` (incremental, for asyncio Protocols) or `read_frame` (for
-StreamReaders). Frames are bounded by MAX_FRAME_BYTES: a longer one is a protocol error that
-closes the link. Encoders and decoders are module-level and reused (msgspec guidance).
+Both ends split received chunks with `FrameSplitter` (asyncio Protocols) or read one frame
+with `read_frame` (StreamReaders). Frames are bounded by MAX_FRAME_BYTES: a longer one is a
+protocol error that closes the link. Encoders and decoders are module-level and reused (msgspec guidance).
 
 The matcher decodes inbound frames with `decode_inbound`, whose Submit variant keeps the command
 as raw msgpack bytes (`RawSubmit`): the journal stores exactly the bytes the gateway sent, so a
@@ -37,7 +37,6 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "Address",
-    "FrameBuffer",
     "FrameError",
     "FrameSplitter",
     "FrameTooLarge",
@@ -140,54 +139,6 @@ def decode_command(data: bytes | msgspec.Raw) -> Command:
         return _COMMAND_DECODER.decode(data)
     except msgspec.DecodeError as exc:
         raise MalformedFrame(f"bad command: {exc}") from exc
-
-
-class FrameBuffer:
-    """Incremental frame splitter for bytes arriving in arbitrary chunks.
-
-    `feed` appends; `next_frame` returns one complete frame body or None. The consumer may stop
-    taking frames (backpressure) and the unread bytes stay here; the caller bounds how much it
-    feeds by pausing the transport.
-    """
-
-    __slots__ = ("_buf", "_max", "_pos")
-
-    def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
-        self._buf = bytearray()
-        self._pos = 0
-        self._max = max_frame
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    def buffered(self) -> int:
-        return len(self._buf) - self._pos
-
-    def next_frame(self) -> bytes | None:
-        buf = self._buf
-        pos = self._pos
-        avail = len(buf) - pos
-        if avail >= 4:
-            size = _LEN.unpack_from(buf, pos)[0]
-            if size > self._max:
-                raise FrameTooLarge(f"frame of {size} bytes exceeds the bound of {self._max}")
-            if size == 0:
-                raise MalformedFrame("empty frame")
-            end = pos + 4 + size
-            if end <= len(buf):
-                with memoryview(buf) as view:
-                    frame = bytes(view[pos + 4 : end])
-                if end == len(buf):
-                    buf.clear()
-                    self._pos = 0
-                else:
-                    self._pos = end
-                return frame
-        # Incomplete: drop what was consumed so the buffer never holds dead bytes for long.
-        if pos:
-            del buf[:pos]
-            self._pos = 0
-        return None
 
 
 class FrameSplitter:

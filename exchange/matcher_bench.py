@@ -22,10 +22,12 @@ import argparse
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,11 +56,15 @@ class MatcherUnderTest:
         self.fsync = fsync
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
 
     def start(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.metrics_port = probe.getsockname()[1]
         cmd = [sys.executable, "-m", "exchange.cli", "matcher", "--data-dir",
                str(self.tmp / "data"), "--listen", self.address, "--fsync", self.fsync,
-               *self.extra]
+               "--metrics-port", str(self.metrics_port), *self.extra]
         with open(self.log_path, "wb") as log_file:
             self.proc = subprocess.Popen(cmd, stdout=log_file, stderr=log_file)
 
@@ -73,6 +79,22 @@ class MatcherUnderTest:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.05)
+
+    def metrics(self) -> dict[str, float]:
+        """The matcher's Prometheus samples without labels (name -> value)."""
+        if not self.metrics_port:
+            return {}
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+        except OSError:
+            return {}
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, _, value = line.partition(" ")
+                out[name] = float(value)
+        return out
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the matcher process so far (0 if not ours)."""
@@ -221,10 +243,12 @@ async def bench(args: argparse.Namespace) -> int:
                    for i, c in enumerate(clients)]
         # Warm up (book fills up to its working size) before measuring.
         await closed_loop(drivers, args.window, args.warmup)
+        m0 = await asyncio.to_thread(mut.metrics)
         cpu0 = mut.cpu_seconds(), time.process_time()
         count, elapsed = await closed_loop(drivers, args.window, args.seconds)
         per_s = count / elapsed
         cpu1 = mut.cpu_seconds(), time.process_time()
+        m1 = await asyncio.to_thread(mut.metrics)
         print(f"closed loop: {count} commands in {elapsed:.2f} s over {len(drivers)} "
               f"connections x window {args.window}: {per_s:,.0f} commands/s "
               f"(fsync {args.fsync})", flush=True)
@@ -233,7 +257,24 @@ async def bench(args: argparse.Namespace) -> int:
                   f"this driver {(cpu1[1] - cpu0[1]) / count * 1e6:.1f} us "
                   f"(a whole core each would allow ~{count / max(cpu1[0] - cpu0[0], 1e-9):,.0f}"
                   f" commands/s for the matcher)", flush=True)
+        batches = m1.get("matcher_batch_commands_count", 0) - m0.get(
+            "matcher_batch_commands_count", 0)
+        if batches:
+            writes = m1["matcher_journal_write_seconds_sum"] - m0.get(
+                "matcher_journal_write_seconds_sum", 0)
+            print(f"batches: {batches:.0f}, mean {count / batches:.0f} commands; journal "
+                  f"write+fsync mean {writes / batches * 1e6:.0f} us per batch", flush=True)
+        m2 = await asyncio.to_thread(mut.metrics)
         latencies = await open_loop(drivers, args.rate, args.open_seconds)
+        m3 = await asyncio.to_thread(mut.metrics)
+        batches = m3.get("matcher_batch_commands_count", 0) - m2.get(
+            "matcher_batch_commands_count", 0)
+        if batches:
+            writes = m3["matcher_journal_write_seconds_sum"] - m2.get(
+                "matcher_journal_write_seconds_sum", 0)
+            print(f"open loop batches: {batches:.0f}, mean {len(latencies) / batches:.1f} "
+                  f"commands; journal write+fsync mean {writes / batches * 1e6:.0f} us",
+                  flush=True)
         latencies.sort()
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         p999, worst = percentile(latencies, 99.9), latencies[-1] if latencies else float("nan")
