@@ -2,7 +2,8 @@
 
 Both ends split received chunks with `FrameSplitter` (asyncio Protocols) or read one frame
 with `read_frame` (StreamReaders). Frames are bounded by MAX_FRAME_BYTES: a longer one is a
-protocol error that closes the link. Encoders and decoders are module-level and reused (msgspec guidance).
+protocol error that closes the link. Encoders and decoders are module-level and reused
+(msgspec guidance).
 
 The matcher decodes inbound frames with `decode_inbound`, whose Submit variant keeps the command
 as raw msgpack bytes (`RawSubmit`): the journal stores exactly the bytes the gateway sent, so a
