@@ -312,15 +312,17 @@ class TradeGateway:
 
     async def _dispatch(self, session: TradeSession, req: Request, received_at: float) -> None:
         method, params = req.method, req.params
+        if method == validation.LOGON:
+            await self._logon(session, req, received_at)
+            return
+        # PROTOCOL.md: any method other than session.logon before a good logon is 2001,
+        # ping included.
+        if session.account_id is None:
+            raise RequestError(Code.NOT_LOGGED_ON)
         if method == validation.PING:
             validation.no_params(params)
             self._reply(session, req.id, method, Code.OK, {}, received_at=received_at)
             return
-        if method == validation.LOGON:
-            await self._logon(session, req, received_at)
-            return
-        if session.account_id is None:
-            raise RequestError(Code.NOT_LOGGED_ON)
         account = session.account_id
         needed = "trade" if method in validation.TRADE_METHODS else "read"
         if needed not in session.permissions:
