@@ -110,7 +110,6 @@ class Matcher:
         self._snapshot_task: asyncio.Task[None] | None = None
         self._snapshot_seq = snapshot_seq
         self._snapshot_time = time.monotonic()
-        self._stop_event: asyncio.Event | None = None
         self.ready: asyncio.Event | None = None
 
     # ---- LinkHandler ----------------------------------------------------------------------------
@@ -183,7 +182,6 @@ class Matcher:
         """Serve until stop() or a fatal error. Returns the process exit code."""
         loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
-        self._stop_event = asyncio.Event()
         self.ready = self.ready or asyncio.Event()
         self.server = LinkServer(self)
         self.server.on_tick = self._on_tick
