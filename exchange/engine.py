@@ -9,6 +9,7 @@ command are written down in docs/ENGINE.md.
 from __future__ import annotations
 
 import hashlib
+from bisect import insort
 from typing import Final
 
 from exchange.accounts import FEE_ACCOUNT, Account, Balance
@@ -67,6 +68,7 @@ from exchange.orders import (
     NEXT_ON_FILL,
     NEXT_ON_PARTIAL_FILL,
     InvalidStateTransition,
+    Level,
     Order,
     transition,
 )
@@ -200,6 +202,7 @@ class Engine:
         ]
 
     def _place(self, c: PlaceOrder, seq: int, ts: int) -> list[Event]:
+        # Half of the mix, hence the locals and the written-out resting case.
         book = self._books.get(c.symbol)
         if book is None:
             return self._reject(c, _UNKNOWN_SYMBOL, seq, ts)
@@ -208,7 +211,10 @@ class Engine:
         inst = book.inst
         qty = c.qty
         price = c.price
-        is_limit = c.order_type == "limit"
+        tif = c.tif
+        post_only = c.post_only
+        order_type = c.order_type
+        is_limit = order_type == "limit"
         coid = c.client_order_id
         if (
             qty < inst.min_lots
@@ -217,7 +223,7 @@ class Engine:
             or (price is not None and price <= 0)
             or not coid
             or len(coid) > MAX_CLIENT_ORDER_ID
-            or (c.post_only and (not is_limit or c.tif != "GTC"))
+            or (post_only and (not is_limit or tif != "GTC"))
         ):
             return self._reject(c, _INVALID, seq, ts)
         account_id = c.account_id
@@ -226,85 +232,102 @@ class Engine:
             return self._reject(c, _UNKNOWN_ACCOUNT, seq, ts)
         if coid in acct.by_coid:
             return self._reject(c, _DUP_COID, seq, ts)
-        is_buy = c.side == "buy"
+        side = c.side
+        is_buy = side == "buy"
         ref = book.last_price or inst.reference_ticks
         pct = inst.price_band_pct
         opposite = book.asks if is_buy else book.bids
-        okeys = opposite.keys
         if price is not None:
             if abs(price - ref) * 100 > ref * pct:
                 return self._reject(c, _BAND, seq, ts)
             limit = price
+            okeys = opposite.keys
             if okeys:
                 best = okeys[-1]
                 crosses = price >= -best if is_buy else price <= best
+                if crosses and post_only:
+                    return self._reject(c, _POST_ONLY, seq, ts)
             else:
                 crosses = False
-            if crosses and c.post_only:
-                return self._reject(c, _POST_ONLY, seq, ts)
         else:
             # Market orders walk only the levels inside the band around the reference.
             limit = ref * (100 + pct) // 100 if is_buy else -((-ref * (100 - pct)) // 100)
             crosses = True
         balances = acct.balances
         if is_buy:
-            if price is not None and balances[inst.quote].available < (
-                price * qty * inst.quote_units_per_tick_lot
-            ):
-                return self._reject(c, _BALANCE, seq, ts)
-        elif balances[inst.base].available < qty * inst.base_units_per_lot:
+            bal = balances[inst.quote]
+            hold = 0 if price is None else price * qty * inst.quote_units_per_tick_lot
+        else:
+            bal = balances[inst.base]
+            hold = qty * inst.base_units_per_lot
+        if bal.available < hold:
             return self._reject(c, _BALANCE, seq, ts)
-        if price is None or c.tif == "FOK":
+        if price is None or tif == "FOK":
             fillable, budget_bound = self._fillable(book, opposite, is_buy, acct, c, limit)
             if fillable == 0 and price is None:
                 return self._reject(c, _BALANCE if budget_bound else _NO_FILL, seq, ts)
-            if fillable < qty and c.tif == "FOK":
+            if fillable < qty and tif == "FOK":
                 return self._reject(c, _NO_FILL, seq, ts)
 
         order_id = self._next_order_id
         self._next_order_id = order_id + 1
+        session_id = c.session_id
+        symbol = book.symbol
         o = Order(
-            order_id, account_id, c.symbol, c.side, c.order_type, c.tif, c.post_only, price,
-            qty, 0, 0, "new", coid, c.session_id, c.stp, seq, ts, ts,
+            order_id, account_id, symbol, side, order_type, tif, post_only, price, qty, 0, 0,
+            "new", coid, session_id, c.stp, seq, ts, ts,
         )
-        self._exec_id += 1
-        events: list[Event] = [
-            replace(
-                book.tpl.accepted, seq=seq, ts=ts, exec_id=self._exec_id,
-                account_id=account_id, order_id=order_id, client_order_id=coid, side=c.side,
-                order_type=c.order_type, tif=c.tif, price=price, qty=qty, leaves_qty=qty,
-                session_id=c.session_id, post_only=c.post_only,
-            )
-        ]
-        if crosses or c.tif != "GTC":
+        exec_id = self._exec_id + 1
+        self._exec_id = exec_id
+        accepted = replace(
+            book.tpl.accepted, seq=seq, ts=ts, exec_id=exec_id, account_id=account_id,
+            order_id=order_id, client_order_id=coid, side=side, order_type=order_type,
+            tif=tif, price=price, qty=qty, leaves_qty=qty, session_id=session_id,
+            post_only=post_only,
+        )
+        if crosses or tif != "GTC":
+            events: list[Event] = [accepted]
             stp_hit = crosses and self._take(book, o, acct, opposite, limit, events, seq, ts)
             self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
             self._book_changed(book, events, seq, ts)
             return events
         # Rests untouched (the common case): one level of its own side changes.
         assert price is not None
-        if is_buy:
-            amount = price * qty * inst.quote_units_per_tick_lot
-            bal = balances[inst.quote]
-            total = book.bids.rest(o, price, qty)
+        bal.available -= hold
+        bal.held += hold
+        own = book.bids if is_buy else book.asks
+        key = price if is_buy else -price
+        level = own.levels.get(key)
+        if level is None:
+            level = Level(price)
+            own.levels[key] = level
+            keys = own.keys
+            if not keys or key > keys[-1]:
+                keys.append(key)
+            else:
+                insort(keys, key)
+        total = level.total + qty
+        level.total = total
+        tail = level.tail
+        o.level = level
+        o.prev = tail
+        if tail is None:
+            level.head = o
         else:
-            amount = qty * inst.base_units_per_lot
-            bal = balances[inst.base]
-            total = book.asks.rest(o, price, qty)
-        bal.available -= amount
-        bal.held += amount
+            tail.next = o
+        level.tail = o
         acct.open[order_id] = o
         acct.by_coid[coid] = o
         book_seq = book.book_seq + 1
         book.book_seq = book_seq
         change = [(price, total)]
-        events.append(
+        return [
+            accepted,
             BookChanged(
-                seq=seq, ts=ts, symbol=book.symbol, book_seq=book_seq,
+                seq=seq, ts=ts, symbol=symbol, book_seq=book_seq,
                 bids=change if is_buy else [], asks=[] if is_buy else change,
-            )
-        )
-        return events
+            ),
+        ]
 
     def _fillable(
         self, book: Book, opposite: Side, is_buy: bool, acct: Account, c: PlaceOrder, limit: int
