@@ -353,3 +353,19 @@ async def test_rest_endpoints(shared_exchange: RunningExchange) -> None:
     assert "gateway_matcher_queue_depth" in text and "gateway_matcher_in_flight" in text
     assert "gateway_trade_sessions" in text and "gateway_ws_bytes_in_total" in text
     await a.cancel_all()
+
+
+async def test_self_trade_prevention(shared_exchange: RunningExchange) -> None:
+    a = await shared_exchange.client(await shared_exchange.new_account(FUNDS))
+    resting = await a.place("ETH-USD", "sell", "1", "3000.00", client_order_id="stp-old")
+    newest = await a.place("ETH-USD", "buy", "1", "3000.00", client_order_id="stp-new",
+                           stp="cancel_oldest")
+    assert newest["status"] == "new"
+    assert (await a.status("ETH-USD", order_id=resting["order_id"]))["status"] == "canceled"
+    reports = [await a.next_report() for _ in range(3)]
+    canceled = [r for r in reports if r["exec_type"] == "canceled"]
+    assert [(r["client_order_id"], r["cancel_reason"]) for r in canceled] == [
+        ("stp-old", "stp")]
+    again = await a.place("ETH-USD", "sell", "1", "3000.00", client_order_id="stp-x")
+    assert again["status"] == "canceled"  # cancel_newest (the default) cancels the taker
+    assert await a.cancel_all() == 1
