@@ -309,6 +309,11 @@ class TradeGateway:
         except Unavailable:
             self._reply(session, req.id, req.method, Code.INTERNAL, None,
                         msg="matcher unavailable", retry_after_ms=1000, received_at=received_at)
+        except Exception:
+            # A bug, not the client's fault: answer 5002 and keep the session.
+            log.exception("request_failed", method=req.method)
+            self._reply(session, req.id, req.method, Code.INTERNAL, None,
+                        received_at=received_at)
 
     async def _dispatch(self, session: TradeSession, req: Request, received_at: float) -> None:
         method, params = req.method, req.params
