@@ -401,7 +401,7 @@ class TradeGateway:
             self._reply(session, req.id, req.method, code, result, msg=msg,
                         received_at=received_at)
 
-        self._spawn(complete())
+        self._spawn(self._guarded(complete(), session, req, received_at))
 
     def _await_ask(self, session: TradeSession, req: Request, received_at: float,
                    fut: asyncio.Future[QueryResult],
@@ -423,7 +423,16 @@ class TradeGateway:
             self._reply(session, req.id, req.method, code, result, msg=msg,
                         received_at=received_at)
 
-        self._spawn(complete())
+        self._spawn(self._guarded(complete(), session, req, received_at))
+
+    async def _guarded(self, work: Coroutine[Any, Any, None], session: TradeSession,
+                       req: Request, received_at: float) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("request_failed", method=req.method)
+            self._reply(session, req.id, req.method, Code.INTERNAL, None,
+                        received_at=received_at)
 
     def _render_status(self, answer: QueryResult) -> Reply:
         if isinstance(answer, OrderState):
