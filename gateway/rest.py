@@ -15,7 +15,7 @@ from exchange.codes import MESSAGES, STATUS_OF, Code
 from exchange.instruments import ExchangeConfig, Instrument
 from exchange.link_client import LinkDown
 from exchange.queries import BookSnapshot, GetBook, GetTrades, QueryResult, TradeList
-from gateway.marketdata.checksum import checksum_units
+from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
 from gateway.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.metrics import GatewayMetrics
 
@@ -87,7 +87,9 @@ class RestApi:
         depth = _int_param(request, "depth", DEFAULT_DEPTH, MAX_DEPTH)
         if depth is None:
             return _error(Code.INVALID_VALUE, f"depth must be an integer in 1..{MAX_DEPTH}")
-        answer = await self._ask(GetBook(symbol=inst.symbol, depth=depth))
+        # The checksum covers the top 10 levels whatever `depth` is: ask for at least those.
+        answer = await self._ask(GetBook(symbol=inst.symbol,
+                                         depth=max(depth, CHECKSUM_LEVELS)))
         if isinstance(answer, web.Response):
             return answer
         if not isinstance(answer, BookSnapshot):
@@ -99,7 +101,6 @@ class RestApi:
             "last_trade_id": answer.last_trade_id,
             "bids": [[inst.ticks_to_price(p), inst.lots_to_qty(q)] for p, q in bids],
             "asks": [[inst.ticks_to_price(p), inst.lots_to_qty(q)] for p, q in asks],
-            # Over the full top 10 whatever `depth` is, like the /ws/md snapshot (PROTOCOL.md).
             "checksum": checksum_units(answer.asks, answer.bids, inst.tick_units,
                                        inst.lot_units),
         })

@@ -339,6 +339,11 @@ async def test_rest_endpoints(shared_exchange: RunningExchange) -> None:
     import zlib
 
     assert book["checksum"] == zlib.crc32(b"61002000" + b"59001500")
+    await a.place("ETH-BTC", "buy", "1", "0.05800", client_order_id="r-3")
+    status, top = await shared_exchange.get("/api/book/ETH-BTC?depth=1")
+    assert top["bids"] == [["0.05900", "1.500"]]
+    # The checksum still covers the top 10 levels, not just the `depth` shown.
+    assert top["checksum"] == zlib.crc32(b"61002000" + b"59001500" + b"58001000")
     assert (await shared_exchange.get("/api/book/NOPE"))[0] == 400
     assert (await shared_exchange.get("/api/book/ETH-BTC?depth=0"))[0] == 400
     status, trades = await shared_exchange.get("/api/trades/BTC-USD?limit=2")
