@@ -145,6 +145,20 @@ class Cluster:
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items()}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system, all threads) each exchange process has used so far."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            try:
+                stat = Path(f"/proc/{proc.pid}/stat").read_text()
+            except OSError:
+                continue
+            # Fields after the parenthesised command name; utime and stime are the 14th/15th.
+            fields = stat.rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        return out
+
     def stop(self) -> dict[str, int | None]:
         """SIGTERM in reverse start order, then SIGKILL after a grace period; exit codes."""
         codes: dict[str, int | None] = {}

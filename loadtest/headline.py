@@ -27,6 +27,7 @@ from pathlib import Path
 from loadtest import accounts, internals, profiles, report
 from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
 from loadtest.cluster import Cluster
+from loadtest.runner import RunResult
 
 
 def start_profilers(cluster: Cluster, out: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
@@ -49,6 +50,14 @@ def start_profilers(cluster: Cluster, out: Path, seconds: float) -> list[subproc
         log = (out / f"py-spy-{name}.log").open("wb")
         procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
     return procs
+
+
+def cpu_line(cpu: dict[str, float], result: RunResult) -> str:
+    """CPU each process used during the run (drain and cleanup included), per request sent."""
+    cpu = {**cpu, "generator": result.generator_cpu_s}
+    per = max(result.sent, 1)
+    parts = [f"{name} {t:.1f} s ({1e6 * t / per:.0f} µs/request)" for name, t in cpu.items()]
+    return "CPU during the run: " + ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             spies = start_profilers(cluster, args.out, args.duration) if args.profile else []
             urls = (f"{cluster.url}/metrics", cluster.matcher_metrics_url)
             before = [internals.scrape(u) for u in urls]
+            cpu_before = cluster.cpu_seconds()
             result = run_and_report(args, cluster.url, creds)
+            cpu = {name: t - cpu_before.get(name, 0.0) for name, t in cluster.cpu_seconds().items()}
+            print(cpu_line(cpu, result), flush=True)
             inside: dict[internals.Key, internals.Hist] = {}
             for url, earlier in zip(urls, before, strict=True):
                 inside.update(internals.delta(internals.scrape(url), earlier))

@@ -51,6 +51,8 @@ def test_trading_through_the_real_exchange_is_clean(smoke_run: tuple[RunResult, 
     fills = result.hist(recorder.FILL)
     assert fills is not None and fills.get_total_count() > 0
     assert all(p.poll() is None for p in cluster.procs.values())
+    cpu = cluster.cpu_seconds()
+    assert cpu["matcher"] > 0 and cpu["gateway"] > 0
 
 
 @pytest.mark.timeout(120)
