@@ -76,7 +76,10 @@ class SymbolFeed:
         self.groups: dict[tuple[int, int], BookView] = {}
         self.trade_fan: tuple[MdClient, ...] = ()
         self.ticker_fan: tuple[MdClient, ...] = ()
-        self.last_ticker: bytes | None = None
+        self.last_ticker: bytes | None = None  # the last ticker sent, for new subscribers
+        self.ticker_key: tuple[int | None, ...] | None = None
+        self.last_price: int | None = None
+        self.volume_24h: int | None = None
         self.pending: deque[MdBatch] = deque()
         self.pending_overflow = False
         self._fetch_task: asyncio.Task[None] | None = None
@@ -192,7 +195,6 @@ class SymbolFeed:
 
     def _apply(self, batch: MdBatch) -> None:
         self.last_ts = batch.ts
-        inst = self.instrument
         if batch.trades:
             self._send_trades(batch.trades)
             self.last_trade_id = batch.trades[-1].trade_id
@@ -209,27 +211,53 @@ class SymbolFeed:
                     self._send_update(group)
                 elif group.handle is None:
                     self._schedule(group)
+        if batch.trades:
+            self.last_price = batch.trades[-1].price
         if batch.ticker is not None:
-            t = batch.ticker
-            self.last_ticker = data = encode(
-                TickerOut(
-                    symbol=self.symbol,
-                    ts=batch.ts,
-                    best_bid=None if t.best_bid is None else inst.ticks_to_price(t.best_bid),
-                    best_bid_qty=None if t.best_bid_qty is None else inst.lots_to_qty(
-                        t.best_bid_qty
-                    ),
-                    best_ask=None if t.best_ask is None else inst.ticks_to_price(t.best_ask),
-                    best_ask_qty=None if t.best_ask_qty is None else inst.lots_to_qty(
-                        t.best_ask_qty
-                    ),
-                    last=None if t.last is None else inst.ticks_to_price(t.last),
-                    volume_24h=inst.lots_to_qty(t.volume_24h),
-                )
+            if batch.ticker.last is not None:
+                self.last_price = batch.ticker.last
+            self.volume_24h = batch.ticker.volume_24h
+        self._maybe_ticker(batch.ts)
+
+    def _ticker_key(self) -> tuple[int | None, ...]:
+        bid = self.book.bids.best()
+        ask = self.book.asks.best()
+        return (
+            bid[0] if bid else None,
+            bid[1] if bid else None,
+            ask[0] if ask else None,
+            ask[1] if ask else None,
+            self.last_price,
+            self.volume_24h,
+        )
+
+    def _maybe_ticker(self, ts: int) -> None:
+        """A ticker when the top of *this* book, the last price or the volume changed.
+
+        Best bid/ask come from the gateway's verified book rather than the publisher's
+        ticker: a publisher restarted mid-day only knows the levels touched since.
+        """
+        key = self._ticker_key()
+        if key == self.ticker_key:
+            return
+        self.ticker_key = key
+        bid, bid_qty, ask, ask_qty, last, volume = key
+        inst = self.instrument
+        self.last_ticker = data = encode(
+            TickerOut(
+                symbol=self.symbol,
+                ts=ts,
+                best_bid=None if bid is None else inst.ticks_to_price(bid),
+                best_bid_qty=None if bid_qty is None else inst.lots_to_qty(bid_qty),
+                best_ask=None if ask is None else inst.ticks_to_price(ask),
+                best_ask_qty=None if ask_qty is None else inst.lots_to_qty(ask_qty),
+                last=None if last is None else inst.ticks_to_price(last),
+                volume_24h=inst.lots_to_qty(volume or 0),
             )
-            for client in self.ticker_fan:
-                client.send(data)
-            metrics.SENT_TICKER.inc(len(self.ticker_fan))
+        )
+        for client in self.ticker_fan:
+            client.send(data)
+        metrics.SENT_TICKER.inc(len(self.ticker_fan))
 
     def _check_floor(self) -> bool:
         """Resync when a view could reach below the part of a truncated side we know.
@@ -389,6 +417,7 @@ class SymbolFeed:
             data = self._snapshot_frame(group)
             for client in group.fan:
                 client.send(data)
+        self._maybe_ticker(self.last_ts or time.time_ns())
         # Replay what arrived during the fetch: older batches are stale and skipped.
         pending, self.pending = self.pending, deque()
         for batch in pending:

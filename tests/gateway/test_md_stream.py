@@ -63,7 +63,9 @@ async def subscribe(
     if interval_ms:
         params["interval_ms"] = interval_ms
     await ws.send_json({"method": "subscribe", "params": params, "id": 1})
-    sub = MdWs(ws, BookReplica(flow.inst, depth, flow.books))
+    replica = BookReplica(flow.inst, depth, flow.books)
+    replica.check_ticker = interval_ms == 0 and "book" in channels
+    sub = MdWs(ws, replica)
     if "book" in channels and wait_snapshot:
         await sub.wait_for(lambda: sub.replica.snapshots >= 1)
     else:
@@ -420,4 +422,21 @@ async def test_silent_feed_is_reported_and_verified_when_it_returns(
         end = final_seq(flow)
         await sub.wait_for(lambda: sub.replica.seq == end)
         assert sub.replica.snapshots == 2
+        await sub.close()
+
+
+async def test_ticker_right_after_a_publisher_restart(config: ExchangeConfig) -> None:
+    """A restarted matcher's publisher knows only levels touched since: the gateway's ticker
+    takes best bid/ask from its own verified book."""
+    flow = Flow(29, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    async with gateway(source, config) as client:
+        sub = await subscribe(client, flow, depth=50)
+        await run_flow(flow, 100)
+        flow.port = make_port(None, source.send_to_gateways)  # fresh builder, empty book
+        await run_flow(flow, 100)
+        end = final_seq(flow)
+        await sub.wait_for(lambda: sub.replica.seq == end)
+        assert sub.replica.tickers > 10 and sub.replica.resyncs == 0
         await sub.close()

@@ -185,6 +185,8 @@ class BookReplica:
         self.checked = 0
         self.trade_ids: list[int] = []
         self.heartbeats: list[dict[str, Any]] = []
+        self.check_ticker = False  # unconflated book: a ticker must match the book held
+        self.tickers = 0
 
     def _sorted(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         p = self.inst.price_to_ticks
@@ -213,6 +215,13 @@ class BookReplica:
             self.heartbeats.append(msg)
             if self.seq is not None:
                 assert msg["seq"] == self.seq, (msg, self.seq)
+            return
+        if channel == "ticker":
+            self.tickers += 1
+            if self.check_ticker and self.seq is not None:
+                bids, asks = self._sorted()
+                assert (msg["best_bid"], msg["best_bid_qty"]) == (bids[0] if bids else (None, None))
+                assert (msg["best_ask"], msg["best_ask_qty"]) == (asks[0] if asks else (None, None))
             return
         if channel != "book":
             return
