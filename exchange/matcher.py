@@ -60,6 +60,7 @@ log = structlog.get_logger("exchange.matcher")
 
 _ORDER_EVENT_TYPES = frozenset(ORDER_EVENTS)
 REPORTS_PER_FRAME = 4096  # keeps a Reports frame far below MAX_FRAME_BYTES
+_MAX_FD = os.sysconf("SC_OPEN_MAX")
 
 # A queued command: (link or None for the matcher's own, req_id, raw msgpack, decoded).
 Pending = tuple[GatewayLink | None, int, bytes, Command]
@@ -428,6 +429,10 @@ class Matcher:
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             code = 1
             try:
+                # Inherited sockets and files (listening socket, links, journal, data-dir lock)
+                # must not outlive the parent in an orphaned child: a restart would find the
+                # socket "in use" and the directory locked.
+                os.closerange(3, _MAX_FD)
                 gc.disable()  # a collection would touch (and copy) every page
                 self.snapshots.write(seq, self.engine.snapshot())
                 code = 0

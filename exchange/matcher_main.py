@@ -12,6 +12,7 @@ journal tail, then listen. Exit codes: 0 stopped on SIGTERM/SIGINT, 1 could not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import os
 import sys
@@ -71,6 +72,14 @@ def lock_data_dir(data_dir: Path) -> int:
     except BlockingIOError as exc:
         os.close(fd)
         raise DataDirLocked(f"{data_dir} is in use by another matcher") from exc
+
+    # A forked snapshot child must not keep the lock alive: if this process is killed while
+    # the child still writes, a restart must be able to take the directory at once.
+    def close_in_child() -> None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    os.register_at_fork(after_in_child=close_in_child)
     return fd
 
 

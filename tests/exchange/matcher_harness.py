@@ -106,6 +106,10 @@ class StubEngine:
         return self.s.last_seq
 
     def snapshot(self) -> bytes:
+        # Tests of crashes during snapshot writes slow the (forked) serialization down.
+        delay = float(os.environ.get("STUB_SNAPSHOT_DELAY_S", "0"))
+        if delay:
+            time.sleep(delay)
         return msgspec.msgpack.encode(self.s)
 
     def state_hash(self) -> str:
