@@ -333,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
     parser.add_argument("--no-redis", action="store_true", help="market data over the link")
     args = parser.parse_args(argv)
+    from exchange.logs import configure_logging
+
+    configure_logging("md-bench", "warning")  # stderr, warnings only: stdout is the report
     try:
         import uvloop
 
