@@ -130,3 +130,27 @@ async def test_redis_killed_and_restarted_mid_stream(
         for sub in (a, b):
             await sub.close()
     await flow.port.stop()
+
+
+async def test_two_gateways_share_one_redis_feed(
+    config: ExchangeConfig, redis_server: RedisServer
+) -> None:
+    """Redis fans out between gateway processes: each keeps its own book from the channel."""
+    flow = Flow(24, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(redis_server.url, source.send_to_gateways)
+    await flow.port.start()
+    async with gateway(source, config, redis_url=redis_server.url) as one, gateway(
+        source, config, redis_url=redis_server.url
+    ) as two:
+        a = await subscribe(one, flow, depth=20)
+        b = await subscribe(two, flow, depth=50, interval_ms=30)
+        await run_flow(flow, 200)
+        end = final_seq(flow)
+        for sub in (a, b):
+            await sub.wait_for(lambda sub=sub: sub.replica.seq == end)  # type: ignore[misc]
+            assert sub.replica.resyncs == 0
+        assert one.app[HUB_KEY] is not two.app[HUB_KEY]
+        await a.close()
+        await b.close()
+    await flow.port.stop()
