@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from typing import Final, Protocol
 
@@ -50,6 +51,7 @@ REDIS_UP = Gauge("md_publish_redis_connected", "1 while the publisher's Redis co
 # Resolved once: the link transport counts every batch in the matcher's loop.
 PUBLISHED_LINK = PUBLISHED.labels("link")
 PUBLISHED_REDIS = PUBLISHED.labels("redis")
+DROPPED_QUEUE_FULL = DROPPED.labels("redis", "queue_full")
 
 
 class Transport(Protocol):
@@ -88,6 +90,8 @@ class RedisTransport:
         self._task: asyncio.Task[None] | None = None
         self._client: aioredis.Redis | None = None
         self.connected = False
+        self._full_drops = 0
+        self._full_logged_at = -1e9
 
     async def start(self) -> None:
         self._client = aioredis.Redis.from_url(
@@ -99,8 +103,15 @@ class RedisTransport:
         try:
             self._queue.put_nowait((channel_of(symbol), payload))
         except asyncio.QueueFull:
-            DROPPED.labels("redis", "queue_full").inc()
-            log.warning("md_publish_queue_full", symbol=symbol, limit=self._queue.maxsize)
+            DROPPED_QUEUE_FULL.inc()
+            self._full_drops += 1
+            now = time.monotonic()
+            if now - self._full_logged_at >= 1.0:  # one line a second, not one per batch
+                log.warning(
+                    "md_publish_queue_full", limit=self._queue.maxsize, dropped=self._full_drops
+                )
+                self._full_logged_at = now
+                self._full_drops = 0
             return
         QUEUE_DEPTH.set(self._queue.qsize())
 
