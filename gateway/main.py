@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import signal
 from collections.abc import Callable
@@ -96,13 +97,30 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
                 on_ready: Callable[[int], None] | None = None) -> None:
     """Serve until `stop` is set; then close sessions and the link cleanly."""
     log.info("gateway_starting", matcher=settings.matcher, host=host, port=port)
-    app = await create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    admin_runner: web.AppRunner | None = None
+    # Until the first link to the matcher (its config builds the app), answer 503 so probes
+    # and clients see "starting" rather than a refused connection.
+    placeholder = await _start_placeholder(host, port) if port else None
     try:
+        building = asyncio.create_task(create_app(settings))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({building, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not building.done():
+            building.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await building
+            log.info("gateway_stopped_before_start")
+            return
+        app = building.result()
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
         await site.start()
+    finally:
+        if placeholder is not None:
+            await placeholder.cleanup()
+    admin_runner: web.AppRunner | None = None
+    try:
         # The real port when 0 was asked for.
         bound = int(runner.addresses[0][1]) if port == 0 and runner.addresses else port
         if admin_port is not None:
@@ -125,6 +143,23 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         if admin_runner is not None:
             await admin_runner.cleanup()
         await runner.cleanup()
+
+
+async def _start_placeholder(host: str, port: int) -> web.AppRunner:
+    async def starting(request: web.Request) -> web.Response:
+        if request.path == "/healthz":
+            return web.json_response({"status": "starting", "matcher": "down",
+                                      "reason": "waiting for the first link to the matcher"},
+                                     status=503)
+        return web.json_response({"code": 5002, "msg": "gateway starting",
+                                  "retry_after_ms": 1000}, status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", starting)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_port=True).start()
+    return runner
 
 
 async def _main(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -137,3 +137,67 @@ async def test_two_gateways_one_port_and_admin_api(tmp_path: Path) -> None:
     rejected = [line for line in lines if line["event"] == "request_rejected"]
     assert [(r["method"], r["code"]) for r in rejected] == [("order.place", 1003)]
     assert len(lines) < 60
+
+
+Health = tuple[int, dict[str, Any]]
+
+
+async def healthz(port: int) -> Health | None:
+    try:
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            return resp.status, await resp.json()
+    except aiohttp.ClientConnectionError:
+        return None
+
+
+async def wait_healthz(port: int, ok: Callable[[Health], bool], limit_s: float = 30.0
+                       ) -> Health:
+    """Poll /healthz (the process is another program) until `ok`; TimeoutError after limit."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        answer = await healthz(port)
+        if answer is not None and ok(answer):
+            return answer
+        if loop.time() > deadline:
+            raise TimeoutError(f"/healthz never satisfied the condition: {answer}")
+        await asyncio.sleep(0.05)
+
+
+async def test_gateway_started_before_its_matcher(tmp_path: Path) -> None:
+    from tests.exchange.matcher_harness import short_socket_path
+
+    sock = short_socket_path()
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exchange.cli", "gateway", "--matcher", f"unix:{sock}",
+        "--port", str(port), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, env=env, cwd=REPO)
+    try:
+        answer = await wait_healthz(port, lambda a: True)
+        assert answer == (503, {"status": "starting", "matcher": "down",
+                                "reason": "waiting for the first link to the matcher"})
+        async with MatcherProcess.started(tmp_path / "m", socket_path=sock,
+                                          extra_args=["--fsync", "never"]):
+            answer = await wait_healthz(port, lambda a: a[0] == 200)
+            assert answer[1]["matcher"] == "up"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+
+
+async def test_gateway_stops_while_waiting_for_its_matcher(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exchange.cli", "gateway", "--matcher",
+        f"unix:{tmp_path}/none.sock", "--port", str(port),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, env=env,
+        cwd=REPO)
+    await wait_healthz(port, lambda a: a[0] == 503)
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(15):
+        assert await proc.wait() == 0
