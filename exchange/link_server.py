@@ -23,6 +23,7 @@ import socket
 import stat
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol, cast
@@ -31,6 +32,7 @@ import structlog
 
 from exchange.codes import Code
 from exchange.commands import Command
+from exchange.journal import MAX_COMMAND_BYTES
 from exchange.link_codec import (
     MAX_FRAME_BYTES,
     FrameError,
@@ -78,10 +80,20 @@ CancelMode = Literal["none", "session", "account"]
 class LinkHandler(Protocol):
     def welcome(self) -> Welcome: ...
 
-    def queue_full(self) -> bool:
-        """True when no more commands may be taken: the link pauses reading."""
+    queue: deque[tuple[GatewayLink | None, int, bytes, Command]]
 
-    def submit(self, link: GatewayLink, req_id: int, raw: bytes, command: Command) -> None: ...
+    @property
+    def accepting(self) -> bool:
+        """False while stopping or failed: submits then take the slow path (refused)."""
+
+    def room(self) -> int:
+        """Commands the queue can still take; at 0 links pause reading."""
+
+    def wake(self) -> None:
+        """Commands were appended to `queue`."""
+
+    def submit(self, link: GatewayLink, req_id: int, raw: bytes, command: Command) -> None:
+        """The slow path: checks everything, refuses or queues."""
 
     def answer(self, query: Query) -> QueryResult: ...
 
@@ -168,8 +180,12 @@ class GatewayLink(asyncio.Protocol):
         if size_all < 4 or self.closed:
             return
         handler = self.handler
-        submit = handler.submit
-        queue_full = handler.queue_full
+        # Fast path: while the matcher accepts, a Submit goes straight onto its queue; the
+        # slow path (handler.submit) refuses with a reason.
+        accepting = handler.accepting
+        queue_append = handler.queue.append
+        room = handler.room()
+        added = 0
         unpack = _LEN.unpack_from
         off = 0
         try:
@@ -188,19 +204,28 @@ class GatewayLink(asyncio.Protocol):
                             self._need = 4 + size
                             off = size_all
                         break
-                    if queue_full():
+                    if room <= 0:
                         self.pause()
                         break
                     msg = decode_inbound(view[off + 4 : end])
                     off = end
                     if type(msg) is RawSubmit and self.welcomed:
-                        raw = msg.command
-                        submit(self, msg.req_id, bytes(raw), decode_command(raw))
+                        raw = bytes(msg.command)
+                        command = decode_command(raw)
+                        if accepting and len(raw) <= MAX_COMMAND_BYTES:
+                            queue_append((self, msg.req_id, raw, command))
+                            added += 1
+                            room -= 1
+                        else:
+                            handler.submit(self, msg.req_id, raw, command)
                     else:
                         self._control(msg)
         except FrameError as exc:
             self.drop("malformed_frame", str(exc))
             off = size_all
+        finally:
+            if added:
+                handler.wake()
         self.buf = buf[off:] if off < size_all else b""
 
     def _control(self, msg: object) -> None:
