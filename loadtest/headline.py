@@ -9,9 +9,12 @@ and ends with exactly one line:
     RESULT e2e offered_per_s=<int> achieved_per_s=<int> p50_ms=<float> p99_ms=<float>
     p999_ms=<float> errors=<int>   (all on one line)
 
-With --find-max it then searches the highest sustained rate with p99 <= 5 ms (reported above
-the RESULT line). With --profile it records py-spy flame graphs of the gateway and the matcher
-during the standard run (needs `py-spy` on PATH and permission to ptrace them).
+Above the RESULT line it also prints the CPU each process used per request and the
+exchange's own latency histograms over the run (gateway request-to-reply, matcher journal
+write+fsync). With --find-max it then searches the highest sustained rate with p99 <= 5 ms.
+With --profile it samples the gateway and the matcher with py-spy during the standard run
+(needs `py-spy` next to the interpreter or on PATH, and permission to ptrace them) and prints
+the functions that dominate each.
 """
 
 from __future__ import annotations
