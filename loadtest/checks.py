@@ -94,6 +94,9 @@ class AckTracker:
         self.name = name
         self.v = violations
         self.pending: dict[int, object] = {}
+        # Requests given up on at the end of the run; their late answers are not "unmatched".
+        self.abandoned: set[int] = set()
+        self.late = 0
 
     def sent(self, req_id: int, info: object) -> None:
         self.pending[req_id] = info
@@ -101,6 +104,10 @@ class AckTracker:
     def answered(self, req_id: object) -> object | None:
         """The request's info, or None (and a violation) if the id is not outstanding."""
         info = self.pending.pop(req_id, None) if isinstance(req_id, int) else None
+        if info is None and req_id in self.abandoned:
+            self.abandoned.discard(req_id)
+            self.late += 1
+            return None
         if info is None:
             self.v.add(UNMATCHED_ACK, f"{self.name}: response id {req_id!r} matches no request")
         return info
@@ -112,6 +119,7 @@ class AckTracker:
             self.v.add(MISSING_ACK, f"{self.name}: no response to request {req_id}")
         if missing > MAX_EXAMPLES:
             self.v.counts[MISSING_ACK] = self.v.counts.get(MISSING_ACK, 0) + missing - MAX_EXAMPLES
+        self.abandoned.update(self.pending)
         self.pending.clear()
         return missing
 

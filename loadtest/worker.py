@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from typing import Any
 
@@ -72,8 +73,10 @@ async def _wait_answered(sessions: list[Session], deadline_ns: int) -> None:
         await asyncio.sleep(0.05)
 
 
-async def run_worker(spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Any) -> WorkerResult:
-    """`start_wall_ns` is a callable returning the common start time (wall clock, ns)."""
+async def run_worker(
+    spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Callable[[], int]
+) -> WorkerResult:
+    """`start_wall_ns` blocks until the coordinator hands out the common start time."""
     instruments = instruments_for(spec)
     violations = Violations()
     result = WorkerResult(worker_id=spec.worker_id, sessions=len(spec.credentials))

@@ -24,6 +24,9 @@ def test_every_ack_matches_one_request() -> None:
     assert v.counts[checks.UNMATCHED_ACK] == 3
     assert t.finish() == 1
     assert v.counts[checks.MISSING_ACK] == 1
+    # An answer that comes after the run gave up on it is late, not unmatched.
+    assert t.answered(2) is None
+    assert t.late == 1 and v.counts[checks.UNMATCHED_ACK] == 3
 
 
 def test_exec_seq_must_be_contiguous() -> None:
