@@ -103,11 +103,20 @@ class RedisFeed:
         self._pubsub: aioredis.client.PubSub | None = None
         self._changed = asyncio.Event()
         self.reconnects = 0
+        self.active: set[str] = set()  # subscribed at Redis on the current connection
 
     def want(self, symbol: str) -> None:
         if symbol not in self.wanted:
             self.wanted.add(symbol)
             self._changed.set()
+            if symbol in self.active:
+                # Dropped and wanted again before the reader unsubscribed: no new SUBSCRIBE
+                # confirmation will come, and the subscription never lapsed.
+                asyncio.get_running_loop().call_soon(self._reactivate, symbol)
+
+    def _reactivate(self, symbol: str) -> None:
+        if symbol in self.active and symbol in self.wanted:
+            self._sink.on_active(symbol)
 
     def unwant(self, symbol: str) -> None:
         if symbol in self.wanted:
@@ -135,6 +144,7 @@ class RedisFeed:
             finally:
                 was_connected = self.connected
                 self.connected = False
+                self.active = set()
                 metrics.FEED_CONNECTED.set(0)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -148,6 +158,7 @@ class RedisFeed:
 
     async def _serve(self, pubsub: aioredis.client.PubSub) -> None:
         active: set[str] = set()
+        self.active = active  # the same set, updated in place below
         prefix_len = len(CHANNEL_PREFIX)
         while True:
             if self._changed.is_set() or (self.wanted and not active):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from exchange.instruments import ExchangeConfig
@@ -153,4 +154,28 @@ async def test_two_gateways_share_one_redis_feed(
         assert one.app[HUB_KEY] is not two.app[HUB_KEY]
         await a.close()
         await b.close()
+    await flow.port.stop()
+
+
+async def test_resubscribe_before_the_feed_unsubscribed_still_gets_a_snapshot(
+    config: ExchangeConfig, redis_server: RedisServer
+) -> None:
+    flow = Flow(25, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(redis_server.url, source.send_to_gateways)
+    await flow.port.start()
+    async with gateway(source, config, redis_url=redis_server.url) as client:
+        sub = await subscribe(client, flow, depth=10)
+        await run_flow(flow, 20)
+        unsub = {"method": "unsubscribe", "params": {"symbols": [SYMBOL]}}
+        again = {"method": "subscribe", "params": {"channels": ["book"], "symbols": [SYMBOL],
+                                                   "depth": 10}}
+        # Both in one write: the hub drops and re-wants the symbol in one loop turn.
+        await sub.ws.send_str(msgspec.json.encode(unsub).decode())
+        await sub.ws.send_str(msgspec.json.encode(again).decode())
+        await sub.wait_for(lambda: sub.replica.snapshots == 2)
+        await run_flow(flow, 20)
+        end = final_seq(flow)
+        await sub.wait_for(lambda: sub.replica.seq == end)
+        await sub.close()
     await flow.port.stop()
