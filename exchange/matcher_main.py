@@ -105,7 +105,6 @@ def open_matcher(
              last_seq=recovered.scan.last_seq, seconds=round(recovered.seconds, 3),
              torn_tail_bytes=recovered.scan.torn.size if recovered.scan.torn else 0,
              state_hash=recovered.engine.state_hash())
-    freeze_gc()
     matcher = Matcher(
         config=config,
         engine=recovered.engine,
@@ -139,6 +138,7 @@ async def serve(args: argparse.Namespace, config: ExchangeConfig, factory: Engin
         Path(args.data_dir), config, factory, fsync=args.fsync == "always",
         segment_bytes=args.segment_bytes, options=options, redis_url=args.redis_url,
     )
+    freeze_gc()  # process-wide, so here rather than in open_matcher (tests embed that)
     return await matcher.run(args.listen)
 
 
