@@ -14,6 +14,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -440,3 +441,28 @@ async def test_ticker_right_after_a_publisher_restart(config: ExchangeConfig) ->
         await sub.wait_for(lambda: sub.replica.seq == end)
         assert sub.replica.tickers > 10 and sub.replica.resyncs == 0
         await sub.close()
+
+
+async def test_oversized_requests(config: ExchangeConfig) -> None:
+    flow = Flow(1, None, config)
+    source = EngineSource(flow.engine)
+    async with gateway(source, config) as client:
+        ws = await client.ws_connect("/ws/md")
+        await ws.send_str('{"method":"subscribe","params":{"x":"' + "a" * 5000 + '"}}')
+        msg = await asyncio.wait_for(ws.receive_json(), 5)
+        assert msg["type"] == "error" and msg["error"]["code"] == 1004
+        await ws.send_str("x" * 70_000)  # past the frame bound: the socket is closed
+        closed = await asyncio.wait_for(ws.receive(), 5)
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert ws.close_code == 1009
+        await ws.close()
+
+
+async def test_subscribers_are_told_when_the_gateway_shuts_down(config: ExchangeConfig) -> None:
+    flow = Flow(1, None, config)
+    source = EngineSource(flow.engine)
+    async with gateway(source, config) as client:
+        sub = await subscribe(client, flow)
+        await client.server.close()  # runs on_shutdown: close 1001 to every subscriber
+        await asyncio.wait_for(sub.closed.wait(), 5)
+        assert sub.ws.close_code == 1001
