@@ -262,7 +262,9 @@ class Engine:
             hold = qty * inst.base_units_per_lot
         if bal.available < hold:
             return self._reject(c, _BALANCE, seq, ts)
-        if price is None or tif == "FOK":
+        if (price is None or tif == "FOK") and not (
+            tif != "FOK" and self._fills_at_once(opposite, is_buy, account_id, limit, bal)
+        ):
             fillable, budget_bound = self._fillable(book, opposite, is_buy, acct, c, limit)
             if fillable == 0 and price is None:
                 return self._reject(c, _BALANCE if budget_bound else _NO_FILL, seq, ts)
@@ -328,6 +330,26 @@ class Engine:
                 bids=change if is_buy else [], asks=[] if is_buy else change,
             ),
         ]
+
+    def _fills_at_once(
+        self, opposite: Side, is_buy: bool, account_id: int, limit: int, bal: Balance
+    ) -> bool:
+        """Whether a market order surely fills something: the head of the best level is
+        in reach, someone else's, and (for a buy) affordable for one lot. Spares the walk
+        of `_fillable` in the common case."""
+        keys = opposite.keys
+        if not keys:
+            return False
+        key = keys[-1]
+        px = -key if is_buy else key
+        if (px > limit) if is_buy else (px < limit):
+            return False
+        head = opposite.levels[key].head
+        if head is None or head.account_id == account_id:
+            return False
+        if not is_buy:
+            return True
+        return bal.available >= px * self._books[head.symbol].inst.quote_units_per_tick_lot
 
     def _fillable(
         self, book: Book, opposite: Side, is_buy: bool, acct: Account, c: PlaceOrder, limit: int
