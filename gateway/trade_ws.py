@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -95,6 +96,25 @@ class TradeLimits:
     logon_window_ms: int = auth.WINDOW_MS
 
 
+class TradeWebSocket(web.WebSocketResponse):
+    """Answers 1004 before the 1009 close that aiohttp sends for an oversized frame.
+
+    aiohttp detects the frame from its header and closes with 1009 without reading the
+    payload; this hook puts PROTOCOL.md's error response on the wire just before that close.
+    """
+
+    too_large_answer: Callable[[], bytes] | None = None
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"",
+                    drain: bool = True) -> bool:
+        answer = self.too_large_answer
+        if code == WSCloseCode.MESSAGE_TOO_BIG and answer is not None and not self.closed:
+            self.too_large_answer = None
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.send_frame(answer(), WSMsgType.TEXT)
+        return await super().close(code=code, message=message, drain=drain)
+
+
 class TradeGateway:
     """State shared by all /ws/trade connections of one app."""
 
@@ -143,16 +163,17 @@ class TradeGateway:
                            "retry_after_ms": 1000}},
                 status=STATUS_OF[Code.OVERLOADED],
             )
-        # aiohttp refuses (1009, no answer) beyond 4x the limit without buffering the payload;
-        # between the limit and that, the client gets 1004 first (docs/API.md).
-        ws = web.WebSocketResponse(
-            heartbeat=lim.heartbeat_s, max_msg_size=4 * lim.max_message_bytes, compress=False,
+        # aiohttp refuses a frame past the limit from its header, before reading the payload
+        # (bounded memory); TradeWebSocket answers 1004 before the 1009 close it then sends.
+        ws = TradeWebSocket(
+            heartbeat=lim.heartbeat_s, max_msg_size=lim.max_message_bytes + 1, compress=False,
         )
         await ws.prepare(request)
         session = TradeSession(
             ws, request, send_buffer=lim.send_buffer, metrics=self.metrics,
             requests_bucket=TokenBucket(lim.requests),
         )
+        ws.too_large_answer = lambda: self._too_large(session)
         session.on_sent = self._on_sent
         self.sessions.add(session)
         self.metrics.sessions.set(len(self.sessions))
@@ -183,7 +204,7 @@ class TradeGateway:
                         reason = session.close_reason
                         break
                 elif msg.type == WSMsgType.ERROR:
-                    reason = f"protocol error: {ws.exception()!r}"[:200]
+                    reason = session.close_reason or f"protocol error: {ws.exception()!r}"[:200]
                     break
                 else:
                     if session.close_reason is not None:
@@ -275,19 +296,23 @@ class TradeGateway:
         self.metrics.count_request(method or "invalid", int(code))
         session.send(body, received_at=received_at, method=method or "invalid")
 
+    def _too_large_body(self, session: TradeSession) -> dict[str, Any]:
+        code = Code.TOO_LARGE
+        self.metrics.count_request("invalid", int(code))
+        log.info("request_rejected", method="", code=int(code))
+        return {"id": None, "status": STATUS_OF[code],
+                "error": {"code": int(code),
+                          "msg": f"message larger than {self.limits.max_message_bytes} bytes"},
+                "rate_limits": self._rate_limits(session)}
+
+    def _too_large(self, session: TradeSession) -> bytes:
+        session.close_reason = session.close_reason or "message too large"
+        return msgspec.json.encode(self._too_large_body(session))
+
     async def _on_message(self, session: TradeSession, data: str | bytes, size: int,
                           received_at: float) -> None:
-        if size > self.limits.max_message_bytes:
-            code = Code.TOO_LARGE
-            self.metrics.count_request("invalid", int(code))
-            log.info("request_rejected", method="", code=int(code), size=size)
-            session.close_after(
-                {"id": None, "status": STATUS_OF[code],
-                 "error": {"code": int(code),
-                           "msg": f"message larger than {self.limits.max_message_bytes} bytes"},
-                 "rate_limits": self._rate_limits(session)},
-                "message too large",
-            )
+        if size > self.limits.max_message_bytes:  # aiohttp's bound normally catches it first
+            session.close_after(self._too_large_body(session), "message too large")
             return
         try:
             req = validation.parse_request(data)

@@ -79,12 +79,24 @@ async def test_oversized_message_answers_1004_then_closes_1009(ex: RunningExchan
         await client.ping()
 
 
-async def test_huge_message_closes_1009(ex: RunningExchange) -> None:
+async def test_huge_message_answers_1004_unread_then_closes_1009(ex: RunningExchange) -> None:
     client = await ex.client()
-    await client.send_raw("x" * 100_000)
+    await client.send_raw("x" * 100_000)  # refused from its header, never buffered
+    response = await client.next_unmatched()
+    assert response["status"] == 413 and response["error"]["code"] == 1004
     async with asyncio.timeout(5):
         await client.wait_closed()
     assert client.close_code == 1009
+
+
+async def test_message_of_exactly_the_limit_is_accepted(ex: RunningExchange) -> None:
+    client = await ex.client()
+    head = '{"id": 1, "method": "ping", "params": {"pad": "'
+    text = head + "x" * (1024 - len(head) - 3) + '"}}'
+    assert len(text) == 1024
+    await client.send_raw(text)
+    response = await client.next_unmatched()
+    assert response["error"]["code"] == 2001  # parsed and answered (not logged on), not 1004
 
 
 async def test_connections_per_key(ex: RunningExchange) -> None:
