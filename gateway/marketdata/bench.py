@@ -149,7 +149,13 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[idx] / 1000.0
 
 
-async def drive(matcher: str, rate: float, stop: asyncio.Event, counters: dict[str, int]) -> None:
+async def drive(
+    matcher: str,
+    rate: float,
+    stop: asyncio.Event,
+    counters: dict[str, int],
+    first_error: list[str],
+) -> None:
     """Open-loop book updates at `rate`/s through a direct matcher link."""
     from exchange.link_client import LinkClient
     from gateway.client import create_funded_account_via_link
@@ -169,7 +175,11 @@ async def drive(matcher: str, rate: float, stop: asyncio.Event, counters: dict[s
 
     def done(fut: asyncio.Future[object]) -> None:
         if fut.cancelled() or fut.exception() is not None:
+            if stop.is_set():
+                return  # in flight when the driver's link was closed at the end
             counters["errors"] += 1
+            if not first_error:
+                first_error.append(repr(fut.exception()) if not fut.cancelled() else "cancelled")
             return
         result = fut.result()
         events = getattr(result, "events", None)
@@ -254,7 +264,10 @@ async def run(args: argparse.Namespace) -> int:
         stats = Stats()
         stop = asyncio.Event()
         counters = {"sent": 0, "errors": 0, "refused": 0}
-        driver = asyncio.create_task(drive(cluster.matcher, args.rate, stop, counters))
+        first_error: list[str] = []
+        driver = asyncio.create_task(
+            drive(cluster.matcher, args.rate, stop, counters, first_error)
+        )
         upstream_us: list[int] = []
         watcher = (
             asyncio.create_task(watch_redis(cluster.redis_url, stats, upstream_us))
@@ -299,7 +312,8 @@ async def run(args: argparse.Namespace) -> int:
         delivered = int(stats.frames / elapsed)
         print(
             f"commands sent: {sent / elapsed:.0f}/s (errors {counters['errors']}, refused "
-            f"{counters['refused']}); book updates received: {stats.updates} "
+            f"{counters['refused']}{', first: ' + first_error[0] if first_error else ''}); "
+            f"book updates received: {stats.updates} "
             f"({stats.updates / elapsed / max(1, args.subscribers):.0f}/s per subscriber)"
         )
         print(
