@@ -108,6 +108,13 @@ def run(commands: int, seed: int, book: int, gc_tuning: bool) -> int:
         f"latency us: p50={p50:.2f} p90={_pct(ordered, 90):.2f} p99={p99:.2f} "
         f"p99.9={p999:.2f} p99.99={_pct(ordered, 99.99):.2f} max={ordered[-1] / 1000:.1f}"
     )
+    fifth = commands // 5
+    if fifth:
+        # The book grows during the run; throughput per fifth shows what that costs.
+        parts = [
+            int(fifth * 1e9 / max(1, sum(lat[i * fifth : (i + 1) * fifth]))) for i in range(5)
+        ]
+        print("throughput by fifth of the run: " + " ".join(str(p) for p in parts))
     for k, name in enumerate(KIND_NAMES):
         sample = array("q", sorted(lat[i] for i in range(commands) if kinds[i] == k))
         if sample:
