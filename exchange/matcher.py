@@ -411,10 +411,17 @@ class Matcher:
         seq = self.engine.last_seq
         self._snapshot_seq = seq
         self._snapshot_time = time.monotonic()
+        pid = 0
         if self.options.snapshot_fork:
             # Like Redis' BGSAVE: a forked child serializes its copy-on-write view of the
             # engine and writes the file; matching stalls only for the fork itself.
-            pid = self._fork_snapshot(seq)
+            try:
+                pid = self._fork_snapshot(seq)
+            except OSError as exc:  # no memory for a fork, process limit...
+                SNAPSHOT_FAILURES.inc()
+                log.error("snapshot_fork_failed", seq=seq, error=repr(exc),
+                          detail="serializing on the event loop instead")
+        if pid:
             stall = time.perf_counter() - started
             SNAPSHOT_STALL_SECONDS.observe(stall)
             self._snapshot_task = asyncio.create_task(self._finish_snapshot(seq, stall, pid))

@@ -125,3 +125,18 @@ async def test_corrupt_middle_stops_start_with_clear_error(tmp_path: Path) -> No
     assert str(segment) in failure["error"] and "offset" in failure["error"]
     assert "corruption before the tail" in failure["error"]
     assert segment.read_bytes() == bytes(blob)  # nothing was changed
+
+
+async def test_fork_failure_falls_back_to_inline_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    def no_fork() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    data = tmp_path / "d"
+    last_seq, state = await run_load(data, 1000, setup=True)
+    assert list_snapshots(data), "no snapshot was written"
+    assert reopen(data) == (last_seq, state)
