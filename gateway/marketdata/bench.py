@@ -35,11 +35,14 @@ from exchange.instruments import load_config
 SYMBOL: Final = "BTC-USD"
 UPDATE_PREFIX: Final = b'{"channel":"book","type":"update"'
 TS_KEY: Final = b'"ts":'
+SEQ_KEY: Final = b'"seq":'
 
 
 class Stats:
     def __init__(self) -> None:
         self.latencies_us: list[int] = []
+        self.arrivals: list[tuple[int, int]] = []  # (book seq, receive time ns) of updates
+        self.at_redis: dict[int, int] = {}  # book seq -> when the bench's own Redis sub got it
         self.frames = 0
         self.updates = 0
         self.recording = False
@@ -112,6 +115,9 @@ class Subscriber(asyncio.Protocol):
                         i = buf.index(TS_KEY, start) + 5
                         j = buf.index(b",", i)
                         stats.latencies_us.append((now - int(buf[i:j])) // 1000)
+                        if stats.at_redis:
+                            k = buf.index(SEQ_KEY, j) + 6
+                            stats.arrivals.append((int(buf[k : buf.index(b",", k)]), now))
                 elif not self.ready.done() and buf.find(b'"type":"snapshot"', start, end) > 0:
                     self.ready.set_result(None)
                 elif buf.find(b"slow_consumer", start, end) > 0:
@@ -234,7 +240,9 @@ async def watch_redis(url: str, stats: Stats, upstream_us: list[int]) -> None:
             if msg is not None and stats.recording:
                 batch = decode_batch(msg["data"])
                 if batch.book is not None:
-                    upstream_us.append((time.time_ns() - batch.ts) // 1000)
+                    now = time.time_ns()
+                    upstream_us.append((now - batch.ts) // 1000)
+                    stats.at_redis[batch.seq] = now
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()
@@ -327,6 +335,15 @@ async def run(args: argparse.Namespace) -> int:
                 f"of which engine ts -> Redis subscriber (matcher batch, fsync, publish) ms: "
                 f"p50 {percentile(up, 0.5):.2f} p99 {percentile(up, 0.99):.2f} "
                 f"max {up[-1] / 1000:.2f}"
+            )
+        fanout = sorted(
+            (t - stats.at_redis[seq]) // 1000 for seq, t in stats.arrivals if seq in stats.at_redis
+        )
+        if fanout:
+            print(
+                f"of which Redis -> gateway -> subscriber (the fan-out) ms: "
+                f"p50 {percentile(fanout, 0.5):.2f} p99 {percentile(fanout, 0.99):.2f} "
+                f"p99.9 {percentile(fanout, 0.999):.2f} max {fanout[-1] / 1000:.2f}"
             )
         print("cpu %: " + ", ".join(f"{name} {pct:.0f}" for name, pct in cpu.items()))
         print(f"RESULT md subscribers={args.subscribers} p99_ms={p99:.2f} "
