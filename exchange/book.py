@@ -50,6 +50,9 @@ class Side:
         level.total += leaves
         tail = level.tail
         order.level = level
+        # One int object per level rather than one per order: less memory per resting order,
+        # and no cold int to free when it leaves.
+        order.price = level.price
         order.prev = tail
         order.next = None
         if tail is None:
@@ -74,6 +77,7 @@ class Side:
         level.total = total
         tail = level.tail
         order.level = level
+        order.price = level.price
         order.prev = tail
         if tail is None:
             level.head = order

@@ -312,6 +312,7 @@ class Engine:
         level.total = total
         tail = level.tail
         o.level = level
+        o.price = level.price  # shared int (see Side.add)
         o.prev = tail
         if tail is None:
             level.head = o
