@@ -134,19 +134,23 @@ class MixGenerator:
             return self.resting_limit()
         if r < 0.85:
             o = live[rng.randrange(len(live))]
+            # Forgotten at once, so that a batch made before any feedback never names it
+            # twice.
+            self._remove(o.order_id)
             return CancelOrder(account_id=o.account_id, symbol=self.symbol, order_id=o.order_id)
         if r < 0.95:
             o = live[rng.randrange(len(live))]
             if o.qty > 1 and rng.random() < 0.5:
+                o.qty = rng.randint(1, o.qty - 1)
                 return AmendOrder(
                     account_id=o.account_id, symbol=self.symbol, order_id=o.order_id,
-                    new_qty=rng.randint(1, o.qty - 1),
+                    new_qty=o.qty,
                 )
             offset = self._offset()
-            price = self.mid - offset if o.is_buy else self.mid + offset
+            o.price = self.mid - offset if o.is_buy else self.mid + offset
             return AmendOrder(
                 account_id=o.account_id, symbol=self.symbol, order_id=o.order_id,
-                new_price=price,
+                new_price=o.price,
             )
         return self.marketable()
 
