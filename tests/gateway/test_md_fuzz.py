@@ -22,7 +22,9 @@ from tests.gateway.test_md_support import SYMBOL, EngineSource, Flow, MdWs, conf
 __all__ = ["config"]
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(
+    "seed", [1, 2, 3, *(pytest.param(s, marks=pytest.mark.slow) for s in range(4, 41))]
+)
 async def test_random_faults_never_leave_a_wrong_book(config: ExchangeConfig, seed: int) -> None:
     rng = random.Random(seed)
     flow = Flow(100 + seed, None, config)
