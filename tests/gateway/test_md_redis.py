@@ -179,3 +179,44 @@ async def test_resubscribe_before_the_feed_unsubscribed_still_gets_a_snapshot(
         await sub.wait_for(lambda: sub.replica.seq == end)
         await sub.close()
     await flow.port.stop()
+
+
+async def test_repeated_redis_restarts(config: ExchangeConfig, redis_server: RedisServer) -> None:
+    flow = Flow(26, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(redis_server.url, source.send_to_gateways)
+    await flow.port.start()
+    async with gateway(source, config, redis_url=redis_server.url) as client:
+        subs = [
+            await subscribe(client, flow, depth=50),
+            await subscribe(client, flow, depth=5, interval_ms=20),
+            await subscribe(client, flow, depth=500, channels=("book", "trades")),
+        ]
+        hub = client.app[HUB_KEY]
+        for round_ in range(4):
+            await run_flow(flow, 50)
+            await asyncio.to_thread(redis_server.stop)
+            await run_flow(flow, 30)
+            await asyncio.to_thread(redis_server.start)
+            await wait_until(lambda: hub.feed.connected, within=20)
+            await run_flow(flow, 30)
+            for sub in subs:
+                await sub.wait_for(
+                    lambda sub=sub, n=round_ + 1: sub.replica.resyncs == n,  # type: ignore[misc]
+                    within=20,
+                )
+        await wait_until(lambda: hub.symbols[SYMBOL].ready, within=20)
+        port = flow.port
+        assert isinstance(port, MdPublisher) and isinstance(port.transport, RedisTransport)
+        transport = port.transport
+        await wait_until(lambda: transport.connected, within=20)
+        await run_flow(flow, 50)
+        end = final_seq(flow)
+        for sub in subs:
+            await sub.wait_for(lambda sub=sub: sub.replica.seq == end, within=20)  # type: ignore[misc]
+            assert sub.replica.snapshots == 5
+        ids = subs[2].replica.trade_ids
+        assert ids == list(range(ids[0], flow.last_trade_id + 1))
+        for sub in subs:
+            await sub.close()
+    await flow.port.stop()
