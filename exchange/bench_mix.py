@@ -59,6 +59,8 @@ class MixGenerator:
         accounts: int = 16,
         levels: int = 200,
         max_lots: int = 50,
+        taker_lots: int = 50,
+        taker_reach: int = 10,
     ) -> None:
         self.inst = config.instruments[symbol]
         self.symbol = symbol
@@ -66,6 +68,10 @@ class MixGenerator:
         self.n_accounts = accounts
         self.levels = levels
         self.max_lots = max_lots
+        # Marketable orders: up to `taker_lots` lots, IOC limits up to `taker_reach` ticks
+        # through the mid.
+        self.taker_lots = taker_lots
+        self.taker_reach = taker_reach
         self.mid = self.inst.reference_ticks
         self._next_coid = 0
         # Live resting orders: a list for O(1) random choice, and its index by order id.
@@ -111,7 +117,7 @@ class MixGenerator:
     def marketable(self) -> PlaceOrder:
         rng = self.rng
         is_buy = rng.random() < 0.5
-        qty = rng.randint(1, self.max_lots)
+        qty = rng.randint(1, self.taker_lots)
         account_id = rng.randint(1, self.n_accounts)
         side: Side = "buy" if is_buy else "sell"
         if rng.random() < 0.5:
@@ -119,7 +125,7 @@ class MixGenerator:
                 account_id=account_id, symbol=self.symbol, side=side, order_type="market",
                 qty=qty, client_order_id=self._coid(),
             )
-        through = rng.randint(1, 10)
+        through = rng.randint(1, self.taker_reach)
         price = self.mid + through if is_buy else self.mid - through
         return PlaceOrder(
             account_id=account_id, symbol=self.symbol, side=side, order_type="limit",
