@@ -102,6 +102,7 @@ class SymbolFeed:
             group.set_members()
             if self.ready:
                 client.send(self._snapshot_frame(group))
+                metrics.SENT_BOOK.inc()
         self._rebuild_fans()
         if "ticker" in sub.channels and self.ready and self.last_ticker is not None:
             client.send(self.last_ticker)
@@ -126,6 +127,7 @@ class SymbolFeed:
         if sub is None or "book" not in sub.channels or not self.ready:
             return
         client.send(self._snapshot_frame(self.groups[(sub.depth, sub.interval_ms)]))
+        metrics.SENT_BOOK.inc()
 
     def _group(self, depth: int, interval_ms: int) -> BookView:
         group = self.groups.get((depth, interval_ms))
@@ -302,7 +304,6 @@ class SymbolFeed:
     def _snapshot_frame(self, group: BookView) -> bytes:
         if group.seq < 0:
             group.reset(self.book, self.seq)
-        metrics.SENT_BOOK.inc()
         return group.snapshot(self.symbol, self.instrument, self.last_ts or time.time_ns())
 
     def _send_update(self, group: BookView) -> None:
@@ -417,6 +418,7 @@ class SymbolFeed:
             data = self._snapshot_frame(group)
             for client in group.fan:
                 client.send(data)
+            metrics.SENT_BOOK.inc(len(group.fan))
         self._maybe_ticker(self.last_ts or time.time_ns())
         # Replay what arrived during the fetch: older batches are stale and skipped.
         pending, self.pending = self.pending, deque()
