@@ -73,10 +73,9 @@ def encode_batch(first_seq: int, ts: int, commands: list[bytes]) -> bytes:
     crc32 = zlib.crc32
     seq = first_seq
     for command in commands:
-        body_head = pack_seq_ts(seq, ts)
-        append(pack_header(16 + len(command), crc32(command, crc32(body_head))))
-        append(body_head)
-        append(command)
+        body = pack_seq_ts(seq, ts) + command
+        append(pack_header(len(body), crc32(body)))
+        append(body)
         seq += 1
     return b"".join(parts)
 

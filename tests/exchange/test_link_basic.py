@@ -231,3 +231,24 @@ async def test_submit_callback(tmp_path: Path) -> None:
         assert all(isinstance(o, Result | LinkDown) for o in tail)
         with pytest.raises(LinkDown):
             client.submit_callback(CreateAccount(), outcomes.append)
+
+
+async def test_result_too_big_for_a_frame_is_split(tmp_path: Path) -> None:
+    from exchange.commands import CancelAll
+    from exchange.events import AllCanceled
+
+    async with inprocess_matcher(tmp_path / "data") as (_, address):
+        got: list[OrderEvent] = []
+        client = await LinkClient.connect(address, "gw-1", on_reports=got.extend)
+        await client.submit(CreateAccount())
+        n = 45_000  # ~45k OrderCanceled events: more than one 8 MiB frame can hold
+        outcomes: list[object] = []
+        for i in range(n):
+            client.submit_callback(place(1, f"c{i}"), outcomes.append)
+        await wait_until(lambda: len(outcomes) == n, 60)
+        result = await client.submit(CancelAll(account_id=1))
+        assert isinstance(result, Result)
+        assert [type(e) for e in result.events] == [AllCanceled]
+        assert result.events[0].count == n  # type: ignore[union-attr]
+        assert len(got) == n and all(isinstance(e, OrderCanceled) for e in got)
+        await client.close()
