@@ -91,7 +91,9 @@ class MdHub:
                 if isinstance(answer, BookSnapshot):
                     return answer
                 log.error("md_snapshot_refused", symbol=symbol, answer=str(answer))
-            except (ConnectionError, TimeoutError) as exc:
+            except Exception as exc:
+                # ConnectionError while the link is down, TimeoutError, the link's Overloaded
+                # when its ask window is full... all retried: a symbol must not stay unready.
                 log.warning("md_snapshot_failed", symbol=symbol, error=repr(exc))
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, FETCH_BACKOFF_MAX_S)
@@ -109,7 +111,7 @@ class MdHub:
                 answer = await self.source.ask(
                     GetTrades(symbol=symbol, limit=TRADES_BACKFILL_MAX)
                 )
-        except (ConnectionError, TimeoutError) as exc:
+        except Exception as exc:  # the snapshot matters more: go on without the trades
             log.warning("md_trades_backfill_failed", symbol=symbol, error=repr(exc))
             return []
         return answer.trades if isinstance(answer, TradeList) else []

@@ -466,3 +466,26 @@ async def test_subscribers_are_told_when_the_gateway_shuts_down(config: Exchange
         await client.server.close()  # runs on_shutdown: close 1001 to every subscriber
         await asyncio.wait_for(sub.closed.wait(), 5)
         assert sub.ws.close_code == 1001
+
+
+async def test_snapshot_fetch_retries_whatever_the_link_raises(config: ExchangeConfig) -> None:
+    """The link may refuse an ask (its window full) with a non-connection error: retried."""
+    flow = Flow(31, None, config)
+    source = EngineSource(flow.engine)
+    flow.port = make_port(None, source.send_to_gateways)
+    real_ask = source.ask
+    failures = [RuntimeError("ask window full"), ConnectionError("down"), TimeoutError()]
+
+    async def flaky_ask(query: Any) -> Any:
+        if failures:
+            raise failures.pop(0)
+        return await real_ask(query)
+
+    source.ask = flaky_ask  # type: ignore[method-assign]
+    async with gateway(source, config) as client:
+        sub = await subscribe(client, flow)
+        assert not failures
+        await run_flow(flow, 20)
+        end = final_seq(flow)
+        await sub.wait_for(lambda: sub.replica.seq == end)
+        await sub.close()
