@@ -35,6 +35,8 @@ from exchange.link_messages import (
 )
 
 __all__ = [
+    "COMMAND_DECODER",
+    "INBOUND_DECODER",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "Address",
@@ -109,6 +111,11 @@ def append_frame(buf: bytearray, msg: object) -> None:
         del buf[start:]
         raise FrameTooLarge(f"frame of {size} bytes exceeds MAX_FRAME_BYTES={MAX_FRAME_BYTES}")
     _LEN.pack_into(buf, start, size)
+
+
+# For hot loops that catch msgspec.DecodeError themselves (no wrapper call per frame).
+INBOUND_DECODER = _INBOUND_DECODER
+COMMAND_DECODER = _COMMAND_DECODER
 
 
 def encode_frame(msg: object) -> bytes:

@@ -28,19 +28,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
+import msgspec
 import structlog
 
 from exchange.codes import Code
 from exchange.commands import Command
 from exchange.journal import MAX_COMMAND_BYTES
 from exchange.link_codec import (
+    COMMAND_DECODER,
+    INBOUND_DECODER,
     MAX_FRAME_BYTES,
     FrameError,
     FrameTooLarge,
     RawSubmit,
     append_frame,
-    decode_command,
-    decode_inbound,
     parse_address,
 )
 from exchange.link_messages import (
@@ -187,6 +188,8 @@ class GatewayLink(asyncio.Protocol):
         room = handler.room()
         added = 0
         unpack = _LEN.unpack_from
+        decode_inbound = INBOUND_DECODER.decode
+        decode_command = COMMAND_DECODER.decode
         off = 0
         try:
             with memoryview(buf) as view:
@@ -211,7 +214,7 @@ class GatewayLink(asyncio.Protocol):
                     off = end
                     if type(msg) is RawSubmit and self.welcomed:
                         raw = bytes(msg.command)
-                        command = decode_command(raw)
+                        command = decode_command(raw)  # DecodeError: handled below
                         if accepting and len(raw) <= MAX_COMMAND_BYTES:
                             queue_append((self, msg.req_id, raw, command))
                             added += 1
@@ -220,7 +223,7 @@ class GatewayLink(asyncio.Protocol):
                             handler.submit(self, msg.req_id, raw, command)
                     else:
                         self._control(msg)
-        except FrameError as exc:
+        except (FrameError, msgspec.DecodeError) as exc:
             self.drop("malformed_frame", str(exc))
             off = size_all
         finally:
