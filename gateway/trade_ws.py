@@ -96,6 +96,51 @@ class TradeLimits:
     logon_window_ms: int = auth.WINDOW_MS
 
 
+class _Pending:
+    """One request waiting for the matcher: answered once, by its result or its timeout."""
+
+    __slots__ = ("answered", "ask", "gateway", "received_at", "render", "req", "session",
+                 "timer")
+
+    def __init__(self, gateway: TradeGateway, session: TradeSession, req: Request,
+                 received_at: float, render: Callable[[Any], Reply], *, ask: bool) -> None:
+        self.gateway = gateway
+        self.session = session
+        self.req = req
+        self.received_at = received_at
+        self.render = render
+        self.ask = ask
+        self.answered = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def timeout(self) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        req = self.req
+        self.gateway._reply(self.session, req.id, req.method, Code.TIMEOUT, None,
+                            msg="no answer from the matcher in time: outcome unknown",
+                            received_at=self.received_at)
+        self.gateway._settled(self)
+
+    def finish(self, fut: asyncio.Future[Any]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.answered:
+            if not fut.cancelled():
+                fut.exception()  # retrieved: it was answered 5001 already
+            return
+        self.answered = True
+        try:
+            self.gateway._answer(self, fut)
+        except Exception:
+            log.exception("request_failed", method=self.req.method)
+            self.gateway._reply(self.session, self.req.id, self.req.method, Code.INTERNAL,
+                                None, received_at=self.received_at)
+        finally:
+            self.gateway._settled(self)
+
+
 class TradeWebSocket(web.WebSocketResponse):
     """Answers 1004 before the 1009 close that aiohttp sends for an oversized frame.
 
@@ -131,6 +176,10 @@ class TradeGateway:
         self.order_buckets = BucketTable(limits.orders)
         self.shared_nonces = shared_nonces
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: set[_Pending] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop = asyncio.get_running_loop()
         link.set_reports_handler(lambda events: self.sessions.deliver(self.config, events))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -147,6 +196,11 @@ class TradeGateway:
         """Let answers and cancel-on-disconnect finish (bounded), then cancel what is left."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=limit_s)
+        if self._pending:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(limit_s):
+                    await self._idle.wait()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -399,65 +453,54 @@ class TradeGateway:
     def _await_submit(self, session: TradeSession, req: Request, received_at: float,
                       ticket: asyncio.Future[Result | Refused],
                       render: Callable[[Result], Reply]) -> None:
-        async def complete() -> None:
-            try:
-                async with asyncio.timeout(self.limits.request_timeout_s):
-                    answer = await ticket
-            except (TimeoutError, LinkDown):
-                self._reply(session, req.id, req.method, Code.TIMEOUT, None,
-                            msg="no answer from the matcher: outcome unknown, ask order.status",
-                            received_at=received_at)
-                return
-            except Unavailable:
-                self._reply(session, req.id, req.method, Code.INTERNAL, None,
-                            msg="matcher unavailable", retry_after_ms=1000,
-                            received_at=received_at)
-                return
-            if isinstance(answer, Refused):
-                # Not sequenced at all (matcher queue full or stopping): safe to retry.
-                code, text = wire_code(answer.code)
-                retry = (self.link.limits.retry_after_ms
-                         if code in (Code.OVERLOADED, Code.INTERNAL) else None)
-                self._reply(session, req.id, req.method, code, None,
-                            msg=answer.reason or text, retry_after_ms=retry,
-                            received_at=received_at)
-                return
-            code, result, msg = render(answer)
-            self._reply(session, req.id, req.method, code, result, msg=msg,
-                        received_at=received_at)
-
-        self._spawn(self._guarded(complete(), session, req, received_at))
+        self._await(_Pending(self, session, req, received_at, render, ask=False), ticket)
 
     def _await_ask(self, session: TradeSession, req: Request, received_at: float,
                    fut: asyncio.Future[QueryResult],
                    render: Callable[[QueryResult], Reply]) -> None:
-        async def complete() -> None:
-            try:
-                async with asyncio.timeout(self.limits.request_timeout_s):
-                    answer = await fut
-            except (TimeoutError, LinkDown):
-                self._reply(session, req.id, req.method, Code.TIMEOUT, None,
-                            msg="no answer from the matcher", received_at=received_at)
-                return
-            if isinstance(answer, NotFound):
-                code, text = wire_code(answer.code)
-                self._reply(session, req.id, req.method, code, None, msg=text,
-                            received_at=received_at)
-                return
-            code, result, msg = render(answer)
-            self._reply(session, req.id, req.method, code, result, msg=msg,
-                        received_at=received_at)
+        self._await(_Pending(self, session, req, received_at, render, ask=True), fut)
 
-        self._spawn(self._guarded(complete(), session, req, received_at))
+    def _await(self, pending: _Pending, fut: asyncio.Future[Any]) -> None:
+        # A done-callback and a timer per request, not a task: this is the hot path.
+        self._pending.add(pending)
+        pending.timer = self._loop.call_later(self.limits.request_timeout_s, pending.timeout)
+        fut.add_done_callback(pending.finish)
 
-    async def _guarded(self, work: Coroutine[Any, Any, None], session: TradeSession,
-                       req: Request, received_at: float) -> None:
-        try:
-            await work
-        except Exception:
-            log.exception("request_failed", method=req.method)
+    def _answer(self, pending: _Pending, fut: asyncio.Future[Any]) -> None:
+        session, req, at = pending.session, pending.req, pending.received_at
+        exc = fut.exception() if not fut.cancelled() else Unavailable("cancelled")
+        if isinstance(exc, LinkDown):
+            self._reply(session, req.id, req.method, Code.TIMEOUT, None,
+                        msg="no answer from the matcher: outcome unknown, ask order.status"
+                        if not pending.ask else "no answer from the matcher",
+                        received_at=at)
+            return
+        if isinstance(exc, Unavailable):
             self._reply(session, req.id, req.method, Code.INTERNAL, None,
-                        received_at=received_at)
+                        msg="matcher unavailable", retry_after_ms=1000, received_at=at)
+            return
+        if exc is not None:
+            raise exc
+        answer = fut.result()
+        if isinstance(answer, Refused):
+            # Not sequenced at all (matcher queue full or stopping): safe to retry.
+            code, text = wire_code(answer.code)
+            retry = (self.link.limits.retry_after_ms
+                     if code in (Code.OVERLOADED, Code.INTERNAL) else None)
+            self._reply(session, req.id, req.method, code, None, msg=answer.reason or text,
+                        retry_after_ms=retry, received_at=at)
+            return
+        if isinstance(answer, NotFound):
+            code, text = wire_code(answer.code)
+            self._reply(session, req.id, req.method, code, None, msg=text, received_at=at)
+            return
+        code, result, msg = pending.render(answer)
+        self._reply(session, req.id, req.method, code, result, msg=msg, received_at=at)
+
+    def _settled(self, pending: _Pending) -> None:
+        self._pending.discard(pending)
+        if not self._pending:
+            self._idle.set()
 
     def _render_status(self, answer: QueryResult) -> Reply:
         if isinstance(answer, OrderState):

@@ -10,6 +10,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.matcher_link import LinkLimits
 from tests.exchange_harness import running_exchange, wait_until
 from tests.gateway.conftest import FUNDS
@@ -70,3 +72,31 @@ async def test_overload_refuses_new_orders_but_not_cancels(tmp_path: Path) -> No
         # Order entry is back to normal.
         assert (await client.place(SYM, "buy", "0.1", "49000.00"))["status"] == "new"
         assert ex.link.in_flight == 0 and ex.link.queued == 0
+
+
+async def test_request_timeout_answers_5001_and_ignores_the_late_result(tmp_path: Path) -> None:
+    from tests.exchange_harness import limits
+
+    async with running_exchange(tmp_path, trade=limits(request_timeout_s=0.3)) as ex:
+        client = await ex.client(await ex.new_account(FUNDS))
+        pid = ex.matcher.proc.pid if ex.matcher.proc else 0
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            late = await client.request("order.place", order(1))
+            assert late["status"] == 504 and late["error"]["code"] == 5001
+            status = await client.request("order.status", {"symbol": SYM,
+                                                           "client_order_id": "ov-1"})
+            assert status["error"]["code"] == 5001
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # The order was journaled after all: order.status tells (the 5001 said "unknown").
+        await wait_until(lambda: ex.link.in_flight == 0, 5)
+        state = await client.status(SYM, client_order_id="ov-1")
+        assert state["status"] == "new"
+        report = await client.next_report()
+        assert report["client_order_id"] == "ov-1" and report["seq"] == 1
+        assert client.pending_reports() == 0
+        assert (await client.ping()) == {}
+        # Anything answered twice would be queued before the ping's answer by now.
+        with pytest.raises(TimeoutError):
+            await client.next_unmatched(wait_s=0.05)
