@@ -365,6 +365,19 @@ class SymbolFeed:
             self._refetch = True
             return
         self._fetch_task = asyncio.create_task(self._fetch(), name=f"md-snapshot-{self.symbol}")
+        self._fetch_task.add_done_callback(self._fetch_done)
+
+    def _fetch_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        # A bug, not an outage (those are retried inside): log it, and try again shortly
+        # rather than leave the symbol unready for good.
+        log.error("md_resync_failed", symbol=self.symbol, error=repr(task.exception()))
+        asyncio.get_running_loop().call_later(1.0, self._retry_after_error)
+
+    def _retry_after_error(self) -> None:
+        if not self.ready and (self._fetch_task is None or self._fetch_task.done()):
+            self.start_resync("error")
 
     def _notify_resync(self) -> None:
         data = encode(
