@@ -66,6 +66,7 @@ class SymbolFeed:
         self.saw_heartbeat = False  # the publisher heartbeats this symbol
         self.stale = False  # not ready because the feed went silent (see check_silence)
         self.backfilled = 0
+        self.closed = False  # dropped by the hub: nobody wants the symbol any more
         self.book = L2Book()
         self.seq = 0
         self.last_trade_id = 0
@@ -142,6 +143,7 @@ class SymbolFeed:
         self.ticker_fan = tuple(c for c, s in self.subs.items() if "ticker" in s.channels)
 
     def close(self) -> None:
+        self.closed = True
         for group in self.groups.values():
             group.cancel_timer()
         if self._fetch_task is not None:
@@ -376,7 +378,8 @@ class SymbolFeed:
         asyncio.get_running_loop().call_later(1.0, self._retry_after_error)
 
     def _retry_after_error(self) -> None:
-        if not self.ready and (self._fetch_task is None or self._fetch_task.done()):
+        idle = self._fetch_task is None or self._fetch_task.done()
+        if not self.closed and not self.ready and idle:
             self.start_resync("error")
 
     def _notify_resync(self) -> None:
