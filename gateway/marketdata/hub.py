@@ -70,7 +70,13 @@ class MdHub:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("md_bad_payload", symbol=symbol, error=str(exc))
             return
-        feed.on_batch(batch)
+        try:
+            feed.on_batch(batch)
+        except Exception:
+            # A bug must not kill the feed reader (every symbol would go dark) nor leave this
+            # book half-applied: log it and start the symbol over from a snapshot.
+            log.exception("md_batch_failed", symbol=symbol, seq=batch.seq)
+            feed.start_resync("error")
 
     def on_active(self, symbol: str) -> None:
         feed = self.symbols.get(symbol)
