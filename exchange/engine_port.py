@@ -53,6 +53,6 @@ class ClassFactory:
 
 def default_factory() -> EngineFactory:
     """The real engine (imported lazily so tools that never apply commands stay light)."""
-    from exchange.engine import Engine  # type: ignore[import-not-found,unused-ignore]
+    from exchange.engine import Engine
 
     return ClassFactory(Engine)
