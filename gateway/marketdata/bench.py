@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import multiprocessing
 import os
 import platform
 import random
@@ -26,6 +27,8 @@ import struct
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Final
 
@@ -43,6 +46,7 @@ class Stats:
         self.latencies_us: list[int] = []
         self.arrivals: list[tuple[int, int]] = []  # (book seq, receive time ns) of updates
         self.at_redis: dict[int, int] = {}  # book seq -> when the bench's own Redis sub got it
+        self.match_seqs = True  # record (seq, time) of updates, to match them with at_redis
         self.frames = 0
         self.updates = 0
         self.recording = False
@@ -115,7 +119,7 @@ class Subscriber(asyncio.Protocol):
                         i = buf.index(TS_KEY, start) + 5
                         j = buf.index(b",", i)
                         stats.latencies_us.append((now - int(buf[i:j])) // 1000)
-                        if stats.at_redis:
+                        if stats.match_seqs:
                             k = buf.index(SEQ_KEY, j) + 6
                             stats.arrivals.append((int(buf[k : buf.index(b",", k)]), now))
                 elif not self.ready.done() and buf.find(b'"type":"snapshot"', start, end) > 0:
@@ -129,6 +133,40 @@ class Subscriber(asyncio.Protocol):
         self.stats.closed += 1
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("closed before the snapshot"))
+
+
+async def _subscribers(conn: Connection, host: str, port: int, request: bytes, n: int) -> None:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    transports: list[asyncio.BaseTransport] = []
+    readies: list[asyncio.Future[None]] = []
+    for i in range(n):
+        ready: asyncio.Future[None] = loop.create_future()
+        transport, _ = await loop.create_connection(
+            lambda ready=ready: Subscriber(stats, request, host, ready),  # type: ignore[misc]
+            host, port,
+        )
+        transports.append(transport)
+        readies.append(ready)
+        if i % 50 == 49:
+            await asyncio.sleep(0.01)  # spread the handshakes a little
+    await asyncio.wait_for(asyncio.gather(*readies), 60)
+    conn.send("ready")
+    await asyncio.to_thread(conn.recv)  # "record"
+    stats.recording = True
+    await asyncio.to_thread(conn.recv)  # "stop"
+    stats.recording = False
+    conn.send((stats.latencies_us, stats.arrivals, stats.frames, stats.updates, stats.slow,
+               stats.closed))
+    for conn_transport in transports:
+        conn_transport.close()
+
+
+def subscriber_process(conn: Connection, host: str, port: int, request: bytes, n: int) -> None:
+    """A child process holding `n` subscribers (the client side gets its own CPU)."""
+    import uvloop
+
+    uvloop.run(_subscribers(conn, host, port, request, n))
 
 
 def masked_text_frame(payload: bytes) -> bytes:
@@ -249,21 +287,26 @@ async def watch_redis(url: str, stats: Stats, upstream_us: list[int]) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from gateway.marketdata.bench_direct import Direct
     from loadtest.cluster import Cluster
 
-    workdir = Path(tempfile.mkdtemp(prefix="md-bench-"))
-    cluster = Cluster(workdir, fsync=args.fsync, redis=not args.no_redis)
+    cluster: Cluster | Direct
+    if args.mode == "direct":
+        cluster = Direct()
+        path = "publisher (real engine, no journal) -> redis -> gateway /ws/md"
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="md-bench-"))
+        cluster = Cluster(workdir, fsync=args.fsync, redis=not args.no_redis)
+        via = "link" if args.no_redis else "redis"
+        path = f"order link -> matcher (real engine, fsync {args.fsync}) -> {via} -> gateway /ws/md"
     await asyncio.to_thread(cluster.start)
     try:
-        via = "redis" if cluster.redis_url else "link"
         print(
-            f"path: order link -> matcher (real engine, fsync {args.fsync}) -> {via} -> "
-            f"gateway /ws/md -> {args.subscribers} subscribers; "
+            f"path: {path} -> {args.subscribers} subscribers; "
             f"machine: {platform.node()} {os.cpu_count()} cores, Python "
             f"{platform.python_version()}; pids {cluster.pids}",
             flush=True,
         )
-        loop = asyncio.get_running_loop()
         host, port = cluster.url.removeprefix("http://").split(":")
         params = f'"channels":["book"],"symbols":["{SYMBOL}"],"depth":{args.depth}'
         if args.interval_ms:
@@ -273,47 +316,66 @@ async def run(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         counters = {"sent": 0, "errors": 0, "refused": 0}
         first_error: list[str] = []
-        driver = asyncio.create_task(
-            drive(cluster.matcher, args.rate, stop, counters, first_error)
-        )
+        if isinstance(cluster, Direct):
+            driver = asyncio.create_task(cluster.drive(SYMBOL, args.rate, stop, counters))
+        else:
+            driver = asyncio.create_task(
+                drive(cluster.matcher, args.rate, stop, counters, first_error)
+            )
         upstream_us: list[int] = []
         watcher = (
             asyncio.create_task(watch_redis(cluster.redis_url, stats, upstream_us))
             if cluster.redis_url
             else None
         )
-        transports: list[asyncio.BaseTransport] = []
-        readies: list[asyncio.Future[None]] = []
-        for i in range(args.subscribers):
-            ready: asyncio.Future[None] = loop.create_future()
-            transport, _ = await loop.create_connection(
-                lambda ready=ready: Subscriber(stats, request, host, ready),  # type: ignore[misc]
-                host, int(port),
+        ctx = multiprocessing.get_context("spawn")
+        shares = [args.subscribers // args.client_procs] * args.client_procs
+        shares[0] += args.subscribers - sum(shares)
+        children: list[tuple[BaseProcess, Connection]] = []
+        for share in shares:
+            parent_end, child_end = ctx.Pipe()
+            child = ctx.Process(
+                target=subscriber_process, args=(child_end, host, int(port), request, share)
             )
-            transports.append(transport)
-            readies.append(ready)
-            if i % 50 == 49:
-                await asyncio.sleep(0.01)  # spread the handshakes a little
-        await asyncio.wait_for(asyncio.gather(*readies), 60)
+            child.start()
+            children.append((child, parent_end))
+        for _, end in children:
+            if not await asyncio.to_thread(end.poll, 90):
+                raise RuntimeError("subscribers did not all get their snapshot in time")
+            await asyncio.to_thread(end.recv)  # "ready"
         await asyncio.sleep(args.warmup)
         pids = {**cluster.pids, "bench": os.getpid()}
+        for i, (proc, _) in enumerate(children):
+            assert proc.pid is not None
+            pids[f"subscribers{i}"] = proc.pid
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        for _, end in children:
+            end.send("record")
         stats.recording = True
         sent0 = counters["sent"]
         t0 = time.monotonic()
         await asyncio.sleep(args.duration)
         stats.recording = False
+        for _, end in children:
+            end.send("stop")
         elapsed = time.monotonic() - t0
         cpu = {
             name: (cpu_seconds(pid) - cpu0[name]) / elapsed * 100 for name, pid in pids.items()
         }
         sent = counters["sent"] - sent0
+        for proc, end in children:
+            lats, arrivals, frames, updates, slow, closed = await asyncio.to_thread(end.recv)
+            stats.latencies_us += lats
+            stats.arrivals += arrivals
+            stats.frames += frames
+            stats.updates += updates
+            stats.slow += slow
+            stats.closed += closed
+            await asyncio.to_thread(proc.join, 10)
         stop.set()
         await driver
         if watcher is not None:
             watcher.cancel()
-        for conn in transports:
-            conn.close()
         lat = sorted(stats.latencies_us)
         p50, p99, p999 = percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 0.999)
         mx = lat[-1] / 1000.0 if lat else float("nan")
@@ -332,7 +394,7 @@ async def run(args: argparse.Namespace) -> int:
         if upstream_us:
             up = sorted(upstream_us)
             print(
-                f"of which engine ts -> Redis subscriber (matcher batch, fsync, publish) ms: "
+                f"of which engine ts -> Redis subscriber (batching, fsync, publish) ms: "
                 f"p50 {percentile(up, 0.5):.2f} p99 {percentile(up, 0.99):.2f} "
                 f"max {up[-1] / 1000:.2f}"
             )
@@ -363,6 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
     parser.add_argument("--no-redis", action="store_true", help="market data over the link")
+    parser.add_argument("--client-procs", type=int, default=2,
+                        help="processes the subscribers are spread over")
+    parser.add_argument(
+        "--mode", choices=("exchange", "direct"), default="exchange",
+        help="exchange: through a real matcher (default); direct: publisher -> Redis -> "
+        "gateway, exactly one book update per command",
+    )
     args = parser.parse_args(argv)
     from exchange.logs import configure_logging
 
