@@ -1130,10 +1130,10 @@ class Engine:
         for name in self._assets:
             assert totals[name] == self._net_deposits[name], f"{name} not conserved"
         assert len(self._closed) == CLOSED_SLOTS
-        for slot, closed in enumerate(self._closed):
-            if closed is not None:
-                assert closed.order_id & CLOSED_MASK == slot
-                assert closed.status in ("filled", "canceled", "expired")
-                assert closed.level is None and closed.prev is None and closed.next is None
+        closed_orders = self._closed
+        for closed in filter(None, closed_orders):  # C-level skip of the empty slots
+            assert closed_orders[closed.order_id & CLOSED_MASK] is closed, "closed slot"
+            assert closed.status in ("filled", "canceled", "expired")
+            assert closed.level is None and closed.prev is None and closed.next is None
         for api in self._api_keys.values():
             assert api.account_id in self._accounts
