@@ -341,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--window", type=int, default=1024)
     parser.add_argument("--accounts", type=int, default=16)
-    parser.add_argument("--snapshot-every", type=int, default=200_000)
+    parser.add_argument("--snapshot-every", type=int, default=1_000_000,
+                        help="the matcher's default; lower it to see snapshots under load")
     parser.add_argument("--address", default=None,
                         help="drive this running matcher instead of starting one")
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
