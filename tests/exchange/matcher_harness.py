@@ -6,9 +6,11 @@ Other test suites may use it:
     async with MatcherProcess.started(tmp_path) as proc:
         client = await LinkClient.connect(proc.address, "gw-test")
 
-`StubEngine` is a tiny deterministic stand-in for exchange.engine.Engine (accepts every order,
-cancels by id), used to test the plumbing independently of the real engine;
-`python -m tests.exchange.matcher_harness --stub-engine <matcher args>` runs a matcher with it.
+`Load` drives continuous pipelined traffic from the engine's bench mix over several links and
+records every acknowledged command (`acked[seq] = (command, events)`); `wait_until` polls a
+condition with a deadline. `StubEngine` is a tiny deterministic stand-in for the engine
+(accepts every order, cancels by id) to test the plumbing alone;
+`python -m tests.exchange.matcher_harness <matcher args>` runs a matcher with it.
 """
 
 from __future__ import annotations
