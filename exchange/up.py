@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis", "--redis-url", dest="redis", default=None,
                         help="market data through Redis (default: over the matcher link)")
     parser.add_argument("--config", default=None, help="instrument config TOML")
+    parser.add_argument("--fix-port", type=int, default=None,
+                        help="also accept FIX 4.4 order entry on this TCP port")
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
     parser.add_argument("--log-level", default="info")
 
@@ -179,7 +181,7 @@ async def _up(args: argparse.Namespace) -> int:
 
         watcher = asyncio.create_task(watch_matcher())
         settings = GatewaySettings(matcher=address, gateway_id="exchange-up",
-                                   redis_url=args.redis)
+                                   redis_url=args.redis, fix_port=args.fix_port, host=args.host)
         try:
             await serve(settings, args.host, args.port, stop=stop, on_ready=ready)
         finally:

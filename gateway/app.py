@@ -23,6 +23,7 @@ from aiohttp import web
 
 from exchange.instruments import ExchangeConfig
 from gateway.auth import SharedNonces
+from gateway.fix.server import FixAcceptor
 from gateway.matcher_link import LinkLimits, MatcherLink
 from gateway.metrics import GatewayMetrics
 from gateway.rest import RestApi
@@ -44,6 +45,9 @@ class GatewaySettings:
     link: LinkLimits = field(default_factory=LinkLimits)
     first_link_timeout_s: float | None = None  # None: wait for the matcher as long as it takes
     market_data: bool = True
+    fix_port: int | None = None  # FIX 4.4 acceptor on the gateway's host; 0 picks a free port
+    fix_comp_id: str = "EXCH"  # our CompID: clients send it as TargetCompID(56)
+    host: str = "127.0.0.1"  # where the FIX acceptor listens
 
 
 LINK_KEY = web.AppKey("matcher_link", MatcherLink)
@@ -51,6 +55,7 @@ TRADE_KEY = web.AppKey("trade_gateway", TradeGateway)
 METRICS_KEY = web.AppKey("gateway_metrics", GatewayMetrics)
 CONFIG_KEY = web.AppKey("exchange_config", ExchangeConfig)
 SETTINGS_KEY = web.AppKey("gateway_settings", GatewaySettings)
+FIX_KEY = web.AppKey("fix_acceptor", FixAcceptor)
 
 
 async def create_app(settings: GatewaySettings) -> web.Application:
@@ -99,4 +104,16 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
 
     app.on_shutdown.append(on_shutdown)
     app.cleanup_ctx.append(link_ctx)
+    if settings.fix_port is not None:
+        fix = FixAcceptor(trade, comp_id=settings.fix_comp_id)
+        app[FIX_KEY] = fix
+
+        async def fix_ctx(app: web.Application) -> AsyncIterator[None]:
+            await fix.start(settings.host, settings.fix_port or 0)
+            yield
+            await fix.stop()
+
+        # After link_ctx: stopped first, so its sessions' cancel-on-disconnect still reaches
+        # the matcher.
+        app.cleanup_ctx.append(fix_ctx)
     return app

@@ -19,17 +19,19 @@ from exchange.queries import ApiKeyInfo
 WINDOW_MS = 5_000
 
 
-def logon_payload(timestamp: int, nonce: str, api_key: str) -> bytes:
+def logon_payload(timestamp: int | str, nonce: str, api_key: str) -> bytes:
+    # FIX signs SendingTime(52) as sent (a string); the WebSocket signs milliseconds.
     return f"{timestamp}\n{nonce}\nlogon\n{api_key}".encode()
 
 
-def sign_logon(secret: str, timestamp: int, nonce: str, api_key: str) -> str:
+def sign_logon(secret: str, timestamp: int | str, nonce: str, api_key: str) -> str:
     """Lowercase hex HMAC_SHA256(secret, f"{timestamp}\\n{nonce}\\nlogon\\n{api_key}")."""
     return hmac.new(secret.encode(), logon_payload(timestamp, nonce, api_key),
                     hashlib.sha256).hexdigest()
 
 
-def signature_ok(secret: str, timestamp: int, nonce: str, api_key: str, signature: str) -> bool:
+def signature_ok(secret: str, timestamp: int | str, nonce: str, api_key: str,
+                 signature: str) -> bool:
     return hmac.compare_digest(sign_logon(secret, timestamp, nonce, api_key), signature)
 
 

@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-size", type=int, default=k.queue_size,
                         help="new orders waiting for the window; beyond it 4002")
     parser.add_argument("--cancel-reserve", type=int, default=k.cancel_reserve)
+    parser.add_argument("--fix-port", type=int, default=None,
+                        help="also accept FIX 4.4 order entry on this TCP port")
+    parser.add_argument("--fix-comp-id", default="EXCH",
+                        help="the gateway's FIX CompID (clients' TargetCompID)")
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
@@ -89,7 +93,8 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     link = LinkLimits(window=args.window, queue_size=args.queue_size,
                       cancel_reserve=args.cancel_reserve)
     return GatewaySettings(matcher=args.matcher, gateway_id=args.gateway_id or
-                           default_gateway_id(), redis_url=args.redis, trade=trade, link=link)
+                           default_gateway_id(), redis_url=args.redis, trade=trade, link=link,
+                           fix_port=args.fix_port, fix_comp_id=args.fix_comp_id, host=args.host)
 
 
 async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asyncio.Event,

@@ -19,7 +19,7 @@ import itertools
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 import structlog
@@ -47,6 +47,19 @@ BURST_FACTOR = 8
 def new_session_id() -> str:
     """Unique across gateway processes (random prefix) and cheap (counter)."""
     return f"{_PREFIX}-{next(_COUNTER)}"
+
+
+class ReportSession(Protocol):
+    """What the registry needs of a session, WebSocket or FIX."""
+
+    session_id: str
+    account_id: int | None
+    api_key: str | None
+    cancel_on_disconnect: CancelOnDisconnect
+
+    def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None: ...
+
+    def close(self, reason: str, code: int = ...) -> None: ...
 
 
 class TradeSession:
@@ -174,22 +187,22 @@ class TradeSession:
 
 class SessionRegistry:
     def __init__(self) -> None:
-        self.all: set[TradeSession] = set()
-        self.by_account: dict[int, set[TradeSession]] = defaultdict(set)
+        self.all: set[ReportSession] = set()
+        self.by_account: dict[int, set[ReportSession]] = defaultdict(set)
         self.per_key: dict[str, int] = defaultdict(int)
 
     def __len__(self) -> int:
         return len(self.all)
 
-    def add(self, session: TradeSession) -> None:
+    def add(self, session: ReportSession) -> None:
         self.all.add(session)
 
-    def logged_on(self, session: TradeSession) -> None:
+    def logged_on(self, session: ReportSession) -> None:
         assert session.account_id is not None and session.api_key is not None
         self.by_account[session.account_id].add(session)
         self.per_key[session.api_key] += 1
 
-    def remove(self, session: TradeSession) -> None:
+    def remove(self, session: ReportSession) -> None:
         self.all.discard(session)
         if session.account_id is not None:
             sessions = self.by_account.get(session.account_id)

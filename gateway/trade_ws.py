@@ -46,7 +46,7 @@ from gateway.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import BucketTable, RateLimit, TokenBucket
 from gateway.reports import balance, order_state
-from gateway.session import SessionRegistry, TradeSession
+from gateway.session import ReportSession, SessionRegistry, TradeSession
 from gateway.validation import EnvelopeError, Request, RequestError, RequestId
 
 log = structlog.get_logger("gateway.trade")
@@ -279,13 +279,14 @@ class TradeGateway:
         if session.account_id is not None:
             self.link.remove_account(session.account_id)
             if session.cancel_on_disconnect != "none":
-                self._cancel_on_disconnect(session)
+                self.cancel_on_disconnect(session)
         log.info("session_closed", reason=reason, reports=session.report_seq)
         await session.stop_writer()
         with contextlib.suppress(Exception):
             await session.ws.close()
 
-    def _cancel_on_disconnect(self, session: TradeSession) -> None:
+    def cancel_on_disconnect(self, session: ReportSession) -> None:
+        """CancelAll through the journal (cancel lane) for a session that asked for it."""
         assert session.account_id is not None
         scope_session = session.session_id if session.cancel_on_disconnect == "session" else ""
         command = CancelAll(account_id=session.account_id, session_id=scope_session,
@@ -519,18 +520,13 @@ class TradeGateway:
 
     # ---- logon ----------------------------------------------------------------------------
 
-    async def _logon(self, session: TradeSession, req: Request, received_at: float) -> None:
-        if session.logged_on:
-            raise RequestError(Code.MALFORMED, "already logged on")
-        params = validation.logon(req.params)
-        if not auth.timestamp_fresh(params.timestamp, auth.now_ms(),
-                                    self.limits.logon_window_ms):
-            raise RequestError(Code.BAD_CREDENTIALS)
-        info = self.keys.get(params.api_key)
+    async def key_info(self, api_key: str) -> ApiKeyInfo:
+        """The key's account, secret and permissions (cached); 2002 for an unknown key."""
+        info = self.keys.get(api_key)
         if info is None:
             try:
                 async with asyncio.timeout(self.limits.request_timeout_s):
-                    answer = await self.link.ask_nowait(GetApiKey(api_key=params.api_key))
+                    answer = await self.link.ask_nowait(GetApiKey(api_key=api_key))
             except (TimeoutError, LinkDown):
                 raise RequestError(Code.TIMEOUT, "no answer from the matcher") from None
             if not isinstance(answer, ApiKeyInfo):
@@ -538,6 +534,16 @@ class TradeGateway:
             info = answer
             self.keys.put(info)
             self.metrics.key_cache.set(len(self.keys))
+        return info
+
+    async def _logon(self, session: TradeSession, req: Request, received_at: float) -> None:
+        if session.logged_on:
+            raise RequestError(Code.MALFORMED, "already logged on")
+        params = validation.logon(req.params)
+        if not auth.timestamp_fresh(params.timestamp, auth.now_ms(),
+                                    self.limits.logon_window_ms):
+            raise RequestError(Code.BAD_CREDENTIALS)
+        info = await self.key_info(params.api_key)
         if not auth.signature_ok(info.secret, params.timestamp, params.nonce, params.api_key,
                                  params.signature):
             raise RequestError(Code.BAD_CREDENTIALS)

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.app import LINK_KEY, GatewaySettings, create_app
+from gateway.app import FIX_KEY, LINK_KEY, GatewaySettings, create_app
 from gateway.client import Credentials, TradeClient, create_funded_account_via_link
 from gateway.matcher_link import LinkLimits, MatcherLink
 from gateway.trade_ws import TradeLimits
@@ -47,6 +47,11 @@ class RunningExchange:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def fix_port(self) -> int:
+        assert self.runner is not None
+        return self.runner.app[FIX_KEY].port
 
     @property
     def link(self) -> MatcherLink:
@@ -114,6 +119,7 @@ async def running_exchange(
     matcher_args: Sequence[str] = (),
     market_data: bool = True,
     redis_url: str | None = None,
+    fix: bool = False,
 ) -> AsyncIterator[RunningExchange]:
     """`redis_url` goes to the gateway (market data, shared logon nonces); pass
     `matcher_args=["--redis-url", url]` for the matcher to publish there too."""
@@ -130,6 +136,7 @@ async def running_exchange(
             first_link_timeout_s=10.0,
             market_data=market_data,
             redis_url=redis_url,
+            fix_port=0 if fix else None,
         )
         ex = RunningExchange(matcher=matcher, settings=settings)
         await ex.start_gateway()

@@ -263,3 +263,23 @@ def cancel_reject(code: Code, clordid: str, orig_clordid: str | None, order_id: 
         (102, reason),
         (58, f"{int(code)} {MESSAGES[code]}"),
     ]
+
+
+def edge_reject(msg: FixMessage, code: Code, text: str) -> list[tuple[int, str]]:
+    """ExecutionReport (8) rejecting a NewOrderSingle that never reached the engine."""
+    return [
+        (37, "NONE"),
+        (11, msg.get(11) or ""),
+        (17, "0"),
+        (150, "8"),
+        (39, "8"),
+        (55, msg.get(55) or ""),
+        (54, msg.get(54) or "1"),
+        (38, msg.get(38) or "0"),
+        (14, "0"),
+        (151, "0"),
+        (6, "0"),
+        (60, transact_time(time.time_ns())),
+        (103, ORD_REJ_REASON.get(code, "99")),
+        (58, text),
+    ]
