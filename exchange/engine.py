@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from bisect import insort
-from typing import Final
 
 from exchange.accounts import FEE_ACCOUNT, Account, Balance
 from exchange.book import Book, Side
@@ -24,44 +23,35 @@ from exchange.commands import (
     CreateApiKey,
     Deposit,
     HaltSymbol,
-    Permission,
     PlaceOrder,
     ResumeSymbol,
     Withdraw,
 )
+from exchange.engine_admin import ApiKey, create_account, create_api_key, deposit, halt, withdraw
+from exchange.engine_invariants import check_invariants
 from exchange.engine_queries import answer_query
+from exchange.engine_snapshot import load_state, to_state
 from exchange.engine_state import (
     DECODER,
     ENCODER,
-    STATE_VERSION,
-    AccountRecord,
-    ApiKeyRecord,
-    BalanceRecord,
-    BookRecord,
-    EngineState,
-    OrderRecord,
 )
 from exchange.event_templates import REJECTED, SymbolTemplates, replace
 from exchange.events import (
-    AccountCreated,
     AllCanceled,
-    ApiKeyCreated,
     BookChanged,
     CancelReason,
     CancelRejected,
     CommandRejected,
-    Deposited,
     Event,
     OrderCanceled,
     OrderFilled,
-    SymbolHalted,
-    SymbolResumed,
     TradeExecuted,
-    Withdrawn,
 )
 from exchange.instruments import ExchangeConfig
 from exchange.orders import (
     CANCEL,
+    CLOSED_MASK,
+    CLOSED_SLOTS,
     EXPIRE,
     NEXT_ON_AMEND,
     NEXT_ON_CANCEL,
@@ -75,15 +65,8 @@ from exchange.orders import (
 from exchange.queries import Query, QueryResult
 
 MAX_CLIENT_ORDER_ID = 36
-# Cap on all units of one asset in the exchange (deposits - withdrawals): every balance then
-# fits the snapshot's 64-bit integers, fee account included.
-MAX_ASSET_TOTAL: Final = 2**62
 # Terminal orders kept for GetOrder (order.status after a timeout), oldest dropped first.
-# Closed orders stay answerable to GetOrder in a ring of slots indexed by order id: an order
-# closes into slot `order_id & CLOSED_MASK`, replacing whatever closed there before. One list
-# store per close; no dict or queue upkeep on the hot path.
-CLOSED_SLOTS: Final = 16_384
-CLOSED_MASK: Final = CLOSED_SLOTS - 1
+
 
 _INVALID = int(Code.INVALID_VALUE)
 _UNKNOWN_SYMBOL = int(Code.UNKNOWN_SYMBOL)
@@ -95,35 +78,6 @@ _POST_ONLY = int(Code.POST_ONLY_WOULD_TAKE)
 _BALANCE = int(Code.INSUFFICIENT_BALANCE)
 _NO_FILL = int(Code.NO_FILL)
 _UNKNOWN_ORDER = int(Code.UNKNOWN_ORDER)
-_DUP_KEY = int(Code.DUPLICATE_API_KEY)
-
-
-class _ApiKey:
-    __slots__ = ("account_id", "api_key", "permissions", "secret")
-
-    def __init__(
-        self, api_key: str, account_id: int, secret: str, permissions: tuple[Permission, ...]
-    ) -> None:
-        self.api_key = api_key
-        self.account_id = account_id
-        self.secret = secret
-        self.permissions = permissions
-
-
-def _record(o: Order) -> OrderRecord:
-    return OrderRecord(
-        o.order_id, o.account_id, o.symbol, o.side, o.order_type, o.tif, o.post_only, o.price,
-        o.qty, o.cum_qty, o.cum_notional, o.status, o.client_order_id, o.session_id, o.stp,
-        o.created_seq, o.created_ts, o.updated_ts,
-    )
-
-
-def _order(r: OrderRecord) -> Order:
-    return Order(
-        r.order_id, r.account_id, r.symbol, r.side, r.order_type, r.tif, r.post_only, r.price,
-        r.qty, r.cum_qty, r.cum_notional, r.status, r.client_order_id, r.session_id, r.stp,
-        r.created_seq, r.created_ts, r.updated_ts,
-    )
 
 
 def _canceled(
@@ -155,7 +109,7 @@ class Engine:
         self._accounts: dict[int, Account] = {
             FEE_ACCOUNT: Account(FEE_ACCOUNT, "fees", self._assets)
         }
-        self._api_keys: dict[str, _ApiKey] = {}
+        self._api_keys: dict[str, ApiKey] = {}
         self._net_deposits: dict[str, int] = dict.fromkeys(self._assets, 0)
         self._next_account_id = 1
         self._next_order_id = 1
@@ -178,15 +132,15 @@ class Engine:
             case CancelAll():
                 return self._cancel_all(command, seq, ts)
             case CreateAccount():
-                return self._create_account(command, seq, ts)
+                return create_account(self, command, seq, ts)
             case CreateApiKey():
-                return self._create_api_key(command, seq, ts)
+                return create_api_key(self, command, seq, ts)
             case Deposit():
-                return self._deposit(command, seq, ts)
+                return deposit(self, command, seq, ts)
             case Withdraw():
-                return self._withdraw(command, seq, ts)
+                return withdraw(self, command, seq, ts)
             case HaltSymbol() | ResumeSymbol():
-                return self._halt(command, seq, ts)
+                return halt(self, command, seq, ts)
         raise TypeError(f"not a command: {command!r}")
 
     # ------------------------------------------------------------------ place
@@ -926,214 +880,23 @@ class Engine:
             self._book_changed(book, events, seq, ts)
         return events
 
-    # ------------------------------------------------------------------ operator
-    def _create_account(self, c: CreateAccount, seq: int, ts: int) -> list[Event]:
-        account_id = self._next_account_id
-        self._next_account_id += 1
-        self._accounts[account_id] = Account(account_id, c.label, self._assets)
-        return [AccountCreated(seq=seq, ts=ts, account_id=account_id, label=c.label)]
-
-    def _create_api_key(self, c: CreateApiKey, seq: int, ts: int) -> list[Event]:
-        if not c.api_key or not c.secret or not c.permissions:
-            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
-        if c.account_id == FEE_ACCOUNT or c.account_id not in self._accounts:
-            return [
-                CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
-            ]
-        if c.api_key in self._api_keys:
-            return [CommandRejected(seq=seq, ts=ts, code=_DUP_KEY, reason="duplicate api key")]
-        self._api_keys[c.api_key] = _ApiKey(c.api_key, c.account_id, c.secret, c.permissions)
-        return [
-            ApiKeyCreated(
-                seq=seq, ts=ts, account_id=c.account_id, api_key=c.api_key,
-                permissions=c.permissions,
-            )
-        ]
-
-    def _funds_check(self, c: Deposit | Withdraw, seq: int, ts: int) -> list[Event] | None:
-        if (
-            c.asset not in self._net_deposits
-            or c.amount <= 0
-            or (type(c) is Deposit and self._net_deposits[c.asset] + c.amount > MAX_ASSET_TOTAL)
-        ):
-            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
-        if c.account_id not in self._accounts:
-            return [
-                CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
-            ]
-        return None
-
-    def _deposit(self, c: Deposit, seq: int, ts: int) -> list[Event]:
-        rejected = self._funds_check(c, seq, ts)
-        if rejected is not None:
-            return rejected
-        bal = self._accounts[c.account_id].balances[c.asset]
-        bal.available += c.amount
-        self._net_deposits[c.asset] += c.amount
-        return [
-            Deposited(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
-                      available=bal.available)
-        ]
-
-    def _withdraw(self, c: Withdraw, seq: int, ts: int) -> list[Event]:
-        rejected = self._funds_check(c, seq, ts)
-        if rejected is not None:
-            return rejected
-        bal = self._accounts[c.account_id].balances[c.asset]
-        if c.amount > bal.available:
-            return [CommandRejected(seq=seq, ts=ts, code=_BALANCE, reason="insufficient balance")]
-        bal.available -= c.amount
-        self._net_deposits[c.asset] -= c.amount
-        return [
-            Withdrawn(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
-                      available=bal.available)
-        ]
-
-    def _halt(self, c: HaltSymbol | ResumeSymbol, seq: int, ts: int) -> list[Event]:
-        book = self._books.get(c.symbol)
-        if book is None:
-            return [CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_SYMBOL, reason="unknown symbol")]
-        if type(c) is HaltSymbol:
-            book.halted = True
-            return [SymbolHalted(seq=seq, ts=ts, symbol=c.symbol)]
-        book.halted = False
-        return [SymbolResumed(seq=seq, ts=ts, symbol=c.symbol)]
-
     # ------------------------------------------------------------------ queries
     def answer(self, query: Query) -> QueryResult:
         return answer_query(self, query)
 
     # ------------------------------------------------------------------ snapshot
-    def _state(self) -> EngineState:
-        return EngineState(
-            version=STATE_VERSION,
-            last_seq=self.last_seq,
-            next_order_id=self._next_order_id,
-            next_exec_id=self._exec_id + 1,
-            next_account_id=self._next_account_id,
-            net_deposits=list(self._net_deposits.items()),
-            accounts=[
-                AccountRecord(
-                    a.account_id, a.label,
-                    [BalanceRecord(n, b.available, b.held) for n, b in a.balances.items()],
-                )
-                for a in self._accounts.values()
-            ],
-            api_keys=[
-                ApiKeyRecord(k.api_key, k.account_id, k.secret, k.permissions)
-                for k in self._api_keys.values()
-            ],
-            books=[
-                BookRecord(
-                    b.symbol, b.halted, b.last_price, b.book_seq, b.trade_id, list(b.trades),
-                    [_record(o) for o in b.bids.orders()],
-                    [_record(o) for o in b.asks.orders()],
-                )
-                for b in self._books.values()
-            ],
-            closed=[_record(o) for o in self._closed if o is not None],
-        )
-
     def snapshot(self) -> bytes:
-        return ENCODER.encode(self._state())
+        return ENCODER.encode(to_state(self))
 
     @classmethod
     def restore(cls, config: ExchangeConfig, data: bytes) -> Engine:
-        state = DECODER.decode(data)
-        if state.version != STATE_VERSION:
-            raise ValueError(f"snapshot version {state.version} is not {STATE_VERSION}")
         engine = cls(config)
-        engine.last_seq = state.last_seq
-        engine._next_order_id = state.next_order_id
-        engine._exec_id = state.next_exec_id - 1
-        engine._next_account_id = state.next_account_id
-        engine._net_deposits = dict(state.net_deposits)
-        engine._accounts = {}
-        for ar in state.accounts:
-            acct = Account(ar.account_id, ar.label, engine._assets)
-            for br in ar.balances:
-                acct.balances[br.asset] = Balance(br.available, br.held)
-            engine._accounts[ar.account_id] = acct
-        for kr in state.api_keys:
-            engine._api_keys[kr.api_key] = _ApiKey(
-                kr.api_key, kr.account_id, kr.secret, kr.permissions
-            )
-        resting: list[Order] = []
-        for br2 in state.books:
-            book = engine._books[br2.symbol]
-            book.halted = br2.halted
-            book.last_price = br2.last_price
-            book.book_seq = br2.book_seq
-            book.trade_id = br2.trade_id
-            book.trades.extend(br2.trades)
-            for side, records in ((book.bids, br2.bids), (book.asks, br2.asks)):
-                for r in records:
-                    o = _order(r)
-                    assert o.price is not None
-                    side.add(o, o.price, o.qty - o.cum_qty)
-                    resting.append(o)
-                side.touched.clear()
-        resting.sort(key=lambda o: o.order_id)
-        for o in resting:
-            acct = engine._accounts[o.account_id]
-            acct.open[o.order_id] = o
-            acct.by_coid[o.client_order_id] = o
-        for r in state.closed:
-            engine._closed[r.order_id & CLOSED_MASK] = _order(r)
+        load_state(engine, DECODER.decode(data))
         return engine
 
     def state_hash(self) -> str:
         return hashlib.sha256(self.snapshot()).hexdigest()
 
-    # ------------------------------------------------------------------ invariants
     def validate(self) -> None:
-        resting: dict[int, Order] = {}
-        held: dict[tuple[int, str], int] = {}
-        for book in self._books.values():
-            book.validate()
-            inst = book.inst
-            for o in book.bids.orders() + book.asks.orders():
-                assert o.order_id not in resting, "order twice in the books"
-                assert 0 < o.order_id < self._next_order_id
-                resting[o.order_id] = o
-                leaves = o.qty - o.cum_qty
-                assert o.price is not None
-                if o.side == "buy":
-                    key = (o.account_id, inst.quote)
-                    amount = o.price * leaves * inst.quote_units_per_tick_lot
-                else:
-                    key = (o.account_id, inst.base)
-                    amount = leaves * inst.base_units_per_lot
-                held[key] = held.get(key, 0) + amount
-        totals = dict.fromkeys(self._assets, 0)
-        open_count = 0
-        for account_id, acct in self._accounts.items():
-            assert acct.account_id == account_id
-            assert account_id < self._next_account_id
-            ids = list(acct.open)
-            assert ids == sorted(ids), "open orders out of id order"
-            assert len(acct.by_coid) == len(acct.open)
-            for order_id, o in acct.open.items():
-                assert resting.get(order_id) is o, "open order not in its book"
-                assert o.account_id == account_id
-                assert acct.by_coid.get(o.client_order_id) is o
-            open_count += len(acct.open)
-            assert list(acct.balances) == self._assets
-            for name, bal in acct.balances.items():
-                assert bal.available >= 0, f"negative available {account_id} {name}"
-                assert bal.held == held.get((account_id, name), 0), (
-                    f"held {account_id} {name}: {bal.held} != {held.get((account_id, name), 0)}"
-                )
-                totals[name] += bal.available + bal.held
-        assert open_count == len(resting), "resting order without an account"
-        assert not self._accounts[FEE_ACCOUNT].open
-        for name in self._assets:
-            assert totals[name] == self._net_deposits[name], f"{name} not conserved"
-        assert len(self._closed) == CLOSED_SLOTS
-        closed_orders = self._closed
-        for closed in filter(None, closed_orders):  # C-level skip of the empty slots
-            assert closed_orders[closed.order_id & CLOSED_MASK] is closed, "closed slot"
-            assert closed.status in ("filled", "canceled", "expired")
-            assert closed.level is None and closed.prev is None and closed.next is None
-        for api in self._api_keys.values():
-            assert api.account_id in self._accounts
+        """Raise AssertionError on any broken invariant (exchange.engine_invariants)."""
+        check_invariants(self)

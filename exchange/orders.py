@@ -44,6 +44,12 @@ TRANSITIONS: Final[dict[tuple[str, str], OrdStatus]] = {
 
 OPEN_STATUSES: Final = ("new", "partially_filled")
 
+# Closed orders stay answerable to GetOrder in a ring of slots indexed by order id: an order
+# closes into slot `order_id & CLOSED_MASK`, replacing whatever closed there before. One list
+# store per close; no dict or queue upkeep on the hot path.
+CLOSED_SLOTS: Final = 16_384
+CLOSED_MASK: Final = CLOSED_SLOTS - 1
+
 
 def transition(status: OrdStatus, event: str) -> OrdStatus:
     nxt = TRANSITIONS.get((status, event))
