@@ -14,11 +14,7 @@ import time
 from exchange.codes import MESSAGES, Code
 from exchange.commands import AmendOrder, CancelOrder, PlaceOrder, Side, TimeInForce
 from exchange.events import (
-    OrderAccepted,
-    OrderAmended,
-    OrderCanceled,
     OrderEvent,
-    OrderExpired,
     OrderFilled,
     OrderRejected,
     OrdStatus,
@@ -26,6 +22,7 @@ from exchange.events import (
 from exchange.instruments import ExchangeConfig, Instrument
 from exchange.queries import GetOrder, OrderState
 from gateway.fix.codec import FixMessage
+from gateway.reports import EXEC_TYPE, avg_px
 
 MAX_CLIENT_ORDER_ID = 36
 
@@ -37,13 +34,14 @@ ORD_STATUS: dict[OrdStatus, str] = {
     "rejected": "8",
     "expired": "C",
 }
-EXEC_TYPE: dict[type, str] = {
-    OrderAccepted: "0",
-    OrderFilled: "F",
-    OrderCanceled: "4",
-    OrderAmended: "5",
-    OrderRejected: "8",
-    OrderExpired: "C",
+# PROTOCOL.md: exec_type / ord_status map one-to-one onto FIX tags 150 and 39.
+FIX_EXEC_TYPE: dict[str, str] = {
+    "new": "0",
+    "trade": "F",
+    "canceled": "4",
+    "replaced": "5",
+    "rejected": "8",
+    "expired": "C",
 }
 # OrdRejReason (103) for our result codes; 99 "other" for the rest.
 ORD_REJ_REASON: dict[int, str] = {
@@ -177,15 +175,6 @@ def status_request(config: ExchangeConfig, account_id: int, msg: FixMessage) -> 
                     client_order_id=None if order_id is not None else client_order_id)
 
 
-def avg_px(inst: Instrument, cum_notional: int, cum_qty: int) -> str:
-    """Average fill price with the instrument's price decimals (0 before any fill)."""
-    if cum_qty == 0:
-        return inst.ticks_to_price(0)
-    # Half-up rounding of the average in ticks: an average is a report, not an order price.
-    ticks_twice = (2 * cum_notional + cum_qty) // (2 * cum_qty)
-    return inst.ticks_to_price(ticks_twice)
-
-
 def execution_report(inst: Instrument, event: OrderEvent, clordid: str,
                      orig_clordid: str | None = None) -> list[tuple[int, str]]:
     """Body of an ExecutionReport (8) for one order event."""
@@ -197,7 +186,7 @@ def execution_report(inst: Instrument, event: OrderEvent, clordid: str,
         body.append((41, orig_clordid))
     body += [
         (17, str(event.exec_id)),
-        (150, EXEC_TYPE[type(event)]),
+        (150, FIX_EXEC_TYPE[EXEC_TYPE[type(event)]]),
         (39, ORD_STATUS[event.status]),
         (55, event.symbol),
         (54, _SIDE_CODES[event.side]),
