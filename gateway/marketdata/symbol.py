@@ -18,7 +18,7 @@ import structlog
 from exchange.events import TradeExecuted
 from exchange.instruments import Instrument
 from exchange.md_builder import L2Book
-from exchange.md_wire import MdBatch, TradeMsg
+from exchange.md_wire import BookDelta, MdBatch, TradeMsg
 from exchange.queries import BookSnapshot
 from gateway.marketdata import metrics
 from gateway.marketdata.client import MdClient
@@ -212,7 +212,7 @@ class SymbolFeed:
                 return
             for group in tuple(self.groups.values()):
                 if group.interval_ms == 0:
-                    self._send_update(group)
+                    self._send_delta(group, batch.book)
                 elif group.handle is None:
                     self._schedule(group)
         if batch.trades:
@@ -312,6 +312,14 @@ class SymbolFeed:
         if group.seq == self.seq:
             return
         data = group.update(self.book, self.seq, self.symbol, self.instrument, self.last_ts)
+        for client in group.fan:
+            client.send(data)
+        metrics.SENT_BOOK.inc(len(group.fan))
+
+    def _send_delta(self, group: BookView, delta: BookDelta) -> None:
+        data = group.apply_delta(
+            self.book, delta, self.seq, self.symbol, self.instrument, self.last_ts
+        )
         for client in group.fan:
             client.send(data)
         metrics.SENT_BOOK.inc(len(group.fan))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 
 from exchange.instruments import Instrument
-from exchange.md_builder import L2Book
+from exchange.md_builder import L2Book, L2Side
+from exchange.md_wire import BookDelta
 from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
 from gateway.marketdata.client import MdClient
 from gateway.marketdata.messages import BookOut, Level, encode
@@ -71,6 +72,41 @@ class BookView:
             )
         )
 
+    def apply_delta(
+        self,
+        book: L2Book,
+        delta: BookDelta,
+        seq: int,
+        symbol: str,
+        inst: Instrument,
+        ts: int,
+    ) -> bytes:
+        """`update` for a view that held the top N just before `delta` (unconflated views).
+
+        Work grows with the size of the delta, not with N: a changed price is in the new
+        view iff its rank is below N; besides those, only levels within len(delta) ranks of
+        the boundary can have been pushed out of the view or pulled into it.
+        """
+        depth = self.depth
+        bid_changes = _side_delta(book.bids, self.view_bids, delta.bids, depth)
+        ask_changes = _side_delta(book.asks, self.view_asks, delta.asks, depth)
+        n = min(CHECKSUM_LEVELS, depth)
+        self.seq, prev_seq = seq, self.seq
+        return encode(
+            BookOut(
+                type="update",
+                symbol=symbol,
+                ts=ts,
+                seq=seq,
+                prev_seq=prev_seq,
+                bids=wire_levels(inst, bid_changes),
+                asks=wire_levels(inst, ask_changes),
+                checksum=checksum_units(
+                    book.asks.top(n), book.bids.top(n), inst.tick_units, inst.lot_units
+                ),
+            )
+        )
+
     def update(self, book: L2Book, seq: int, symbol: str, inst: Instrument, ts: int) -> bytes:
         """The update from the view's seq to `seq`, and the view moved on to it."""
         depth = self.depth
@@ -102,3 +138,36 @@ class BookView:
         )
         self.view_bids, self.view_asks, self.seq = nb, na, seq
         return data
+
+
+def _side_delta(
+    side: L2Side, view: dict[int, int], changed: list[tuple[int, int]], depth: int
+) -> list[tuple[int, int]]:
+    """Bring `view` (the side's top `depth` before `changed`) to its top now; the changes.
+
+    The returned levels are best first, with 0 for a level that left the view.
+    """
+    out: dict[int, int] = {}
+    qty = side.qty
+    for price, lots in changed:
+        if lots and side.rank(price) < depth:
+            if view.get(price) != lots:
+                view[price] = out[price] = lots
+        elif price in view:
+            del view[price]
+            out[price] = 0
+    # Each changed price moved the others' ranks by at most one: only levels within
+    # len(changed) of the boundary can have left (pushed below) or entered (pulled up).
+    k = len(changed)
+    keys = side.keys
+    sign = side.sign
+    for key in keys[depth : depth + k]:
+        price = sign * key
+        if price in view:
+            del view[price]
+            out[price] = 0
+    for key in keys[max(0, depth - k) : depth]:
+        price = sign * key
+        if price not in view:
+            view[price] = out[price] = qty[price]
+    return sorted(out.items(), key=lambda pq: sign * pq[0])
