@@ -25,6 +25,7 @@ from exchange.commands import (
     PlaceOrder,
     Side,
 )
+from exchange.engine_admin import MAX_ASSET_TOTAL
 from exchange.events import (
     Event,
     OrderAccepted,
@@ -82,10 +83,12 @@ class MixGenerator:
     def setup_commands(self) -> list[Command]:
         """Accounts 1..n, each with a huge deposit of the symbol's base and quote."""
         out: list[Command] = []
+        # Within the engine's cap on each asset's total, however many accounts.
+        amount = min(HUGE_DEPOSIT, MAX_ASSET_TOTAL // (self.n_accounts + 1))
         for i in range(1, self.n_accounts + 1):
             out.append(CreateAccount(label=f"bench-{i}"))
-            out.append(Deposit(account_id=i, asset=self.inst.base, amount=HUGE_DEPOSIT))
-            out.append(Deposit(account_id=i, asset=self.inst.quote, amount=HUGE_DEPOSIT))
+            out.append(Deposit(account_id=i, asset=self.inst.base, amount=amount))
+            out.append(Deposit(account_id=i, asset=self.inst.quote, amount=amount))
         return out
 
     @property
