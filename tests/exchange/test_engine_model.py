@@ -11,6 +11,7 @@ from itertools import chain, islice
 import pytest
 
 from exchange.engine import Engine
+from exchange.events import ORDER_EVENTS, BookChanged, TradeExecuted
 from exchange.instruments import ExchangeConfig, load_config
 from exchange.queries import BalanceList, BookSnapshot, GetBalances, GetBook
 from tests.exchange.reference_engine import ReferenceEngine, StreamGenerator
@@ -42,6 +43,9 @@ def run_stream(seed: int, n: int, accounts: int = 4) -> Engine:
     engine = Engine(CONFIG)
     ref = ReferenceEngine(CONFIG)
     gen = StreamGenerator(CONFIG, seed, accounts)
+    last_exec = 0
+    book_seqs = dict.fromkeys(CONFIG.instruments, 0)
+    trade_ids = dict.fromkeys(CONFIG.instruments, 0)
     for seq, command in enumerate(chain(gen.setup(), islice(gen, n)), start=1):
         ts = 1_000 * seq
         got = engine.apply(command, seq, ts)
@@ -54,6 +58,18 @@ def run_stream(seed: int, n: int, accounts: int = 4) -> Engine:
                 lines.append(f"{'  ' if g == w else '!='} engine {g!r}\n   ref    {w!r}")
             pytest.fail("\n".join(lines))
         check_same(engine, ref, CONFIG)
+        # Contiguity, checked directly rather than only through the reference.
+        for e in got:
+            assert (e.seq, e.ts) == (seq, ts)
+            if isinstance(e, ORDER_EVENTS):
+                assert e.exec_id == last_exec + 1
+                last_exec = e.exec_id
+            elif isinstance(e, BookChanged):
+                assert e.book_seq == book_seqs[e.symbol] + 1
+                book_seqs[e.symbol] = e.book_seq
+            elif isinstance(e, TradeExecuted):
+                assert e.trade_id == trade_ids[e.symbol] + 1
+                trade_ids[e.symbol] = e.trade_id
         gen.observe(got)
     return engine
 

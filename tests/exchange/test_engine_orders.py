@@ -359,7 +359,7 @@ def test_order_status_query_after_close(ex: Driver) -> None:
 
 def test_closed_orders_answer_until_their_slot_is_reused(ex: Driver) -> None:
     from exchange.commands import CancelOrder, PlaceOrder
-    from exchange.engine import CLOSED_SLOTS
+    from exchange.orders import CLOSED_SLOTS
     from exchange.queries import NotFound
 
     ex.place(1, "buy", 1, REF - 1, client_order_id="first")
