@@ -6,7 +6,10 @@ deposits, on one symbol. Buys rest below a fixed mid price and sells above it, s
 orders never cross and the book keeps its shape; marketable orders take from the other side.
 
 The generator learns order ids and fills from the engine's events (`observe`), so cancels
-and amends name live orders. Same seed, same commands (given the same events back).
+and amends name live orders. It forgets an order as soon as it makes its cancel, and applies
+its own amends at once, so commands made ahead of their events (a batch, or many in flight)
+never name the same order twice; only an order filled meanwhile by a taker can be named
+after it closed. Same seed, same commands (given the same events back at the same points).
 """
 
 from __future__ import annotations
