@@ -73,6 +73,13 @@ def load_state(engine: Engine, state: EngineState) -> None:
     """Fill a fresh engine from `state`, rebuilding the same insertion orders."""
     if state.version != STATE_VERSION:
         raise ValueError(f"snapshot version {state.version} is not {STATE_VERSION}")
+    assets = {name for name, _ in state.net_deposits}
+    symbols = {b.symbol for b in state.books}
+    if assets != set(engine._assets) or symbols != set(engine._books):
+        raise ValueError(
+            f"snapshot is for assets {sorted(assets)} and symbols {sorted(symbols)}, "
+            f"not this config's {sorted(engine._assets)} and {sorted(engine._books)}"
+        )
     engine.last_seq = state.last_seq
     engine._next_order_id = state.next_order_id
     engine._exec_id = state.next_exec_id - 1

@@ -78,3 +78,23 @@ def test_restore_rejects_unknown_version() -> None:
         assert "version" in str(exc)
     else:
         raise AssertionError("restore accepted an unknown snapshot version")
+
+
+def test_restore_refuses_another_config() -> None:
+    from exchange.instruments import parse_config
+
+    other = parse_config({
+        "assets": {"USD": {"decimals": 2}, "XAU": {"decimals": 3}},
+        "instruments": [{
+            "symbol": "XAU-USD", "base": "XAU", "quote": "USD", "tick_size": "1",
+            "lot_size": "0.1", "min_qty": "0.1", "max_qty": "10", "price_band_pct": 5,
+            "maker_fee_bps": 0, "taker_fee_bps": 5, "reference_price": "2000",
+        }],
+    })
+    data = Engine(CONFIG).snapshot()
+    try:
+        Engine.restore(other, data)
+    except ValueError as exc:
+        assert "config" in str(exc)
+    else:
+        raise AssertionError("restore accepted a snapshot of another config")
