@@ -22,11 +22,13 @@ import structlog
 
 from exchange import md_publish
 from exchange.engine_port import EngineFactory, default_factory
+from exchange.engine_queries import MAX_DEPTH
 from exchange.instruments import ConfigError, ExchangeConfig, load_config
 from exchange.journal import DEFAULT_SEGMENT_BYTES, Journal, JournalCorrupt
 from exchange.logs import configure_logging
 from exchange.matcher import Matcher, MatcherOptions, freeze_gc
 from exchange.md_port import MarketDataPort, SendToGateways
+from exchange.queries import BookSnapshot, GetBook
 from exchange.recovery import RecoveryError, recover
 from exchange.snapshot_store import SnapshotStore
 
@@ -120,7 +122,14 @@ def open_matcher(
         if matcher.server is not None:
             matcher.server.send_to_gateways(symbol, payload)
 
-    matcher.md_port = make_md_port(redis_url, send)
+    port = make_md_port(redis_url, send)
+    if isinstance(port, md_publish.MdPublisher):
+        # Start the feed from the recovered books: heartbeats and tickers for every symbol
+        # at once, not only for those that trade after the restart.
+        snapshots = [recovered.engine.answer(GetBook(symbol=symbol, depth=MAX_DEPTH))
+                     for symbol in config.instruments]
+        port.prime([s for s in snapshots if isinstance(s, BookSnapshot)])
+    matcher.md_port = port
     return matcher
 
 

@@ -15,6 +15,7 @@ from exchange.codes import MESSAGES, STATUS_OF, Code
 from exchange.instruments import ExchangeConfig, Instrument
 from exchange.link_client import LinkDown
 from exchange.queries import BookSnapshot, GetBook, GetTrades, QueryResult, TradeList
+from gateway import marketdata
 from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
 from gateway.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.metrics import GatewayMetrics
@@ -128,11 +129,16 @@ class RestApi:
 
     async def healthz(self, request: web.Request) -> web.Response:
         link = self.link
+        # Market data is reported, not judged: order entry keeps working while the feed
+        # repairs itself, so a feed outage alone does not make the gateway unhealthy.
+        market_data = marketdata.health(request.app)
         if link.up:
             return web.json_response({"status": "ok", "matcher": "up",
-                                      "in_flight": link.in_flight, "queued": link.queued})
+                                      "in_flight": link.in_flight, "queued": link.queued,
+                                      "market_data": market_data})
         return web.json_response(
-            {"status": "unavailable", "matcher": "down", "reason": link.last_error},
+            {"status": "unavailable", "matcher": "down", "reason": link.last_error,
+             "market_data": market_data},
             status=503,
         )
 

@@ -140,3 +140,27 @@ async def test_fork_failure_falls_back_to_inline_snapshot(
     last_seq, state = await run_load(data, 1000, setup=True)
     assert list_snapshots(data), "no snapshot was written"
     assert reopen(data) == (last_seq, state)
+
+
+async def test_restarted_matcher_heartbeats_every_symbol_at_its_recovered_seq(
+        tmp_path: Path) -> None:
+    from exchange.md_publish import MdPublisher
+    from exchange.queries import BookSnapshot, GetBook
+
+    data = tmp_path / "d"
+    await run_load(data, 500, setup=True, options=JOURNAL_ONLY)
+    matcher = open_matcher(data, load_config(), default_factory(), fsync=True)
+    try:
+        port = matcher.md_port
+        assert isinstance(port, MdPublisher)
+        beats = {batch.symbol: batch for batch in port.builder.on_tick(1)}
+        config = load_config()
+        assert set(beats) == set(config.instruments)
+        for symbol in config.instruments:
+            book = matcher.engine.answer(GetBook(symbol=symbol, depth=1))
+            assert isinstance(book, BookSnapshot)
+            assert beats[symbol].heartbeat and beats[symbol].seq == book.book_seq
+            assert beats[symbol].last_trade_id == book.last_trade_id
+        assert any(batch.seq > 0 for batch in beats.values())
+    finally:
+        matcher.journal.close()

@@ -350,6 +350,7 @@ async def test_rest_endpoints(shared_exchange: RunningExchange) -> None:
     assert status == 200 and len(trades["trades"]) <= 2
     status, health = await shared_exchange.get("/healthz")
     assert status == 200 and health["matcher"] == "up"
+    assert health["market_data"]["feed_connected"] is True
     status, text = await shared_exchange.get("/metrics")
     assert status == 200
     assert 'gateway_requests_total{code="200",method="order.place"}' not in text  # codes, not
