@@ -84,10 +84,10 @@ def _canceled(
     tpl: SymbolTemplates, o: Order, seq: int, ts: int, exec_id: int, reason: CancelReason
 ) -> OrderCanceled:
     return replace(
-        tpl.canceled, seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id,
+        tpl.canceled_by[reason], seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id,
         order_id=o.order_id, client_order_id=o.client_order_id, side=o.side,
         order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, cum_qty=o.cum_qty,
-        cum_notional=o.cum_notional, session_id=o.session_id, reason=reason,
+        cum_notional=o.cum_notional, session_id=o.session_id,
     )
 
 
@@ -387,7 +387,8 @@ class Engine:
         remaining = o.qty - o.cum_qty
         tpl = book.tpl
         append = events.append
-        maker_tpl: OrderFilled | None = None
+        maker_filled: OrderFilled | None = None
+        maker_partial: OrderFilled | None = None
         taker_tpl: OrderFilled | None = None
         t_fee_asset = base if is_buy else quote
         while keys:
@@ -474,17 +475,27 @@ class Engine:
                 if status is None:
                     raise InvalidStateTransition(f"fill in status {m.status!r}")
                 m.status = status
-                if maker_tpl is None:
-                    maker_tpl = replace(
-                        tpl.maker_sell if is_buy else tpl.maker_buy, seq=seq, ts=ts
-                    )
+                # Per command and maker status, so that a fill passes 14 keywords.
+                if status == "filled":
+                    if maker_filled is None:
+                        maker_filled = replace(
+                            tpl.maker_sell if is_buy else tpl.maker_buy, seq=seq, ts=ts
+                        )
+                    maker_tpl = maker_filled
+                else:
+                    if maker_partial is None:
+                        maker_partial = replace(
+                            tpl.maker_sell if is_buy else tpl.maker_buy, seq=seq, ts=ts,
+                            status=status,
+                        )
+                    maker_tpl = maker_partial
                 exec_id = self._exec_id + 1
                 append(
                     replace(
                         maker_tpl, exec_id=exec_id, account_id=maker_account,
                         order_id=m.order_id, client_order_id=m.client_order_id, price=px,
                         qty=m.qty, cum_qty=m_cum, leaves_qty=m_leaves - q,
-                        cum_notional=m.cum_notional, status=status, session_id=m.session_id,
+                        cum_notional=m.cum_notional, session_id=m.session_id,
                         trade_id=trade_id, last_px=px, last_qty=q, fee=m_fee,
                     )
                 )
@@ -711,9 +722,9 @@ class Engine:
         return [
             replace(
                 book.tpl.canceled, seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id,
-                order_id=oid, client_order_id=o.client_order_id, side=o.side,
-                order_type=o.order_type, tif=o.tif, price=price, qty=o.qty, cum_qty=o.cum_qty,
-                cum_notional=o.cum_notional, session_id=o.session_id, reason="user",
+                order_id=oid, client_order_id=o.client_order_id, side=o.side, price=price,
+                qty=o.qty, cum_qty=o.cum_qty, cum_notional=o.cum_notional,
+                session_id=o.session_id,
             ),
             BookChanged(
                 seq=seq, ts=ts, symbol=book.symbol, book_seq=book_seq,
@@ -788,11 +799,11 @@ class Engine:
         self._exec_id = exec_id
         events.append(
             replace(
-                book.tpl.amended, seq=seq, ts=ts, exec_id=exec_id,
-                account_id=o.account_id, order_id=o.order_id,
+                book.tpl.amended_kept if kept else book.tpl.amended_moved, seq=seq, ts=ts,
+                exec_id=exec_id, account_id=o.account_id, order_id=o.order_id,
                 client_order_id=o.client_order_id, side=o.side, price=price, qty=qty,
                 cum_qty=cum, leaves_qty=leaves, cum_notional=o.cum_notional, status=status,
-                session_id=o.session_id, kept_priority=kept,
+                session_id=o.session_id,
             )
         )
         level = o.level
