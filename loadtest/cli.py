@@ -40,6 +40,8 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     fm.add_argument("--factor", type=float, default=1.5)
     fm.add_argument("--max-rate", type=int, default=60_000)
     fm.add_argument("--step-duration", type=float, default=10.0)
+    fm.add_argument("--confirm", type=int, default=1,
+                    help="re-runs of a failed step before it counts as failed")
 
 
 def spec_from(args: argparse.Namespace, url: str) -> RunSpec:
@@ -91,7 +93,7 @@ def find_max_and_report(
 
     outcome = findmax.find_max(
         base, run_at, bound_p99_ms=args.p99_bound_ms, start_rate=args.start_rate,
-        factor=args.factor, max_rate=args.max_rate,
+        factor=args.factor, max_rate=args.max_rate, confirm=args.confirm,
         progress=lambda line: print(line, flush=True),
     )
     print(findmax.table(outcome), flush=True)

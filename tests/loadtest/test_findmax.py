@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
+
 from loadtest import recorder as rec
 from loadtest.findmax import find_max, table
 from loadtest.runner import RunResult, merge
@@ -38,7 +40,7 @@ def test_steps_up_until_p99_passes_the_bound_then_bisects() -> None:
     tried, run_at = model(capacity=13_000)
     out = find_max(BASE, run_at, bound_p99_ms=5, start_rate=4000, factor=1.5,
                    refine_steps=3, progress=lambda s: None)
-    assert tried[:4] == [4000, 6000, 9000, 13500]
+    assert tried[:5] == [4000, 6000, 9000, 13500, 13500]  # a failed step is confirmed
     assert 9000 < out.best_rate <= 13_000
     assert out.steps[3].held is False and "p99" in out.steps[3].why
     assert "highest rate that held" in table(out)
@@ -50,6 +52,22 @@ def test_errors_stop_the_search_even_when_fast() -> None:
                    progress=lambda s: None)
     assert out.best_rate == 4000
     assert "errors" in out.steps[-1].why
+
+
+def test_one_noisy_step_does_not_end_the_search() -> None:
+    _, steady = model(capacity=13_000)
+    calls = {"n": 0}
+
+    def noisy(spec: RunSpec) -> RunResult:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first 6000/s run hits a noisy neighbour
+            return steady(RunSpec(**{**msgspec.structs.asdict(spec), "rate": 99_999.0}))
+        return steady(spec)
+
+    out = find_max(BASE, noisy, start_rate=4000, factor=1.5, refine_steps=0,
+                   progress=lambda s: None)
+    assert out.best_rate == 9000
+    assert [s.held for s in out.steps][:3] == [True, False, True]
 
 
 def test_nothing_held() -> None:
