@@ -5,7 +5,8 @@ Data flow (docs/MATCHER.md):
         --> engine.apply in order --> Result to the submitter, Reports to interested gateways,
         market data to the port.
 While batch N is being fsynced in the journal thread, batch N+1 accumulates; when N is durable
-the next batch is handed to the thread at once and N is applied and answered meanwhile.
+the next batch is handed to the thread at once and N is applied and answered meanwhile. A small
+batch taken when the loop was idle is fsynced on the loop instead (low load: no thread hop).
 Nothing leaves the process for a command before its batch is on disk.
 
 Asks are answered from memory at once: the engine holds only applied, hence durable, state.
