@@ -68,6 +68,7 @@ class Recorder:
         self.start_ns = start_ns
         self.hists: dict[str, HdrHistogram] = {}
         self.errors: Counter[int] = Counter()
+        self.errors_by_method: Counter[str] = Counter()  # "order.cancel 3005" -> count
         self.sent = 0
         self.acked = 0
         self.ok = 0
@@ -120,6 +121,7 @@ class Recorder:
             self.ok += 1
         else:
             self.errors[error_code] += 1
+            self.errors_by_method[f"{method} {error_code}"] += 1
             self._interval.errors += 1
 
     def on_fill(self, latency_us: int) -> None:

@@ -112,6 +112,9 @@ def table(result: RunResult) -> str:
         f"the exchange's own cancel: {result.races}; "
         f"never answered: {result.missing}; errors counted: {result.errors}"
     )
+    if result.errors_by_method:
+        lines.append("error answers by method and code: " + ", ".join(
+            f"{key}: {n}" for key, n in sorted(result.errors_by_method.items())))
     if result.unexplained_refusals:
         lines.append("refusals no report explains, e.g.: "
                      + "; ".join(result.unexplained_refusals[:3]))

@@ -48,6 +48,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     acked: int = 0
     ok: int = 0
     errors_by_code: dict[int, int] = msgspec.field(default_factory=dict)
+    errors_by_method: dict[str, int] = msgspec.field(default_factory=dict)
     races: int = 0
     unexplained_refusals: list[str] = msgspec.field(default_factory=list)
     missing: int = 0
@@ -121,6 +122,8 @@ def merge(spec: RunSpec, results: list[WorkerResult], timeline: list[Second]) ->
         out.ok += r.ok
         for code, n in r.errors.items():
             out.errors_by_code[code] = out.errors_by_code.get(code, 0) + n
+        for key, n in r.errors_by_method.items():
+            out.errors_by_method[key] = out.errors_by_method.get(key, 0) + n
         out.races += r.races
         room = 10 - len(out.unexplained_refusals)
         out.unexplained_refusals.extend(r.unexplained_refusals[:room])

@@ -53,6 +53,7 @@ class WorkerResult(msgspec.Struct, kw_only=True):
     acked: int = 0
     ok: int = 0
     errors: dict[int, int] = msgspec.field(default_factory=dict)
+    errors_by_method: dict[str, int] = msgspec.field(default_factory=dict)
     # Cancels/amends refused (3005 and the like) for orders that had traded or that the
     # exchange had ended itself: a lost race, which the mix provokes on purpose, not an error.
     races: int = 0

@@ -157,6 +157,7 @@ async def run_worker(
     result.acked = recorder.acked
     result.ok = recorder.ok
     result.errors = dict(recorder.errors)
+    result.errors_by_method = dict(recorder.errors_by_method)
     result.races = sum(s.races() for s in sessions)
     result.unexplained_refusals = [x for s in sessions for x in s.unexplained_refusals()][:10]
     result.exec_reports = sum(s.checker.reports for s in sessions)

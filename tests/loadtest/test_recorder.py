@@ -33,6 +33,7 @@ def test_errors_are_counted_by_code_and_intervals_roll_by_second() -> None:
     assert [iv.errors for iv in closed] == [1, 1, 0]
     assert r.take_closed(3 * S) == []
     assert r.errors == {3005: 2} and r.ok == 8
+    assert r.errors_by_method == {"order.cancel 3005": 2}
     assert rec.decode(closed[0].ack_hist).get_total_count() == 4
     tail = r.flush()
     assert len(tail) == 1 and tail[0].sent == 0
@@ -54,7 +55,8 @@ def test_histograms_merge_exactly_across_workers() -> None:
     spec = RunSpec(url="x", rate=100, duration_s=1, sessions=2, workers=2, symbols=["BTC-USD"])
     results = [
         WorkerResult(worker_id=0, acked=1000, ok=1000, hists=a.encoded()),
-        WorkerResult(worker_id=1, acked=1000, ok=1000, hists=b.encoded(), errors={4002: 3}),
+        WorkerResult(worker_id=1, acked=1000, ok=1000, hists=b.encoded(), errors={4002: 3},
+                     errors_by_method={"order.place 4002": 3}),
     ]
     merged = merge(spec, results, [])
     s = stats(merged, rec.ACK_ALL)
@@ -67,7 +69,7 @@ def test_histograms_merge_exactly_across_workers() -> None:
     line = result_line(merged)
     assert line.startswith("RESULT e2e offered_per_s=100 achieved_per_s=2000 p50_ms=1.000")
     assert line.endswith("errors=3")
-    assert "4002: 3" in table(merged)
+    assert "4002: 3" in table(merged) and "order.place 4002: 3" in table(merged)
 
 
 def test_lost_races_and_missing_answers_in_the_error_count() -> None:
