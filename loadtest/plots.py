@@ -56,19 +56,23 @@ def percentile_plot(result: RunResult, path: Path, title: str = "") -> Path:
 def timeline_plot(result: RunResult, path: Path, title: str = "") -> Path:
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    secs = [s.second + 1 for s in result.timeline]
-    top.plot(secs, [s.p50_ms for s in result.timeline], label="ack p50")
-    top.plot(secs, [s.p99_ms for s in result.timeline], label="ack p99")
-    top.plot(secs, [s.max_ms for s in result.timeline], label="ack max", alpha=0.5)
+    # The seconds of the schedule; the drain after it (a few late answers) would only show
+    # as a misleading drop of the rates to zero.
+    timeline = [s for s in result.timeline if s.second < result.spec.duration_s]
+    secs = [s.second + 1 for s in timeline]
+    top.plot(secs, [s.p50_ms for s in timeline], label="ack p50")
+    top.plot(secs, [s.p99_ms for s in timeline], label="ack p99")
+    top.plot(secs, [s.max_ms for s in timeline], label="ack max", alpha=0.5)
     top.set_yscale("log")
     top.set_ylabel("latency (ms)")
     top.grid(True, which="both", alpha=0.3)
     top.legend(fontsize=8)
-    bottom.plot(secs, [s.sent for s in result.timeline], label="sent/s")
-    bottom.plot(secs, [s.acked for s in result.timeline], label="answered/s")
+    bottom.plot(secs, [s.sent for s in timeline], label="sent/s")
+    bottom.plot(secs, [s.acked for s in timeline], label="answered/s")
     bottom.axhline(result.offered_per_s, linestyle="--", color="grey", label="offered/s")
     bottom.set_xlabel("second of the run")
     bottom.set_ylabel("requests/s")
+    bottom.set_ylim(bottom=0)  # an auto-zoomed axis makes ±0.5% look like a collapse
     bottom.grid(True, alpha=0.3)
     bottom.legend(fontsize=8)
     top.set_title(title or f"Latency and throughput over time, {result.offered_per_s:.0f}/s")

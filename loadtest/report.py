@@ -147,6 +147,14 @@ def to_json(result: RunResult) -> dict[str, Any]:
     return data
 
 
+def read_json(path: Path) -> RunResult:
+    """A results file back as a RunResult (to re-plot or recompute percentiles)."""
+    data = msgspec.json.decode(path.read_bytes())
+    data.pop("summary", None)
+    # JSON object keys are strings; strict=False turns the error codes back into ints.
+    return msgspec.convert(data, RunResult, strict=False)
+
+
 def write_json(result: RunResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.format(msgspec.json.encode(to_json(result)), indent=2))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loadtest import recorder as rec
 from loadtest.cli import write_outputs
-from loadtest.report import generator_notes, table
+from loadtest.report import generator_notes, read_json, table
 from loadtest.runner import Second, merge
 from loadtest.spec import RunSpec, WorkerResult
 
@@ -37,6 +37,8 @@ def test_outputs_are_written_and_readable(tmp_path: Path) -> None:
     for png in paths[1:]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert generator_notes(result) == []
+    again = read_json(paths[0])
+    assert again.hists == result.hists and again.timeline == result.timeline
     assert "no violations" in table(result)
 
 
