@@ -72,9 +72,11 @@ def timeline_plot(result: RunResult, path: Path, title: str = "") -> Path:
     bottom.axhline(result.offered_per_s, linestyle="--", color="grey", label="offered/s")
     bottom.set_xlabel("second of the run")
     bottom.set_ylabel("requests/s")
-    bottom.set_ylim(bottom=0)  # an auto-zoomed axis makes ±0.5% look like a collapse
+    # From zero (an auto-zoomed axis makes ±0.5% look like a collapse), with room for the legend.
+    peak = max([result.offered_per_s, *(max(s.sent, s.acked) for s in timeline)])
+    bottom.set_ylim(0, peak * 1.3)
     bottom.grid(True, alpha=0.3)
-    bottom.legend(fontsize=8)
+    bottom.legend(fontsize=8, loc="lower right")
     top.set_title(title or f"Latency and throughput over time, {result.offered_per_s:.0f}/s")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
