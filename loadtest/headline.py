@@ -27,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import msgspec
+
 from loadtest import accounts, internals, profiles, report
 from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
 from loadtest.cluster import Cluster
@@ -63,6 +65,25 @@ def cpu_line(cpu: dict[str, float], result: RunResult) -> str:
     return "CPU during the run: " + ", ".join(parts)
 
 
+def write_exchange_json(
+    path: Path, cpu: dict[str, float], result: RunResult,
+    inside: dict[internals.Key, internals.Hist],
+) -> None:
+    """What the exchange itself did during the run, next to results.json."""
+    per = max(result.sent, 1)
+    data = {
+        "cpu_s": {**cpu, "generator": result.generator_cpu_s},
+        "cpu_us_per_request": {name: 1e6 * t / per for name, t in cpu.items()},
+        "histograms": [
+            {"metric": name, "labels": dict(labels), "count": h.count, "sum": h.total,
+             "p50_le": h.quantile(0.5), "p99_le": h.quantile(0.99)}
+            for (name, labels), h in sorted(inside.items()) if h.count
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(data), indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.headline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             for url, earlier in zip(urls, before, strict=True):
                 inside.update(internals.delta(internals.scrape(url), earlier))
             print(internals.table(inside), flush=True)
+            write_exchange_json(args.out / "exchange.json", cpu, result, inside)
             for spy in spies:
                 try:
                     spy.wait(timeout=60)

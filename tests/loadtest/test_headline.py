@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -28,3 +29,5 @@ def test_headline_ends_with_exactly_one_result_line(tmp_path: Path) -> None:
     assert any(line.startswith("CPU during the run:") for line in lines)
     assert any("inside the exchange" in line for line in lines)
     assert (tmp_path / "out" / "results-percentiles.png").exists()
+    exchange = json.loads((tmp_path / "out" / "exchange.json").read_text())
+    assert exchange["cpu_s"]["gateway"] > 0 and exchange["histograms"]
