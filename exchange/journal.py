@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exchange.data_files import numbered_files
+
 MAGIC = b"XJRNL01\n"
 HEADER = struct.Struct(">II")  # body length, crc32(body)
 SEQ_TS = struct.Struct(">QQ")
@@ -47,15 +49,7 @@ def segment_name(first_seq: int) -> str:
 
 def list_segments(data_dir: Path) -> list[tuple[int, Path]]:
     """(first seq, path) of every segment, in seq order."""
-    out: list[tuple[int, Path]] = []
-    for path in data_dir.iterdir():
-        name = path.name
-        if name.startswith(_PREFIX) and name.endswith(_SUFFIX):
-            digits = name[len(_PREFIX) : -len(_SUFFIX)]
-            if digits.isdigit():
-                out.append((int(digits), path))
-    out.sort()
-    return out
+    return numbered_files(data_dir, _PREFIX, _SUFFIX)
 
 
 def encode_record(seq: int, ts: int, command: bytes) -> bytes:

@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from exchange.data_files import numbered_files
 from exchange.journal import fsync_dir
 
 MAGIC = b"XSNAP01\n"
@@ -39,15 +40,7 @@ class Snapshot:
 
 def list_snapshots(data_dir: Path) -> list[tuple[int, Path]]:
     """(seq, path) of every snapshot file, newest first."""
-    out: list[tuple[int, Path]] = []
-    for path in data_dir.iterdir():
-        name = path.name
-        if name.startswith(_PREFIX) and name.endswith(_SUFFIX):
-            digits = name[len(_PREFIX) : -len(_SUFFIX)]
-            if digits.isdigit():
-                out.append((int(digits), path))
-    out.sort(reverse=True)
-    return out
+    return numbered_files(data_dir, _PREFIX, _SUFFIX)[::-1]
 
 
 def read_snapshot(path: Path, seq: int) -> Snapshot | str:
