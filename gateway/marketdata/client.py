@@ -22,6 +22,7 @@ import structlog
 
 from gateway.marketdata import metrics
 from gateway.marketdata.messages import StatusOut, close_frame, encode
+from gateway.ws_frames import Flusher
 
 log = structlog.get_logger("gateway.marketdata")
 
@@ -29,28 +30,6 @@ DEFAULT_BUFFER_LIMIT: Final = 1 << 20  # bytes: about 3 s of an unconflated busy
 CLOSE_GRACE_S: Final = 2.0  # a closed slow consumer that still reads nothing is then aborted
 WS_POLICY_VIOLATION: Final = 1008
 WS_GOING_AWAY: Final = 1001
-
-
-class Flusher:
-    """Writes every client's pending frames once per event-loop iteration."""
-
-    __slots__ = ("dirty", "scheduled")
-
-    def __init__(self) -> None:
-        self.dirty: list[MdClient] = []
-        self.scheduled = False
-
-    def mark(self, client: MdClient) -> None:
-        self.dirty.append(client)
-        if not self.scheduled:
-            self.scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        dirty, self.dirty = self.dirty, []
-        self.scheduled = False
-        for client in dirty:
-            client.flush()
 
 
 class MdClient:

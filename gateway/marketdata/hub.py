@@ -19,7 +19,7 @@ from exchange.instruments import ExchangeConfig
 from exchange.md_wire import decode_batch
 from exchange.queries import BookSnapshot, GetBook, GetTrades, TradeList
 from gateway.marketdata import metrics
-from gateway.marketdata.client import Flusher, MdClient
+from gateway.marketdata.client import MdClient
 from gateway.marketdata.feed import Feed, LinkFeed, RedisFeed
 from gateway.marketdata.messages import (
     ErrorInfo,
@@ -31,6 +31,7 @@ from gateway.marketdata.messages import (
 from gateway.marketdata.requests import Limits, RequestError, parse_subscribe, parse_symbols
 from gateway.marketdata.symbol import SNAPSHOT_DEPTH, Subscription, SymbolFeed
 from gateway.md_source import MarketDataSource
+from gateway.ws_frames import Flusher
 
 log = structlog.get_logger("gateway.marketdata")
 

@@ -11,6 +11,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from gateway.ws_frames import text_frame
+
 Level = tuple[str, str]
 
 
@@ -96,19 +98,6 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
 _encoder: Final = msgspec.json.Encoder()
 request_decoder: Final = msgspec.json.Decoder(Request)
 
-_TEXT_FIN: Final = 0x81
-
-
-def frame(payload: bytes) -> bytes:
-    """An unmasked, uncompressed final text frame (server to client, RFC 6455 5.2)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((_TEXT_FIN, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", _TEXT_FIN, 126, n) + payload
-    return struct.pack("!BBQ", _TEXT_FIN, 127, n) + payload
-
-
 def close_frame(code: int, reason: str = "") -> bytes:
     body = struct.pack("!H", code) + reason.encode()[:120]
     return bytes((0x88, len(body))) + body
@@ -116,4 +105,4 @@ def close_frame(code: int, reason: str = "") -> bytes:
 
 def encode(message: OutMessage) -> bytes:
     """JSON text of one message, framed: ready to write to any number of sockets."""
-    return frame(_encoder.encode(message))
+    return text_frame(_encoder.encode(message))
