@@ -1,11 +1,15 @@
 """Trading sessions: one per /ws/trade connection, with a bounded send buffer.
 
-Responses and pushed execution reports of a session share one FIFO send buffer drained by
-one writer task, so a client sees them in the order the gateway produced them and `seq` of
-its reports is contiguous. When a client stops reading, its socket backs up and the buffer
-fills past `send_buffer` messages (or past BURST_FACTOR times that, whatever the socket): the
-session is then closed with a reason (1008 "send buffer full") rather than buffering without
-bound or dropping reports. Its orders stay (unless it asked for cancel-on-disconnect).
+Responses and pushed execution reports of a session are framed once and appended, in the
+order the gateway produced them, to the session's pending frames; a `Flusher` writes all of a
+session's frames of one event-loop iteration with one `transport.write` (ws_frames.py), so a
+client sees them in order, `seq` of its reports is contiguous, and a busy gateway makes one
+system call per session per loop turn instead of one per message. The send buffer is what is
+pending plus the transport's write buffer, in bytes: `send_buffer` messages of
+FRAME_BUDGET_BYTES each. When a client stops reading, its socket backs up and the buffer
+passes that (or BURST_FACTOR times it, whatever the socket): the session is closed with a
+reason (1008 "send buffer full") rather than buffering without bound or dropping reports.
+Its orders stay (unless it asked for cancel-on-disconnect).
 
 `SessionRegistry` finds the sessions of an account for report fan-out and counts connections
 in total and per API key.
@@ -23,13 +27,14 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 import structlog
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from exchange.events import ORDER_EVENTS, OrderEvent
 from exchange.instruments import ExchangeConfig
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import TokenBucket
 from gateway.reports import execution_report
+from gateway.ws_frames import Flusher, text_frame
 
 log = structlog.get_logger("gateway.session")
 
@@ -42,6 +47,8 @@ _LINGER_S = 10.0
 # takes everything; only a socket that is backed up makes the client slow. This factor bounds
 # the burst itself.
 BURST_FACTOR = 8
+# Bytes one buffered message is allowed: execution reports are ~400-450 bytes of JSON.
+FRAME_BUDGET_BYTES = 512
 
 
 def new_session_id() -> str:
@@ -64,7 +71,8 @@ class ReportSession(Protocol):
 
 class TradeSession:
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, *, send_buffer: int,
-                 metrics: GatewayMetrics, requests_bucket: TokenBucket) -> None:
+                 metrics: GatewayMetrics, requests_bucket: TokenBucket,
+                 flusher: Flusher) -> None:
         self.session_id = new_session_id()
         self.ws = ws
         self.request = request
@@ -77,15 +85,15 @@ class TradeSession:
         self.cancel_on_disconnect: CancelOnDisconnect = "none"
         self.report_seq = 0
         self.close_reason: str | None = None
-        # An item with data None closes the connection once what is before it has been sent.
-        self._out: asyncio.Queue[tuple[bytes | None, float | None, str]] = asyncio.Queue(
-            send_buffer * BURST_FACTOR + 1
-        )
-        self._send_buffer = send_buffer
-        self._hard_limit = send_buffer * BURST_FACTOR
+        self._flusher = flusher
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        # (received_at, method) of the answers among the pending frames, for the ack metric.
+        self._answered: list[tuple[float, str]] = []
+        self._soft_bytes = send_buffer * FRAME_BUDGET_BYTES
+        self._hard_bytes = self._soft_bytes * BURST_FACTOR
+        self._close_after: str | None = None
         self._closer: asyncio.Task[None] | None = None
-        self._close_queued = False
-        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.session_id}")
         self.on_sent: Callable[[str, float], None] | None = None
 
     @property
@@ -94,60 +102,74 @@ class TradeSession:
 
     def send(self, message: dict[str, Any], *, received_at: float | None = None,
              method: str = "") -> bool:
-        """Queue a message; on a full buffer close the session (False)."""
+        """Frame a message for this loop turn's write; on a full buffer close (False)."""
         if self.close_reason is not None:
             return False
-        data = _ENCODER.encode(message)
-        queued = self._out.qsize()
-        if queued >= self._send_buffer and (queued >= self._hard_limit or self._backed_up()):
-            self.metrics.send_buffer_full.inc()
-            self.close("send buffer full", WSCloseCode.POLICY_VIOLATION)
+        frame = text_frame(_ENCODER.encode(message))
+        buffered = self._pending_bytes + self._transport_buffered()
+        if buffered >= self._soft_bytes and (buffered >= self._hard_bytes or self._backed_up()):
+            self._buffer_full()
             return False
-        try:
-            self._out.put_nowait((data, received_at, method))
-        except asyncio.QueueFull:
-            self.metrics.send_buffer_full.inc()
-            self.close("send buffer full", WSCloseCode.POLICY_VIOLATION)
-            return False
+        if not self._pending:
+            self._flusher.mark(self)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if received_at is not None:
+            self._answered.append((received_at, method))
         return True
+
+    def _transport_buffered(self) -> int:
+        transport = self.request.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
 
     def _backed_up(self) -> bool:
         """The socket is not taking our bytes: a slow client, not just a burst in progress."""
         transport = self.request.transport
         return transport is None or transport.get_write_buffer_size() > 0
 
+    def _buffer_full(self) -> None:
+        self.metrics.send_buffer_full.inc()
+        self.close("send buffer full", WSCloseCode.POLICY_VIOLATION)
+
+    def flush(self) -> None:
+        """Write this loop turn's frames with one system call (called by the Flusher)."""
+        pending = self._pending
+        if not pending:
+            return
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        self._pending = []
+        self._pending_bytes = 0
+        answered, self._answered = self._answered, []
+        transport = self.request.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            return
+        transport.write(data)
+        m = self.metrics
+        m.messages_out.labels("trade").inc(len(pending))
+        m.bytes_out.labels("trade").inc(len(data))
+        if self.on_sent is not None and answered:
+            now = asyncio.get_running_loop().time()
+            for received_at, method in answered:
+                self.on_sent(method, now - received_at)
+        if self._close_after is not None:
+            self._closer = asyncio.create_task(
+                self._close(self._close_after, WSCloseCode.MESSAGE_TOO_BIG))
+        elif transport.get_write_buffer_size() >= self._hard_bytes:
+            self._buffer_full()
+
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
         self.report_seq += 1
         self.send(execution_report(config, event, self.report_seq))
         self.metrics.count_report(event.symbol)
-
-    async def _write_loop(self) -> None:
-        ws = self.ws
-        out = self._out
-        m = self.metrics
-        msgs_out = m.messages_out.labels("trade")
-        bytes_out = m.bytes_out.labels("trade")
-        loop = asyncio.get_running_loop()
-        while True:
-            data, received_at, method = await out.get()
-            if data is None:
-                await self._close(method, WSCloseCode.MESSAGE_TOO_BIG)
-                return
-            try:
-                await ws.send_frame(data, WSMsgType.TEXT)  # already UTF-8 JSON
-            except (ConnectionError, RuntimeError):
-                return
-            msgs_out.inc()
-            bytes_out.inc(len(data))
-            if received_at is not None and self.on_sent is not None:
-                self.on_sent(method, loop.time() - received_at)
 
     def close(self, reason: str, code: int = WSCloseCode.OK) -> None:
         """Close from the gateway's side with a reason; the handler's receive loop then ends."""
         if self.close_reason is not None:
             return
         self.close_reason = reason
-        self._writer.cancel()
+        self._pending = []  # not sent: the close frame follows what the socket already has
+        self._pending_bytes = 0
+        self._answered = []
         self._closer = asyncio.create_task(self._close(reason, code))
 
     def close_after(self, message: dict[str, Any], reason: str) -> None:
@@ -157,9 +179,7 @@ class TradeSession:
         if not self.send(message):
             return
         self.close_reason = reason
-        self._close_queued = True
-        # The reserved extra slot of the queue guarantees room for the close marker.
-        self._out.put_nowait((None, None, reason))
+        self._close_after = reason  # the flush of `message` starts the close
 
     async def _close(self, reason: str, code: int) -> None:
         # A client that does not read cannot take a close frame either: bound the wait.
@@ -174,15 +194,14 @@ class TradeSession:
                 transport.close()
                 asyncio.get_running_loop().call_later(_LINGER_S, transport.abort)
 
-    async def stop_writer(self) -> None:
-        if self._close_queued and not self._writer.done():
-            # Let the answer to an oversized message and the 1009 close go out (bounded).
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(2.0):
-                    await asyncio.shield(self._writer)
-        self._writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._writer
+    async def finish(self) -> None:
+        """The handler is done: drop what is pending, let a close we started send its code."""
+        self._pending = []
+        self._pending_bytes = 0
+        self._answered = []
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await self._closer
 
 
 class SessionRegistry:

@@ -48,6 +48,7 @@ from gateway.ratelimit import BucketTable, RateLimit, TokenBucket
 from gateway.reports import balance, order_state
 from gateway.session import ReportSession, SessionRegistry, TradeSession
 from gateway.validation import EnvelopeError, Request, RequestError, RequestId
+from gateway.ws_frames import Flusher
 
 log = structlog.get_logger("gateway.trade")
 
@@ -171,6 +172,7 @@ class TradeGateway:
         self.limits = limits
         self.metrics = metrics
         self.sessions = SessionRegistry()
+        self.flusher = Flusher()
         self.keys = auth.KeyCache(limits.key_cache_size, limits.key_cache_ttl_s)
         self.nonces = auth.NonceCache(limits.logon_window_ms, limits.nonce_cache_size)
         self.order_buckets = BucketTable(limits.orders)
@@ -225,7 +227,7 @@ class TradeGateway:
         await ws.prepare(request)
         session = TradeSession(
             ws, request, send_buffer=lim.send_buffer, metrics=self.metrics,
-            requests_bucket=TokenBucket(lim.requests),
+            requests_bucket=TokenBucket(lim.requests), flusher=self.flusher,
         )
         ws.too_large_answer = lambda: self._too_large(session)
         session.on_sent = self._on_sent
@@ -281,7 +283,7 @@ class TradeGateway:
             if session.cancel_on_disconnect != "none":
                 self.cancel_on_disconnect(session)
         log.info("session_closed", reason=reason, reports=session.report_seq)
-        await session.stop_writer()
+        await session.finish()
         with contextlib.suppress(Exception):
             await session.ws.close()
 
