@@ -84,7 +84,7 @@ class TradeLimits:
     max_message_bytes: int = 64 * 1024
     max_connections: int = 10_000
     max_connections_per_key: int = 32
-    send_buffer: int = 1024  # messages queued to one client
+    send_buffer: int = 1024  # messages (of 512 bytes: the bound is in bytes) buffered per client
     heartbeat_s: float = 10.0  # WebSocket ping interval; a missed pong closes
     idle_timeout_s: float = 300.0  # no message at all from the client
     logon_timeout_s: float = 30.0  # connected but not logged on
