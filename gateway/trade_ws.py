@@ -522,6 +522,34 @@ class TradeGateway:
 
     # ---- logon ----------------------------------------------------------------------------
 
+    async def authenticate(self, *, api_key: str, timestamp_ms: int,
+                           signed_timestamp: int | str, nonce: str, replay_key: str,
+                           signature: str) -> ApiKeyInfo:
+        """Every logon check, WebSocket and FIX alike; any failure is the same 2002.
+
+        `signed_timestamp` is the timestamp as it was signed (FIX signs SendingTime's text);
+        `replay_key` is what may be used only once per key within the window.
+        """
+        if not auth.timestamp_fresh(timestamp_ms, auth.now_ms(), self.limits.logon_window_ms):
+            raise RequestError(Code.BAD_CREDENTIALS)
+        info = await self.key_info(api_key)
+        if not auth.signature_ok(info.secret, signed_timestamp, nonce, api_key, signature):
+            raise RequestError(Code.BAD_CREDENTIALS)
+        # Nonces are recorded only for good signatures: garbage cannot fill the cache.
+        if not self.nonces.use(api_key, replay_key):
+            raise RequestError(Code.BAD_CREDENTIALS)
+        self.metrics.nonce_cache.set(len(self.nonces))
+        if self.shared_nonces is not None:
+            claimed = await self.shared_nonces.claim(api_key, replay_key)
+            if claimed is False:  # replayed on another gateway process
+                raise RequestError(Code.BAD_CREDENTIALS)
+            if claimed is None:
+                self.metrics.shared_nonce_unavailable.inc()
+                log.warning("shared_nonce_check_skipped", reason="redis unavailable")
+        if self.sessions.per_key.get(info.api_key, 0) >= self.limits.max_connections_per_key:
+            raise RequestError(Code.RATE_LIMITED, "too many sessions for this key", 1000)
+        return info
+
     async def key_info(self, api_key: str) -> ApiKeyInfo:
         """The key's account, secret and permissions (cached); 2002 for an unknown key."""
         info = self.keys.get(api_key)
@@ -542,26 +570,10 @@ class TradeGateway:
         if session.logged_on:
             raise RequestError(Code.MALFORMED, "already logged on")
         params = validation.logon(req.params)
-        if not auth.timestamp_fresh(params.timestamp, auth.now_ms(),
-                                    self.limits.logon_window_ms):
-            raise RequestError(Code.BAD_CREDENTIALS)
-        info = await self.key_info(params.api_key)
-        if not auth.signature_ok(info.secret, params.timestamp, params.nonce, params.api_key,
-                                 params.signature):
-            raise RequestError(Code.BAD_CREDENTIALS)
-        # Nonces are recorded only for good signatures: garbage cannot fill the cache.
-        if not self.nonces.use(params.api_key, params.nonce):
-            raise RequestError(Code.BAD_CREDENTIALS)
-        self.metrics.nonce_cache.set(len(self.nonces))
-        if self.shared_nonces is not None:
-            claimed = await self.shared_nonces.claim(params.api_key, params.nonce)
-            if claimed is False:  # replayed on another gateway process
-                raise RequestError(Code.BAD_CREDENTIALS)
-            if claimed is None:
-                self.metrics.shared_nonce_unavailable.inc()
-                log.warning("shared_nonce_check_skipped", reason="redis unavailable")
-        if self.sessions.per_key.get(info.api_key, 0) >= self.limits.max_connections_per_key:
-            raise RequestError(Code.RATE_LIMITED, "too many sessions for this key", 1000)
+        info = await self.authenticate(
+            api_key=params.api_key, timestamp_ms=params.timestamp,
+            signed_timestamp=params.timestamp, nonce=params.nonce, replay_key=params.nonce,
+            signature=params.signature)
         if session.logged_on:  # a concurrent logon on the same connection won the race
             raise RequestError(Code.MALFORMED, "already logged on")
         session.account_id = info.account_id

@@ -25,7 +25,6 @@ from exchange.instruments import ExchangeConfig
 from exchange.link_client import LinkDown
 from exchange.link_messages import Refused, Result
 from exchange.queries import ApiKeyInfo, NotFound, OrderState, QueryResult
-from gateway import auth
 from gateway.fix import mapping
 from gateway.fix.codec import FixMessage, FixStreamParser
 from gateway.fix.session import Authenticate, Deliver, Disconnect, FixSession, Send, State
@@ -126,7 +125,8 @@ class FixConnection:
             self._closed.set()
             return
         self.writer.write(data)
-        self.acceptor.bytes_out += len(data)
+        self.acceptor.messages_out.inc()
+        self.acceptor.bytes_out.inc(len(data))
 
     def _act(self, actions: Sequence[object]) -> None:
         for action in actions:
@@ -149,7 +149,9 @@ class FixConnection:
                 if not data:
                     self.close_reason = self.close_reason or "client closed"
                     break
+                self.acceptor.bytes_in.inc(len(data))
                 for message in self.parser.feed(data):
+                    self.acceptor.messages_in.inc()
                     self._act(self.session.on_message(message, time.time()))
                     if self._closed.is_set():
                         break
@@ -205,7 +207,6 @@ class FixConnection:
         self._act(self.session.accept_logon(logon, time.time()))
 
     async def _check_logon(self, logon: FixMessage) -> ApiKeyInfo:
-        trade = self.trade
         api_key = logon.get(553) or ""
         signature = logon.get(96) or ""
         sending = logon.get(52) or ""
@@ -213,16 +214,11 @@ class FixConnection:
         stamp = parse_sending_time(sending)
         if not api_key or not signature or stamp is None:
             raise RequestError(Code.BAD_CREDENTIALS)
-        if not auth.timestamp_fresh(stamp, auth.now_ms(), trade.limits.logon_window_ms):
-            raise RequestError(Code.BAD_CREDENTIALS)
-        info = await trade.key_info(api_key)
-        if not auth.signature_ok(info.secret, sending, sender, api_key, signature):
-            raise RequestError(Code.BAD_CREDENTIALS)
-        if not trade.nonces.use(api_key, f"{sender}|{sending}"):
-            raise RequestError(Code.BAD_CREDENTIALS)
-        if trade.sessions.per_key.get(api_key, 0) >= trade.limits.max_connections_per_key:
-            raise RequestError(Code.RATE_LIMITED, "too many sessions for this key")
-        return info
+        # The signature's nonce is SenderCompID (PROTOCOL.md); what may not be replayed is the
+        # (SenderCompID, SendingTime) pair, so a client can reconnect at once.
+        return await self.trade.authenticate(
+            api_key=api_key, timestamp_ms=stamp, signed_timestamp=sending, nonce=sender,
+            replay_key=f"{sender}|{sending}", signature=signature)
 
     # ---- application messages --------------------------------------------------------------
 
@@ -243,17 +239,17 @@ class FixConnection:
             if msg_type == "D":
                 self._limit_orders(msg)
                 place = mapping.new_order_single(config, self.account_id, self.session_id, msg)
-                self._submit(msg, self.trade.link.submit(place), cancel=False)
+                self._submit(msg, self.trade.link.submit(place))
             elif msg_type == "F":
                 cancel = mapping.cancel_request(config, self.account_id, msg)
-                self._submit(msg, self.trade.link.submit(cancel, cancel=True), cancel=True)
+                self._submit(msg, self.trade.link.submit(cancel, cancel=True))
             elif msg_type == "G":
                 self._limit_orders(msg)
                 amend = mapping.cancel_replace_request(config, self.account_id, msg)
                 replace = (msg.get(11) or "", msg.get(41) or amend.client_order_id or "")
                 self._pending_replace[amend.order_id if amend.order_id is not None
                                       else amend.client_order_id or ""] = replace
-                self._submit(msg, self.trade.link.submit(amend), cancel=False)
+                self._submit(msg, self.trade.link.submit(amend))
             else:
                 query = mapping.status_request(config, self.account_id, msg)
                 fut = self.trade.link.ask_nowait(query)
@@ -274,8 +270,7 @@ class FixConnection:
         if wait:
             raise RequestError(Code.RATE_LIMITED, "order rate limit", wait)
 
-    def _submit(self, msg: FixMessage, ticket: asyncio.Future[Result | Refused], *,
-                cancel: bool) -> None:
+    def _submit(self, msg: FixMessage, ticket: asyncio.Future[Result | Refused]) -> None:
         ticket.add_done_callback(lambda f: self._result(msg, f))
 
     def _result(self, msg: FixMessage, fut: asyncio.Future[Result | Refused]) -> None:
@@ -350,7 +345,11 @@ class FixAcceptor:
         self.max_connections = max_connections
         self.max_write_buffer = max_write_buffer
         self.connections: set[FixConnection] = set()
-        self.bytes_out = 0
+        metrics = trade.metrics
+        self.messages_out = metrics.messages_out.labels("fix")
+        self.bytes_out = metrics.bytes_out.labels("fix")
+        self.messages_in = metrics.messages_in.labels("fix")
+        self.bytes_in = metrics.bytes_in.labels("fix")
         self.port = 0
         self._server: asyncio.Server | None = None
 

@@ -44,3 +44,28 @@ async def test_nonce_replayed_on_another_gateway_is_refused(
             assert skipped._value.get() == 1
         finally:
             await two.stop_gateway()
+
+
+@pytest.mark.redis
+async def test_fix_logon_replayed_on_another_gateway_is_refused(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    from gateway.fix.client import FixClient
+    from gateway.fix.session import sending_time
+
+    async with running_exchange(tmp_path, redis_url=redis_server.url, fix=True,
+                                matcher_args=["--redis-url", redis_server.url]) as one:
+        two = RunningExchange(matcher=one.matcher, settings=one.settings)
+        await two.start_gateway()
+        try:
+            creds = await one.new_account(FUNDS)
+            when = sending_time(time.time())
+            first = await FixClient.connect("127.0.0.1", one.fix_port, api_key="", secret="",
+                                            logon=False)
+            assert (await first.logon(creds.api_key, creds.secret, when=when)).msg_type == "A"
+            replay = await FixClient.connect("127.0.0.1", two.fix_port, api_key="", secret="",
+                                             logon=False)
+            answer = await replay.logon(creds.api_key, creds.secret, when=when)
+            assert answer.msg_type == "5" and answer.get(58) == "logon rejected"
+            await first.close()
+        finally:
+            await two.stop_gateway()
