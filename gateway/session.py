@@ -106,8 +106,11 @@ class TradeSession:
         if self.close_reason is not None:
             return False
         frame = text_frame(_ENCODER.encode(message))
-        buffered = self._pending_bytes + self._transport_buffered()
-        if buffered >= self._soft_bytes and (buffered >= self._hard_bytes or self._backed_up()):
+        transport = self.request.transport
+        in_socket = -1 if transport is None else transport.get_write_buffer_size()
+        buffered = self._pending_bytes + max(in_socket, 0)
+        # Backed up: the socket is not taking our bytes (a slow client, not just a burst).
+        if buffered >= self._soft_bytes and (buffered >= self._hard_bytes or in_socket != 0):
             self._buffer_full()
             return False
         if not self._pending:
@@ -117,15 +120,6 @@ class TradeSession:
         if received_at is not None:
             self._answered.append((received_at, method))
         return True
-
-    def _transport_buffered(self) -> int:
-        transport = self.request.transport
-        return 0 if transport is None else transport.get_write_buffer_size()
-
-    def _backed_up(self) -> bool:
-        """The socket is not taking our bytes: a slow client, not just a burst in progress."""
-        transport = self.request.transport
-        return transport is None or transport.get_write_buffer_size() > 0
 
     def _buffer_full(self) -> None:
         self.metrics.send_buffer_full.inc()
