@@ -39,6 +39,10 @@ from gateway.metrics import GatewayMetrics
 log = structlog.get_logger("gateway.matcher_link")
 
 ReportsHandler = Callable[[list[OrderEvent]], None]
+# What a submitted command comes to: the matcher's Result or Refused, LinkDown (sent, outcome
+# unknown) or Unavailable (never sent). Called once, on the event loop.
+Outcome = Result | Refused | LinkDown | ConnectionError
+OutcomeCallback = Callable[[Outcome], None]
 Connector = Callable[..., Awaitable[LinkClient]]
 CancelOnDisconnect = Literal["none", "session", "account"]
 
@@ -70,7 +74,19 @@ class LinkLimits:
 @dataclass(slots=True)
 class _Waiting:
     command: Command
-    ticket: asyncio.Future[Result | Refused]
+    done: OutcomeCallback
+
+
+def _resolve(ticket: asyncio.Future[Result | Refused]) -> OutcomeCallback:
+    def resolve(outcome: Outcome) -> None:
+        if ticket.done():
+            return
+        if isinstance(outcome, Result | Refused):
+            ticket.set_result(outcome)
+        else:
+            ticket.set_exception(outcome)
+
+    return resolve
 
 
 @dataclass(slots=True)
@@ -117,10 +133,13 @@ class MatcherLink:
         self._md_handler: MarketDataHandler | None = None
         self._state_handlers: list[LinkStateHandler] = []
         self.last_error: str = "not connected yet"
-        self._order_depth = self.metrics.queue_depth.labels("order")
-        self._cancel_depth = self.metrics.queue_depth.labels("cancel")
+        # Read when scraped, not set per command: the gauges cost nothing on the hot path.
+        m = self.metrics
+        m.in_flight.set_function(lambda: self._in_flight)
+        m.asks_in_flight.set_function(lambda: self._asks)
+        m.queue_depth.labels("order").set_function(lambda: len(self._queue))
+        m.queue_depth.labels("cancel").set_function(lambda: len(self._cancel_queue))
         self._loop = asyncio.get_running_loop()
-        self._update_gauges()
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -206,10 +225,7 @@ class MatcherLink:
         # Never sent: the matcher has not seen these.
         for queue in (self._cancel_queue, self._queue):
             while queue:
-                item = queue.popleft()
-                if not item.ticket.done():
-                    item.ticket.set_exception(Unavailable("matcher link down"))
-        self._update_gauges()
+                self._call(queue.popleft().done, Unavailable("matcher link down"))
         if was_up:
             self._notify_state(False)
 
@@ -229,72 +245,70 @@ class MatcherLink:
         (sent, outcome unknown) or Unavailable (never sent). Callers submit in arrival order
         without awaiting in between, so one session's commands reach the matcher in order.
         """
+        ticket: asyncio.Future[Result | Refused] = self._loop.create_future()
+        self.submit_to(command, _resolve(ticket), cancel=cancel)
+        return ticket
+
+    def submit_to(self, command: Command, done: OutcomeCallback, *, cancel: bool = False
+                  ) -> None:
+        """`submit` without a future: `done` is called once with the outcome, synchronously
+        as the matcher's answer is read, after the reports it carries were delivered. The
+        hot path: no future, no extra event-loop turn per request."""
         if self._client is None or not self._up.is_set():
             raise Unavailable("matcher link down")
         lim = self.limits
-        ticket: asyncio.Future[Result | Refused] = self._loop.create_future()
         if cancel:
             if not self._cancel_queue and self._in_flight < lim.window + lim.cancel_reserve:
-                self._send(command, ticket)
+                self._send(command, done)
             elif len(self._cancel_queue) < lim.cancel_queue_size:
-                self._cancel_queue.append(_Waiting(command, ticket))
+                self._cancel_queue.append(_Waiting(command, done))
             else:
                 self.metrics.overloaded.labels("cancel").inc()
                 raise Overloaded(lim.retry_after_ms)
         else:
             if not self._queue and not self._cancel_queue and self._in_flight < lim.window:
-                self._send(command, ticket)
+                self._send(command, done)
             elif len(self._queue) < lim.queue_size:
-                self._queue.append(_Waiting(command, ticket))
+                self._queue.append(_Waiting(command, done))
             else:
                 self.metrics.overloaded.labels("order").inc()
                 raise Overloaded(lim.retry_after_ms)
-        self._update_gauges()
-        return ticket
 
-    def _send(self, command: Command, ticket: asyncio.Future[Result | Refused]) -> None:
+    def _send(self, command: Command, done: OutcomeCallback) -> None:
         client = self._client
         assert client is not None
         try:
-            fut = client.submit_nowait(command)
+            client.submit_callback(command, lambda outcome: self._finished(outcome, done))
         except LinkDown as exc:
-            ticket.set_exception(Unavailable(str(exc)))
+            self._call(done, Unavailable(str(exc)))
             return
         self._in_flight += 1
-        fut.add_done_callback(lambda f: self._finished(f, ticket))
 
-    def _finished(self, fut: asyncio.Future[Result | Refused],
-                  ticket: asyncio.Future[Result | Refused]) -> None:
+    def _finished(self, outcome: Result | Refused | LinkDown, done: OutcomeCallback) -> None:
         self._in_flight -= 1
-        exc = fut.exception()
-        if exc is None:
-            result = fut.result()
-            # Reports first, in link order: Reports frames are delivered with call_soon too.
-            if isinstance(result, Result) and self._reports_handler is not None:
-                self._deliver(result.events)  # type: ignore[arg-type]
-            if not ticket.done():
-                ticket.set_result(result)
-        elif not ticket.done():
-            ticket.set_exception(exc)
+        # Reports first, in link order (Reports frames are delivered as they are read too).
+        if type(outcome) is Result and self._reports_handler is not None:
+            self._deliver(outcome.events)  # type: ignore[arg-type]
+        self._call(done, outcome)
         self._pump()
+
+    @staticmethod
+    def _call(done: OutcomeCallback, outcome: Outcome) -> None:
+        # A failing answer is the caller's bug: it must not stop the window from moving.
+        try:
+            done(outcome)
+        except Exception:
+            log.exception("submit_callback_failed")
 
     def _pump(self) -> None:
         lim = self.limits
         if self._client is not None and self._up.is_set():
             while self._cancel_queue and self._in_flight < lim.window + lim.cancel_reserve:
                 item = self._cancel_queue.popleft()
-                if not item.ticket.done():
-                    self._send(item.command, item.ticket)
+                self._send(item.command, item.done)
             while self._queue and not self._cancel_queue and self._in_flight < lim.window:
                 item = self._queue.popleft()
-                if not item.ticket.done():
-                    self._send(item.command, item.ticket)
-        self._update_gauges()
-
-    def _update_gauges(self) -> None:
-        self.metrics.in_flight.set(self._in_flight)
-        self._order_depth.set(len(self._queue))
-        self._cancel_depth.set(len(self._cancel_queue))
+                self._send(item.command, item.done)
 
     @property
     def in_flight(self) -> int:
@@ -318,13 +332,11 @@ class MatcherLink:
         except LinkDown as exc:
             raise Unavailable(str(exc)) from exc
         self._asks += 1
-        self.metrics.asks_in_flight.set(self._asks)
         fut.add_done_callback(self._ask_done)
         return fut
 
     def _ask_done(self, fut: asyncio.Future[QueryResult]) -> None:
         self._asks -= 1
-        self.metrics.asks_in_flight.set(self._asks)
         if not fut.cancelled():
             fut.exception()  # retrieved here; the caller may have stopped waiting
 
@@ -368,8 +380,8 @@ class MatcherLink:
         self._reports_handler = handler
 
     def _on_reports(self, events: list[OrderEvent]) -> None:
-        # Deferred like Result futures' callbacks so both keep the link's frame order.
-        self._loop.call_soon(self._deliver, events)
+        # Delivered as read, like Results (submit_to): both keep the link's frame order.
+        self._deliver(events)
 
     def _deliver(self, events: list[OrderEvent]) -> None:
         if self._reports_handler is not None:

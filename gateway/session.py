@@ -85,6 +85,7 @@ class TradeSession:
         self.cancel_on_disconnect: CancelOnDisconnect = "none"
         self.report_seq = 0
         self.close_reason: str | None = None
+        self.last_rx = asyncio.get_running_loop().time()  # when the client last sent a message
         self._flusher = flusher
         self._pending: list[bytes] = []
         self._pending_bytes = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from exchange.codes import MESSAGES, STATUS_OF, Code
-from exchange.commands import CancelAll
+from exchange.commands import CancelAll, Command
 from exchange.events import (
     AllCanceled,
     CancelRejected,
@@ -41,7 +42,8 @@ from exchange.queries import (
     OrderState,
     QueryResult,
 )
-from gateway import auth, validation
+from gateway import auth, validation, ws_direct
+from gateway.deadlines import Deadlines
 from gateway.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit import BucketTable, RateLimit, TokenBucket
@@ -98,10 +100,10 @@ class TradeLimits:
 
 
 class _Pending:
-    """One request waiting for the matcher: answered once, by its result or its timeout."""
+    """One request waiting for the matcher: answered once, by its outcome or its deadline."""
 
-    __slots__ = ("answered", "ask", "gateway", "received_at", "render", "req", "session",
-                 "timer")
+    __slots__ = ("answered", "ask", "deadline", "gateway", "received_at", "render", "req",
+                 "session")
 
     def __init__(self, gateway: TradeGateway, session: TradeSession, req: Request,
                  received_at: float, render: Callable[[Any], Reply], *, ask: bool) -> None:
@@ -109,10 +111,10 @@ class _Pending:
         self.session = session
         self.req = req
         self.received_at = received_at
+        self.deadline = received_at + gateway.limits.request_timeout_s
         self.render = render
         self.ask = ask
         self.answered = False
-        self.timer: asyncio.TimerHandle | None = None
 
     def timeout(self) -> None:
         if self.answered:
@@ -122,24 +124,28 @@ class _Pending:
         self.gateway._reply(self.session, req.id, req.method, Code.TIMEOUT, None,
                             msg="no answer from the matcher in time: outcome unknown",
                             received_at=self.received_at)
-        self.gateway._settled(self)
+        self.gateway._settled()
 
-    def finish(self, fut: asyncio.Future[Any]) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+    def finish(self, outcome: Any) -> None:
+        """Called once with a Result, Refused, query result, or the exception it came to."""
         if self.answered:
-            if not fut.cancelled():
-                fut.exception()  # retrieved: it was answered 5001 already
-            return
+            return  # answered 5001 already
         self.answered = True
         try:
-            self.gateway._answer(self, fut)
+            self.gateway._answer(self, outcome)
         except Exception:
             log.exception("request_failed", method=self.req.method)
             self.gateway._reply(self.session, self.req.id, self.req.method, Code.INTERNAL,
                                 None, received_at=self.received_at)
         finally:
-            self.gateway._settled(self)
+            self.gateway._settled()
+
+    def finish_future(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            self.finish(Unavailable("cancelled"))
+        else:
+            exc = fut.exception()
+            self.finish(exc if exc is not None else fut.result())
 
 
 class TradeWebSocket(web.WebSocketResponse):
@@ -150,6 +156,12 @@ class TradeWebSocket(web.WebSocketResponse):
     """
 
     too_large_answer: Callable[[], bytes] | None = None
+    # Set by prepare(): where text messages can be handed straight to a handler (ws_direct).
+    direct_queue: Any = None
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None,
+                    writer: Any) -> None:
+        self.direct_queue = ws_direct.post_start(self, request, protocol, writer)
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"",
                     drain: bool = True) -> bool:
@@ -178,7 +190,8 @@ class TradeGateway:
         self.order_buckets = BucketTable(limits.orders)
         self.shared_nonces = shared_nonces
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending: set[_Pending] = set()
+        self._unanswered = 0
+        self._deadlines = Deadlines()
         self._idle = asyncio.Event()
         self._idle.set()
         self._loop = asyncio.get_running_loop()
@@ -198,7 +211,7 @@ class TradeGateway:
         """Let answers and cancel-on-disconnect finish (bounded), then cancel what is left."""
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=limit_s)
-        if self._pending:
+        if self._unanswered:
             self._idle.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(limit_s):
@@ -240,17 +253,35 @@ class TradeGateway:
         loop = asyncio.get_running_loop()
         msgs_in = self.metrics.messages_in.labels("trade")
         bytes_in = self.metrics.bytes_in.labels("trade")
+        direct_queue = ws.direct_queue
+        log_context = contextvars.copy_context()  # replaced once logged on
+
+        def on_direct(data: str | bytes, size: int) -> None:
+            # Logged on, nothing queued: each message is handled as aiohttp parses it, in
+            # the session's log context (it runs in the connection's data_received).
+            session.last_rx = received_at = loop.time()
+            msgs_in.inc()
+            bytes_in.inc(size)
+            log_context.run(self._process, session, data, size, received_at)
+
         try:
             while True:
-                timeout = lim.idle_timeout_s if session.logged_on else lim.logon_timeout_s
+                if (direct_queue is not None and direct_queue.direct is None
+                        and session.logged_on and not direct_queue.buffered
+                        and session.close_reason is None):
+                    log_context = contextvars.copy_context()
+                    direct_queue.direct = on_direct
+                idle = lim.idle_timeout_s if session.logged_on else lim.logon_timeout_s
                 try:
-                    msg = await ws.receive(timeout=timeout)
+                    msg = await ws.receive(timeout=idle - (loop.time() - session.last_rx))
                 except TimeoutError:
+                    if loop.time() - session.last_rx < idle:
+                        continue  # messages came the direct way meanwhile
                     reason = "idle timeout" if session.logged_on else "no logon"
                     session.close(reason, WSCloseCode.POLICY_VIOLATION)
                     break
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    received_at = loop.time()
+                    session.last_rx = received_at = loop.time()
                     data: str | bytes = msg.data
                     size = _utf8_size(data)
                     msgs_in.inc()
@@ -269,6 +300,8 @@ class TradeGateway:
                         reason = f"closed with {ws.close_code}"
                     break
         finally:
+            if direct_queue is not None:
+                direct_queue.direct = None
             await self._closed(session, reason)
         return ws
 
@@ -348,7 +381,9 @@ class TradeGateway:
             if retry_after_ms is not None:
                 error["retry_after_ms"] = retry_after_ms
             body["error"] = error
-            log.info("request_rejected", method=method, code=int(code), msg=error["msg"])
+            # Named here: answers from the matcher run outside the session's log context.
+            log.info("request_rejected", method=method, code=int(code), msg=error["msg"],
+                     session_id=session.session_id, account_id=session.account_id)
         body["rate_limits"] = self._rate_limits(session)
         self.metrics.count_request(method or "invalid", int(code))
         session.send(body, received_at=received_at, method=method or "invalid")
@@ -368,40 +403,59 @@ class TradeGateway:
 
     async def _on_message(self, session: TradeSession, data: str | bytes, size: int,
                           received_at: float) -> None:
+        req = self._process(session, data, size, received_at)
+        if req is None:
+            return
+        try:
+            await self._logon(session, req, received_at)
+        except Exception as exc:
+            self._refuse(session, req, exc, received_at)
+
+    def _process(self, session: TradeSession, data: str | bytes, size: int,
+                 received_at: float) -> Request | None:
+        """Everything but a first logon, synchronously; returns the logon to await."""
         if size > self.limits.max_message_bytes:  # aiohttp's bound normally catches it first
             session.close_after(self._too_large_body(session), "message too large")
-            return
+            return None
         try:
             req = validation.parse_request(data)
         except EnvelopeError as exc:
             self._reply(session, exc.request_id, "", exc.code, None, msg=exc.msg)
-            return
+            return None
         try:
             wait = session.requests_bucket.take()
             if wait:
                 raise RequestError(Code.RATE_LIMITED, "too many requests", wait)
-            await self._dispatch(session, req, received_at)
-        except RequestError as exc:
+            if req.method == validation.LOGON:
+                if session.logged_on:
+                    raise RequestError(Code.MALFORMED, "already logged on")
+                return req
+            self._dispatch(session, req, received_at)
+        except Exception as exc:
+            self._refuse(session, req, exc, received_at)
+        return None
+
+    def _refuse(self, session: TradeSession, req: Request, exc: Exception,
+                received_at: float) -> None:
+        """The answer to a request that raised (call from its `except` block)."""
+        if isinstance(exc, RequestError):
             self._reply(session, req.id, req.method, exc.code, None, msg=exc.msg,
                         retry_after_ms=exc.retry_after_ms, received_at=received_at)
-        except Overloaded as exc:
+        elif isinstance(exc, Overloaded):
             self._reply(session, req.id, req.method, Code.OVERLOADED, None,
                         msg="queue to the matcher is full", retry_after_ms=exc.retry_after_ms,
                         received_at=received_at)
-        except Unavailable:
+        elif isinstance(exc, Unavailable):
             self._reply(session, req.id, req.method, Code.INTERNAL, None,
                         msg="matcher unavailable", retry_after_ms=1000, received_at=received_at)
-        except Exception:
+        else:
             # A bug, not the client's fault: answer 5002 and keep the session.
             log.exception("request_failed", method=req.method)
             self._reply(session, req.id, req.method, Code.INTERNAL, None,
                         received_at=received_at)
 
-    async def _dispatch(self, session: TradeSession, req: Request, received_at: float) -> None:
+    def _dispatch(self, session: TradeSession, req: Request, received_at: float) -> None:
         method, params = req.method, req.params
-        if method == validation.LOGON:
-            await self._logon(session, req, received_at)
-            return
         # PROTOCOL.md: any method other than session.logon before a good logon is 2001,
         # ping included.
         if session.account_id is None:
@@ -420,89 +474,95 @@ class TradeGateway:
             if wait:
                 raise RequestError(Code.RATE_LIMITED, "order rate limit", wait)
         config = self.config
+        link = self.link
         if method == validation.PLACE:
             place = validation.place_order(config, params, account, session.session_id)
-            self._await_submit(session, req, received_at,
-                               self.link.submit(place), _render_place)
+            self._submit(session, req, received_at, place, _render_place)
         elif method == validation.CANCEL:
             cancel = validation.cancel_order(config, params, account)
-            self._await_submit(session, req, received_at,
-                               self.link.submit(cancel, cancel=True), _render_cancel)
+            self._submit(session, req, received_at, cancel, _render_cancel, cancel=True)
         elif method == validation.AMEND:
             amend = validation.amend_order(config, params, account)
-            self._await_submit(session, req, received_at,
-                               self.link.submit(amend), _render_amend)
+            self._submit(session, req, received_at, amend, _render_amend)
         elif method == validation.CANCEL_ALL:
             cancel_all = validation.cancel_all(config, params, account)
-            self._await_submit(session, req, received_at,
-                               self.link.submit(cancel_all, cancel=True), _render_cancel_all)
+            self._submit(session, req, received_at, cancel_all, _render_cancel_all,
+                         cancel=True)
         elif method == validation.STATUS:
             query = validation.order_status(config, params, account)
-            self._await_ask(session, req, received_at, self.link.ask_nowait(query),
+            self._await_ask(session, req, received_at, link.ask_nowait(query),
                             self._render_status)
         elif method == validation.OPEN:
             open_q = validation.open_orders(config, params, account)
-            self._await_ask(session, req, received_at, self.link.ask_nowait(open_q),
+            self._await_ask(session, req, received_at, link.ask_nowait(open_q),
                             self._render_open)
         elif method == validation.BALANCES:
             bal_q = validation.balances(params, account)
-            self._await_ask(session, req, received_at, self.link.ask_nowait(bal_q),
+            self._await_ask(session, req, received_at, link.ask_nowait(bal_q),
                             self._render_balances)
         else:  # pragma: no cover - parse_request admits only known methods
             raise RequestError(Code.MALFORMED, "unknown method")
 
     # ---- answers --------------------------------------------------------------------------
 
-    def _await_submit(self, session: TradeSession, req: Request, received_at: float,
-                      ticket: asyncio.Future[Result | Refused],
-                      render: Callable[[Result], Reply]) -> None:
-        self._await(_Pending(self, session, req, received_at, render, ask=False), ticket)
+    def _submit(self, session: TradeSession, req: Request, received_at: float,
+                command: Command, render: Callable[[Result], Reply], *,
+                cancel: bool = False) -> None:
+        pending = _Pending(self, session, req, received_at, render, ask=False)
+        self._unanswered += 1
+        self._deadlines.add(pending)
+        try:
+            self.link.submit_to(command, pending.finish, cancel=cancel)
+        except BaseException:
+            pending.answered = True  # refused at once (4002, 5002): the caller answers
+            self._settled()
+            raise
 
     def _await_ask(self, session: TradeSession, req: Request, received_at: float,
                    fut: asyncio.Future[QueryResult],
                    render: Callable[[QueryResult], Reply]) -> None:
-        self._await(_Pending(self, session, req, received_at, render, ask=True), fut)
+        pending = _Pending(self, session, req, received_at, render, ask=True)
+        self._unanswered += 1
+        self._deadlines.add(pending)
+        fut.add_done_callback(pending.finish_future)
 
-    def _await(self, pending: _Pending, fut: asyncio.Future[Any]) -> None:
-        # A done-callback and a timer per request, not a task: this is the hot path.
-        self._pending.add(pending)
-        pending.timer = self._loop.call_later(self.limits.request_timeout_s, pending.timeout)
-        fut.add_done_callback(pending.finish)
-
-    def _answer(self, pending: _Pending, fut: asyncio.Future[Any]) -> None:
+    def _answer(self, pending: _Pending, outcome: Any) -> None:
         session, req, at = pending.session, pending.req, pending.received_at
-        exc = fut.exception() if not fut.cancelled() else Unavailable("cancelled")
-        if isinstance(exc, LinkDown):
+        if type(outcome) is not Result and self._answer_other(pending, outcome):
+            return
+        code, result, msg = pending.render(outcome)
+        self._reply(session, req.id, req.method, code, result, msg=msg, received_at=at)
+
+    def _answer_other(self, pending: _Pending, outcome: Any) -> bool:
+        """Answers for a failed link, a refusal or NotFound; False for a result to render."""
+        session, req, at = pending.session, pending.req, pending.received_at
+        if isinstance(outcome, LinkDown):
             self._reply(session, req.id, req.method, Code.TIMEOUT, None,
                         msg="no answer from the matcher: outcome unknown, ask order.status"
                         if not pending.ask else "no answer from the matcher",
                         received_at=at)
-            return
-        if isinstance(exc, Unavailable):
+        elif isinstance(outcome, Unavailable):
             self._reply(session, req.id, req.method, Code.INTERNAL, None,
                         msg="matcher unavailable", retry_after_ms=1000, received_at=at)
-            return
-        if exc is not None:
-            raise exc
-        answer = fut.result()
-        if isinstance(answer, Refused):
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        elif isinstance(outcome, Refused):
             # Not sequenced at all (matcher queue full or stopping): safe to retry.
-            code, text = wire_code(answer.code)
+            code, text = wire_code(outcome.code)
             retry = (self.link.limits.retry_after_ms
                      if code in (Code.OVERLOADED, Code.INTERNAL) else None)
-            self._reply(session, req.id, req.method, code, None, msg=answer.reason or text,
+            self._reply(session, req.id, req.method, code, None, msg=outcome.reason or text,
                         retry_after_ms=retry, received_at=at)
-            return
-        if isinstance(answer, NotFound):
-            code, text = wire_code(answer.code)
+        elif isinstance(outcome, NotFound):
+            code, text = wire_code(outcome.code)
             self._reply(session, req.id, req.method, code, None, msg=text, received_at=at)
-            return
-        code, result, msg = pending.render(answer)
-        self._reply(session, req.id, req.method, code, result, msg=msg, received_at=at)
+        else:
+            return False
+        return True
 
-    def _settled(self, pending: _Pending) -> None:
-        self._pending.discard(pending)
-        if not self._pending:
+    def _settled(self) -> None:
+        self._unanswered -= 1
+        if not self._unanswered:
             self._idle.set()
 
     def _render_status(self, answer: QueryResult) -> Reply:

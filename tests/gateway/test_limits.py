@@ -121,6 +121,23 @@ async def test_logon_timeout_and_idle_timeout(ex: RunningExchange) -> None:
     assert logged_on.close_code == 1008
 
 
+async def test_messages_keep_a_session_open_past_the_idle_timeout(ex: RunningExchange) -> None:
+    # Logged-on messages bypass aiohttp's receive() (gateway/ws_direct.py); they must still
+    # count as activity, and silence must still close the session.
+    client = await ex.client(await ex.new_account(FUNDS))
+    loop = asyncio.get_running_loop()
+    until = loop.time() + 2.5  # 2.5 x the idle timeout
+    while loop.time() < until:
+        await client.ping()
+        quiet_from = loop.time()
+        await asyncio.sleep(0.25)
+    assert not client.closed
+    async with asyncio.timeout(5):
+        await client.wait_closed()
+    assert client.close_code == 1008
+    assert loop.time() - quiet_from >= 0.9
+
+
 async def test_total_connections(ex: RunningExchange) -> None:
     from gateway.app import TRADE_KEY
 

@@ -37,6 +37,12 @@ class FakeClient:
         self.submits.append((command, fut))
         return fut
 
+    def submit_callback(self, command: Any, callback: Any) -> None:
+        """As LinkClient: `callback` gets the Result/Refused, or LinkDown."""
+        fut = self.submit_nowait(command)
+        fut.add_done_callback(
+            lambda f: callback(f.exception() if f.exception() is not None else f.result()))
+
     def ask_nowait(self, query: Any) -> asyncio.Future[QueryResult]:
         return asyncio.get_running_loop().create_future()
 
