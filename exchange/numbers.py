@@ -56,8 +56,25 @@ def parse_steps(text: object, step_units: int, decimals: int) -> int | None:
     return units // step_units
 
 
+# Reports and answers format the same few prices and quantities over and over: memoised per
+# decimals, each table bounded (cleared when full).
+_FORMATTED: tuple[dict[int, str], ...] = tuple({} for _ in POW10)
+_FORMATTED_MAX = 1 << 16
+
+
 def format_units(units: int, decimals: int) -> str:
     """Canonical decimal string with exactly `decimals` decimals."""
+    table = _FORMATTED[decimals]
+    text = table.get(units)
+    if text is None:
+        text = _format_units(units, decimals)
+        if len(table) >= _FORMATTED_MAX:
+            table.clear()
+        table[units] = text
+    return text
+
+
+def _format_units(units: int, decimals: int) -> str:
     sign = "-" if units < 0 else ""
     units = -units if units < 0 else units
     if decimals == 0:

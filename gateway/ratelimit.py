@@ -25,7 +25,7 @@ class RateLimit:
 
 
 class TokenBucket:
-    __slots__ = ("_clock", "_last", "_scaled", "spec")
+    __slots__ = ("_cap", "_clock", "_last", "_limit", "_scaled", "_window_ns", "spec")
 
     # Tokens are kept scaled by window_ns so that refill is exact integer arithmetic:
     # elapsed_ns * limit scaled tokens per elapsed nanosecond.
@@ -33,32 +33,32 @@ class TokenBucket:
         self.spec = spec
         self._clock = clock_ns
         self._last = clock_ns()
-        self._scaled = spec.limit * self._window_ns
-
-    @property
-    def _window_ns(self) -> int:
-        return self.spec.window_ms * _NS_PER_MS
+        # Taken on every request: derived once, not per call.
+        self._limit = spec.limit
+        self._window_ns = spec.window_ms * _NS_PER_MS
+        self._cap = self._limit * self._window_ns
+        self._scaled = self._cap
 
     def _refill(self) -> None:
         now = self._clock()
-        cap = self.spec.limit * self._window_ns
-        self._scaled = min(cap, self._scaled + (now - self._last) * self.spec.limit)
+        self._scaled = min(self._cap, self._scaled + (now - self._last) * self._limit)
         self._last = now
 
     def take(self) -> int:
         """0 if a token was taken, else the milliseconds until one is available (>= 1)."""
         self._refill()
-        if self._scaled >= self._window_ns:
-            self._scaled -= self._window_ns
+        window = self._window_ns
+        if self._scaled >= window:
+            self._scaled -= window
             return 0
-        missing = self._window_ns - self._scaled
-        wait_ns = -(-missing // self.spec.limit)
+        missing = window - self._scaled
+        wait_ns = -(-missing // self._limit)
         return max(1, -(-wait_ns // _NS_PER_MS))
 
     def count(self) -> int:
         """Tokens used (limit minus whole tokens left)."""
         self._refill()
-        return self.spec.limit - self._scaled // self._window_ns
+        return self._limit - self._scaled // self._window_ns
 
     def wire(self) -> dict[str, Any]:
         return {"type": self.spec.type, "window_ms": self.spec.window_ms,

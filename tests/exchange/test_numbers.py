@@ -81,3 +81,14 @@ def test_format_units_is_canonical(units: int, decimals: int, text: str) -> None
     assert format_units(units, decimals) == text
     if units >= 0:
         assert parse_units(text, decimals) == units
+
+
+def test_format_units_memo_stays_right_and_bounded() -> None:
+    from exchange import numbers
+
+    table = numbers._FORMATTED[3]
+    for round_ in range(2):  # the second pass reads what the first one stored
+        for units in range(-50, 3 * numbers._FORMATTED_MAX, 997):
+            assert parse_units(format_units(abs(units), 3), 3) == abs(units)
+            assert format_units(units, 3) == numbers._format_units(units, 3), round_
+    assert len(table) <= numbers._FORMATTED_MAX
