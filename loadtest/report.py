@@ -85,6 +85,10 @@ def result_line(result: RunResult) -> str:
 
 def table(result: RunResult) -> str:
     spec = result.spec
+
+    def per_request(cpu_s: float) -> float:
+        return 1e6 * cpu_s / max(result.sent, 1)
+
     lines = [
         f"offered {spec.rate:.0f}/s for {spec.duration_s:g}s over {spec.sessions} sessions, "
         f"{spec.workers} trading processes, symbols {','.join(spec.symbols)}, "
@@ -93,7 +97,9 @@ def table(result: RunResult) -> str:
         f"ok {result.ok}  achieved {result.achieved_per_s:.0f}/s  "
         f"execution reports {result.exec_reports}  md messages {result.md_messages}",
         f"generator CPU {result.generator_cpu_s:.1f} s, all its processes "
-        f"({1e6 * result.generator_cpu_s / max(result.sent, 1):.0f} µs per request sent, "
+        f"({per_request(result.generator_cpu_s):.0f} µs per request sent: trading "
+        f"{per_request(result.generator_cpu_s - result.generator_md_cpu_s):.0f}, market data "
+        f"{per_request(result.generator_md_cpu_s):.0f}; "
         f"{100 * result.generator_cpu_s / max(spec.duration_s, 1e-9):.0f}% of one core)",
         "",
         f"{'latency (ms)':<24}{'count':>9}" + "".join(f"{'p' + f'{p:g}':>10}" for p in PERCENTILES)

@@ -57,6 +57,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     elapsed_s: float = 0.0
     precise_pacer: bool = True
     generator_cpu_s: float = 0.0  # all worker processes together
+    generator_md_cpu_s: float = 0.0  # of which the market-data process
     hists: dict[str, str] = msgspec.field(default_factory=dict)  # merged, encoded
     timeline: list[Second] = msgspec.field(default_factory=list)
     violations: Violations = msgspec.field(default_factory=Violations)
@@ -133,6 +134,8 @@ def merge(spec: RunSpec, results: list[WorkerResult], timeline: list[Second]) ->
         out.elapsed_s = max(out.elapsed_s, r.last_ack_s)
         out.precise_pacer = out.precise_pacer and r.precise_pacer
         out.generator_cpu_s += r.cpu_s
+        if r.market_data_only:
+            out.generator_md_cpu_s += r.cpu_s
         out.violations.merge(r.violations)
         for name, text in r.hists.items():
             target = merged.get(name)

@@ -64,6 +64,7 @@ class WorkerResult(msgspec.Struct, kw_only=True):
     last_ack_s: float = 0.0  # seconds from the start to the last answer received
     precise_pacer: bool = False
     cpu_s: float = 0.0  # this process's CPU time from the start to the end of the drain
+    market_data_only: bool = False  # the process of the md probes (cpu_s: until they end)
     hists: dict[str, str] = msgspec.field(default_factory=dict)
     violations: Violations = msgspec.field(default_factory=Violations)
     failure: str | None = None

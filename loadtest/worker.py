@@ -79,7 +79,8 @@ async def run_worker(
     """`start_wall_ns` blocks until the coordinator hands out the common start time."""
     instruments = instruments_for(spec)
     violations = Violations()
-    result = WorkerResult(worker_id=spec.worker_id, sessions=len(spec.credentials))
+    result = WorkerResult(worker_id=spec.worker_id, sessions=len(spec.credentials),
+                          market_data_only=not spec.credentials)
     loop = asyncio.get_running_loop()
     pacer = Pacer(loop)
     result.precise_pacer = pacer.precise
@@ -127,7 +128,10 @@ async def run_worker(
         try:
             if schedule is not None:
                 await _send_loop(sessions, schedule, pacer)
-            await _wait_answered(sessions, end_ns)
+                await _wait_answered(sessions, end_ns)
+            elif probes:
+                # A market-data-only process works until its probes end: its CPU counts too.
+                await asyncio.wait(probes)
         finally:
             result.cpu_s = time.process_time() - cpu0
             shipper.cancel()

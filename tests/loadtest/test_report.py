@@ -42,6 +42,16 @@ def test_outputs_are_written_and_readable(tmp_path: Path) -> None:
     assert "no violations" in table(result)
 
 
+def test_generator_cpu_is_shown_per_request_trading_and_market_data_apart() -> None:
+    trading = result_with_lag(10)
+    trading.cpu_s = 0.3
+    md = WorkerResult(worker_id=1, cpu_s=0.06, market_data_only=True)
+    result = merge(SPEC, [trading, md], [])
+    assert abs(result.generator_cpu_s - 0.36) < 1e-9
+    assert abs(result.generator_md_cpu_s - 0.06) < 1e-9
+    assert "(120 µs per request sent: trading 100, market data 20;" in table(result)
+
+
 def test_a_generator_that_fell_behind_says_so() -> None:
     result = merge(SPEC, [result_with_lag(5_000)], [])
     notes = generator_notes(result)
