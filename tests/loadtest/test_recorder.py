@@ -78,3 +78,45 @@ def test_lost_races_and_missing_answers_in_the_error_count() -> None:
         spec, [WorkerResult(worker_id=0, errors={3005: 5}, races=4, missing=2)], []
     )
     assert merged.errors == 1 + 2
+
+
+def test_bulk_recording_gives_the_same_histogram_as_per_sample_recording() -> None:
+    import random
+
+    rng = random.Random(7)
+    values = [int(rng.lognormvariate(8, 2)) for _ in range(20_000)]
+    values += [-5, 0, 1, 2047, 2048, 2049, rec.HIGHEST_US, rec.HIGHEST_US + 1, 10**13]
+    one, bulk = rec.new_histogram(), rec.new_histogram()
+    for v in values:
+        rec.record(one, v)
+    rec.record_many(bulk, values[:5000])
+    rec.record_many(bulk, values[5000:])
+    assert bulk.encode() == one.encode()
+    assert bulk.get_total_count() == one.get_total_count() == len(values)
+    assert (bulk.get_min_value(), bulk.get_max_value()) == (one.get_min_value(),
+                                                            one.get_max_value())
+    for p in (50, 99, 99.9, 100):
+        assert bulk.get_value_at_percentile(p) == one.get_value_at_percentile(p)
+
+
+def test_buffered_samples_land_in_their_own_second_and_in_the_totals() -> None:
+    r = rec.Recorder(start_ns=5 * S)  # the start is set once known, as the worker does
+    r.start_ns = 0
+    for i in range(8):
+        t = i * S // 4 + 1
+        r.on_sent(t, t + 2_000_000)
+        r.on_ack("order.place" if i % 2 else "order.cancel", t, t + (i + 1) * 1_000_000, None)
+        r.on_fill(100 + i)
+    # Read mid-second: pending samples are recorded first, and still count for their second.
+    assert r.hist(rec.SEND_LAG).get_total_count() == 8
+    closed = r.take_closed(2 * S)
+    assert [iv.second for iv in closed] == [0, 1]
+    per_second = [rec.decode(iv.ack_hist) for iv in closed]
+    assert [h.get_total_count() for h in per_second] == [4, 4]
+    assert per_second[0].get_max_value() == per_second[0].get_highest_equivalent_value(4000)
+    assert per_second[1].get_min_value() == per_second[1].get_lowest_equivalent_value(5000)
+    hists = {name: rec.decode(text) for name, text in r.encoded().items()}
+    assert hists[rec.ACK_ALL].get_total_count() == 8
+    assert hists[rec.ack_name("order.place")].get_total_count() == 4
+    assert hists[rec.FILL].get_total_count() == 8
+    assert r.flush()[-1].acked == 0
