@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
 
+from exchange import md_publish
 from exchange.events import BookChanged
 from exchange.md_port import MarketDataPort
-from exchange.md_publish import DROPPED, MdPublisher, RedisTransport, make_port
+from exchange.md_publish import (
+    DROPPED,
+    PUBLISHED_REDIS,
+    MdPublisher,
+    RedisTransport,
+    _publish_header,
+    make_port,
+)
 from exchange.md_wire import channel_of, decode_batch
 from tests.redis_server import RedisServer, redis_server
 
@@ -74,3 +85,189 @@ async def test_redis_port_keeps_trying_an_unreachable_server() -> None:
     await asyncio.sleep(0.2)
     assert port.transport.connected is False
     await asyncio.wait_for(port.stop(), 5)
+
+
+# --- the transport on one connection: pipelined writes, bounded, replies counted ---------
+
+
+class FakeRedis:
+    """A scripted Redis: answers the handshake, holds PUBLISH replies until told to answer.
+
+    Records every PUBLISH (channel, payload) in arrival order, per connection.
+    """
+
+    def __init__(self) -> None:
+        self.published: list[tuple[bytes, bytes]] = []
+        self.connections = 0
+        self.answer = True  # answer PUBLISH at once
+        self.error_at: int | None = None  # answer this PUBLISH (1-based) with -ERR
+        self._held: list[bytes] = []
+        self._writer: asyncio.StreamWriter | None = None
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    async def __aenter__(self) -> FakeRedis:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    def release(self) -> None:
+        """Send the held PUBLISH replies."""
+        assert self._writer is not None
+        self._writer.write(b"".join(self._held))
+        self._held.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writer = writer
+        self._held.clear()
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    return
+                assert line[:1] == b"*", line
+                args = []
+                for _ in range(int(line[1:])):
+                    size = int((await reader.readline())[1:])
+                    args.append((await reader.readexactly(size + 2))[:-2])
+                if args[0].upper() != b"PUBLISH":
+                    writer.write(b"+PONG\r\n" if args[0].upper() == b"PING" else b"+OK\r\n")
+                    continue
+                self.published.append((args[1], args[2]))
+                reply = b":1\r\n"
+                if self.error_at == len(self.published):
+                    reply = b"-ERR scripted failure\r\n"
+                if self.answer:
+                    writer.write(reply)
+                else:
+                    self._held.append(reply)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            writer.close()
+
+
+async def eventually(cond: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll a condition that no event signals (a fake server, another process)."""
+    deadline = time.monotonic() + within
+    while True:
+        if cond():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+def test_pre_encoded_publish_is_what_redis_py_packs() -> None:
+    conn = Connection()
+    for channel, payload in [("md:BTC-USD", b"x" * 10), ("md:É", bytes(range(256)) * 40)]:
+        packed = b"".join(conn.pack_commands([("PUBLISH", channel, payload)]))
+        header = _publish_header(channel)
+        assert header + b"$%d\r\n" % len(payload) + payload + b"\r\n" == packed
+
+
+@pytest.mark.parametrize("per_turn", [True, False])
+async def test_outstanding_publishes_are_bounded_and_order_kept(per_turn: bool) -> None:
+    async with FakeRedis() as fake:
+        fake.answer = False
+        transport = RedisTransport(fake.url, max_outstanding=5, max_writes=2)
+        await transport.start()
+        await eventually(lambda: transport.connected)
+        before = PUBLISHED_REDIS._value.get()
+        for i in range(20):
+            transport.send("A", b"%d" % i)
+            if per_turn:
+                await asyncio.sleep(0)  # one batch per loop turn: one write each
+        await asyncio.sleep(0.1)
+        # Nothing answered: per turn, 2 writes of one publish each are on the wire; all at
+        # once, one write of 5 (the publish bound). The rest waits in the queue.
+        assert len(fake.published) == (2 if per_turn else 5)
+        assert transport.outstanding == len(fake.published)
+        assert PUBLISHED_REDIS._value.get() == before  # counted when answered, not written
+        while len(fake.published) < 20:
+            sent = len(fake.published)
+            fake.release()
+            await eventually(lambda sent=sent: len(fake.published) > sent)  # type: ignore[misc]
+            assert transport.outstanding <= 5
+        fake.release()
+        await eventually(lambda: transport.outstanding == 0)
+        assert [p for _, p in fake.published] == [b"%d" % i for i in range(20)]
+        assert {c for c, _ in fake.published} == {b"md:A"}
+        assert PUBLISHED_REDIS._value.get() - before == 20
+        assert fake.connections == 1
+        await transport.stop()
+
+
+async def test_reply_error_drops_the_unanswered_and_reconnects() -> None:
+    async with FakeRedis() as fake:
+        fake.error_at = 3
+        transport = RedisTransport(fake.url)
+        await transport.start()
+        await eventually(lambda: transport.connected)
+        failed = DROPPED.labels("redis", "publish_failed")
+        before = failed._value.get()
+        for i in range(3):
+            transport.send("A", b"%d" % i)
+        await eventually(lambda: fake.connections == 2 and transport.connected)
+        assert failed._value.get() - before >= 1  # the third, at least, is counted lost
+        transport.send("A", b"after")
+        await eventually(lambda: fake.published[-1] == (b"md:A", b"after"))
+        await transport.stop()
+
+
+async def test_a_silent_server_is_given_up_after_the_reply_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(md_publish, "REPLY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(md_publish, "WATCH_TICK_S", 0.05)
+    async with FakeRedis() as fake:
+        fake.answer = False
+        transport = RedisTransport(fake.url)
+        await transport.start()
+        await eventually(lambda: transport.connected)
+        failed = DROPPED.labels("redis", "publish_failed")
+        before = failed._value.get()
+        transport.send("A", b"lost")
+        await eventually(lambda: fake.connections == 2)
+        assert failed._value.get() - before == 1
+        fake.answer = True
+        await eventually(lambda: transport.connected)
+        transport.send("A", b"kept")
+        await eventually(lambda: transport.outstanding == 0 and len(fake.published) == 2)
+        await transport.stop()
+
+
+@pytest.mark.redis
+async def test_redis_killed_is_seen_without_publishing(redis_server: RedisServer) -> None:
+    transport = RedisTransport(redis_server.url)
+    await transport.start()
+    await eventually(lambda: transport.connected)
+    await asyncio.to_thread(redis_server.stop)
+    # The reader sees EOF at once: no publish needed to notice.
+    await eventually(lambda: not transport.connected)
+    await asyncio.to_thread(redis_server.start)
+    await eventually(lambda: transport.connected, within=15)
+    sub = aioredis.Redis.from_url(redis_server.url)
+    pubsub = sub.pubsub()
+    await pubsub.subscribe(channel_of("A"))
+    transport.send("A", b"back")
+    async with asyncio.timeout(10):
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if msg is not None:
+                assert msg["data"] == b"back"
+                break
+    await transport.stop()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await sub.aclose()
