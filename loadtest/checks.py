@@ -28,6 +28,7 @@ BOOK_SEQ_GAP = "book_seq_gap"
 MD_SLOW_CONSUMER = "md_slow_consumer"
 MD_CLOSED = "md_closed_early"
 SESSION_CLOSED = "session_closed_early"
+UNDECODABLE = "undecodable_message"
 
 TERMINAL_STATUSES = frozenset({"canceled", "filled", "rejected", "expired"})
 

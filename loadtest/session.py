@@ -2,7 +2,9 @@
 
 The connection is the lean `loadtest.ws` client: every message arrives through
 `on_message` straight from the protocol's `data_received`. The send path never waits for
-anything: `send` encodes, registers the request and writes the frame synchronously.
+anything: `queue` encodes, registers the request and frames it; `flush` writes what one
+pacing pass queued on this connection with one write and records each request's send lag
+against the time after that write (`send` is both at once).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import msgspec
 
 from loadtest import wire
-from loadtest.checks import AckTracker, SessionChecker, Violations
+from loadtest.checks import UNDECODABLE, AckTracker, SessionChecker, Violations
 from loadtest.mix import Action, Mix
 from loadtest.recorder import Recorder
 from loadtest.ws import WsClient
@@ -58,14 +60,13 @@ class Session:
         # Refused cancels/amends: (client_order_id, method, code), classified at the end.
         self.refused: list[tuple[str, str, int]] = []
         self.last_ack_ns = 0
+        self._queued: list[int] = []  # scheduled times of the requests queued, not yet written
         self._logon_id = 0
         self._logon_reply: asyncio.Future[wire.Inbound] | None = None
 
     async def connect(self, url: str) -> None:
         ws_url = url.replace("http://", "ws://", 1) + "/ws/trade"
-        self.conn = await WsClient.connect(
-            ws_url, lambda data: self.on_message(data, time.monotonic_ns())
-        )
+        self.conn = await WsClient.connect(ws_url, self.on_message)
 
     async def logon(self, api_key: str, secret: str, timeout_s: float = 10.0) -> None:
         assert self.conn is not None
@@ -98,20 +99,40 @@ class Session:
         self.next_id += 1
         return req_id
 
-    def send(self, action: Action, scheduled_ns: int) -> bool:
-        """Send one scheduled request; False if a bound (backlog, write buffer) stopped it."""
-        if len(self.acks.pending) >= MAX_PENDING or self.conn is None:
+    def queue(self, action: Action, scheduled_ns: int) -> bool:
+        """Queue one scheduled request for `flush`; False if a bound (backlog, write buffer)
+        stopped it (counted as not sent)."""
+        conn = self.conn
+        pending = self.acks.pending
+        if len(pending) >= MAX_PENDING or conn is None or not conn.can_send():
             self.not_sent += 1
             return False
-        req_id = self._take_id()
-        frame = wire.request(req_id, action.method, action.params)
-        sent_ns = time.monotonic_ns()
-        if not self.conn.send(frame):
-            self.not_sent += 1
-            return False
-        self.rec.on_sent(scheduled_ns, sent_ns)
-        self.acks.sent(req_id, Pending(action.method, scheduled_ns, action))
+        req_id = self.next_id
+        self.next_id = req_id + 1
+        conn.queue(wire.request(req_id, action.method, action.params))
+        pending[req_id] = Pending(action.method, scheduled_ns, action)
+        self._queued.append(scheduled_ns)
         return True
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    def flush(self) -> None:
+        """Write the queued requests (one write) and record their send lag."""
+        if self.conn is not None:
+            self.conn.flush()
+        sent_ns = time.monotonic_ns()
+        on_sent = self.rec.on_sent
+        for scheduled_ns in self._queued:
+            on_sent(scheduled_ns, sent_ns)
+        self._queued.clear()
+
+    def send(self, action: Action, scheduled_ns: int) -> bool:
+        """Send one scheduled request now; False if a bound stopped it."""
+        ok = self.queue(action, scheduled_ns)
+        self.flush()
+        return ok
 
     def send_cleanup(self) -> None:
         """Cancel everything this session left open (not measured)."""
@@ -125,7 +146,7 @@ class Session:
         try:
             msg = wire.inbound_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.acks.v.add("undecodable_message", f"{self.name}: {exc}: {data[:120]!r}")
+            self.acks.v.add(UNDECODABLE, f"{self.name}: {exc}: {data[:120]!r}")
             return
         if msg.type == "execution":
             self._on_execution(msg)
@@ -138,7 +159,9 @@ class Session:
             self.acks.v.add("unexpected_message", f"{self.name}: {data[:120]!r}")
 
     def _on_response(self, msg: wire.Inbound, recv_ns: int) -> None:
-        pending = self.acks.answered(msg.id)
+        pending = self.acks.pending.pop(msg.id, None)  # type: ignore[arg-type]
+        if pending is None:
+            pending = self.acks.answered(msg.id)  # a violation, or a late answer
         if not isinstance(pending, Pending):
             return
         if pending.method == CLEANUP:
@@ -152,7 +175,7 @@ class Session:
         if code is None:
             order = action.resting
             if order is not None and msg.result is not None:
-                status = msg.result.get("status")
+                status = msg.result.status
                 cid = order.client_order_id
                 # Track it as open unless it already traded or finished (reports may come
                 # before the answer): only untouched resting orders are cancel/amend targets.

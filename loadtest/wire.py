@@ -12,32 +12,42 @@ from typing import Any
 
 import msgspec
 
+# gc=False: these are decoded for every message and hold only strings and numbers (no
+# cycles), so the cyclic garbage collector need not track them.
 
-class ErrorBody(msgspec.Struct, frozen=True):
+
+class ErrorBody(msgspec.Struct, frozen=True, gc=False):
     code: int = 0
     msg: str = ""
     retry_after_ms: int | None = None
 
 
-class Inbound(msgspec.Struct, frozen=True):
-    """Anything on /ws/trade: a response (has `id`) or a pushed execution report (`type`)."""
+class Result(msgspec.Struct, frozen=True, gc=False):
+    """A response's `result`: only the order status is read (other fields are skipped)."""
+
+    status: str | None = None
+
+
+class Inbound(msgspec.Struct, frozen=True, gc=False):
+    """Anything on /ws/trade: a response (has `id`) or a pushed execution report (`type`).
+
+    Only the fields the session reads; msgspec skips the others (the full order state in
+    a result, prices, fees, `rate_limits`) without building them."""
 
     id: int | str | None = None
     status: int | None = None
-    result: dict[str, Any] | None = None
+    result: Result | None = None
     error: ErrorBody | None = None
     type: str | None = None
     seq: int | None = None
     order_id: str | int | None = None
     client_order_id: str | None = None
-    symbol: str | None = None
     exec_type: str | None = None
     ord_status: str | None = None
-    last_qty: str | None = None
     ts: int | None = None
 
 
-class BookMessage(msgspec.Struct, frozen=True):
+class BookMessage(msgspec.Struct, frozen=True, gc=False):
     """Anything on /ws/md; only the fields the probe checks."""
 
     channel: str | None = None

@@ -42,19 +42,45 @@ def instruments_for(spec: WorkerSpec) -> list[Instrument]:
     return [config.instruments[s] for s in spec.symbols]
 
 
+class Sender:
+    """The open-loop send schedule, run as the pacer's tick (round-robin over sessions).
+
+    Each tick sends everything due by now, each request stamped with its own scheduled time,
+    and asks to be woken at the next due time: the schedule never waits for an answer. The
+    requests one pass sends on one connection go out in one write.
+    """
+
+    def __init__(self, sessions: list[Session], schedule: Schedule) -> None:
+        self.sessions = sessions
+        self.schedule = schedule
+        self.k = 0  # the next request to send
+        self.wakes = 0
+
+    def tick(self) -> int | None:
+        schedule, sessions = self.schedule, self.sessions
+        n = len(sessions)
+        k = self.k
+        self.wakes += 1
+        while True:
+            due = schedule.due_count(time.monotonic_ns())
+            if due <= k:
+                break
+            touched: list[Session] = []
+            while k < due:
+                session = sessions[k % n]
+                if session.queue(session.mix.next_action(), schedule.due_ns(k)) and (
+                    session.queued == 1
+                ):
+                    touched.append(session)
+                k += 1
+            for session in touched:
+                session.flush()
+        self.k = k
+        return schedule.due_ns(k) if k < schedule.count else None
+
+
 async def _send_loop(sessions: list[Session], schedule: Schedule, pacer: Pacer) -> None:
-    k = 0
-    n = len(sessions)
-    while k < schedule.count:
-        due = schedule.due_count(time.monotonic_ns())
-        if due <= k:
-            await pacer.sleep_until(schedule.due_ns(k))
-            continue
-        # Everything due now goes out in this pass, each stamped with its own scheduled time.
-        while k < due:
-            session = sessions[k % n]
-            session.send(session.mix.next_action(), schedule.due_ns(k))
-            k += 1
+    await pacer.run(Sender(sessions, schedule).tick)
 
 
 async def _ship_intervals(recorder: Recorder, queue: Queue[Any], worker_id: int) -> None:

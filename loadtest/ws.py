@@ -5,7 +5,15 @@ and an `async for` step with a timeout context, which made the generator spend m
 request than the gateway it measures. This protocol parses frames in `data_received` and hands
 each message straight to a callback; sends are plain synchronous transport writes. Only what
 a client needs: the upgrade handshake, masked text frames out, text/binary/continuation and
-ping/pong/close in. The market-data probes (not on the hot path) keep using aiohttp.
+ping/pong/close in.
+
+Sending: `queue` frames a message (its own random mask key, RFC 6455 5.3) and `flush` writes
+everything queued with one transport write, so the requests one pacing pass sends on one
+connection cost one system call. Receiving: each complete message goes to
+`on_message(payload, recv_ns)`, recv_ns being the monotonic time its last bytes were handed
+to `data_received` (one clock read per segment, taken before any message is processed, so a
+message's latency never includes the generator's work on the messages ahead of it). Frames
+are parsed straight from the received bytes; only a partial frame is kept in a buffer.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import hashlib
 import os
 import random
 import struct
+import time
 from collections.abc import Callable
 from typing import cast
 from urllib.parse import urlsplit
@@ -27,7 +36,7 @@ MAX_HANDSHAKE = 16 << 10
 # Bytes queued in the transport beyond which `send` refuses (the caller counts it).
 MAX_WRITE_BUFFER = 8 << 20
 
-OnMessage = Callable[[bytes], None]
+OnMessage = Callable[[bytes, int], None]  # (payload, monotonic ns it was received)
 
 
 class WsError(ConnectionError):
@@ -49,7 +58,7 @@ def frame(opcode: int, payload: bytes, key: bytes) -> bytes:
     """One final, masked client frame."""
     n = len(payload)
     if n < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        header = bytes((0x80 | opcode, 0x80 | n))
     elif n < 65536:
         header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
     else:
@@ -68,6 +77,9 @@ class WsClient(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._fragments: list[bytes] = []
         self._rng = random.Random(os.urandom(8))
+        self._out: list[bytes] = []  # frames queued for the next flush
+        self._need = 0  # bytes the partial frame in _buf needs before it can be parsed
+        self.close_code: int | None = None  # from the server's close frame, if any
 
     # ---- connecting ----------------------------------------------------------------------
     @classmethod
@@ -107,10 +119,20 @@ class WsClient(asyncio.Protocol):
 
     # ---- receiving -----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
-        self._buf += data
-        if not self._handshake_done and not self._parse_handshake():
-            return
-        self._parse_frames()
+        recv_ns = time.monotonic_ns()
+        if not self._handshake_done:
+            self._buf += data
+            if not self._parse_handshake():
+                return
+            data, self._buf = bytes(self._buf), bytearray()
+        elif self._buf:  # the rest of a partial frame
+            self._buf += data
+            if len(self._buf) < self._need:  # still partial: no copy, no parse
+                return
+            data, self._buf = bytes(self._buf), bytearray()
+        pos = self._parse_frames(data, recv_ns)
+        if pos < len(data) and self.transport is not None:
+            self._buf += data[pos:]
 
     def _parse_handshake(self) -> bool:
         end = self._buf.find(b"\r\n\r\n")
@@ -134,10 +156,11 @@ class WsClient(asyncio.Protocol):
         self._opened.set_result(None)
         return True
 
-    def _parse_frames(self) -> None:
-        buf = self._buf
+    def _parse_frames(self, buf: bytes, recv_ns: int) -> int:
+        """Hand out every complete frame in `buf`; returns how many bytes were consumed."""
         pos = 0
         n = len(buf)
+        self._need = 2
         while n - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -145,11 +168,13 @@ class WsClient(asyncio.Protocol):
             head = 2
             if length == 126:
                 if n - pos < 4:
+                    self._need = 4
                     break
                 length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
                 head = 4
             elif length == 127:
                 if n - pos < 10:
+                    self._need = 10
                     break
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 head = 10
@@ -158,21 +183,26 @@ class WsClient(asyncio.Protocol):
                 head += 4
             if length > MAX_MESSAGE:
                 self._fail("message too large")
-                return
-            if n - pos < head + length:
+                return n
+            end = pos + head + length
+            if n < end:
+                self._need = end - pos
                 break
-            payload = bytes(buf[pos + head : pos + head + length])
+            payload = buf[pos + head : end]
             if masked:
-                payload = mask(payload, bytes(buf[pos + head - 4 : pos + head]))
-            pos += head + length
-            self._on_frame(b0 & 0x80, b0 & 0x0F, payload)
+                payload = mask(payload, buf[pos + head - 4 : pos + head])
+            pos = end
+            if b0 == 0x81 or b0 == 0x82:  # final text/binary: the common case
+                self.on_message(payload, recv_ns)
+            else:
+                self._on_frame(b0 & 0x80, b0 & 0x0F, payload, recv_ns)
             if self.transport is None:
-                return
-        del buf[:pos]
+                return n
+        return pos
 
-    def _on_frame(self, fin: int, opcode: int, payload: bytes) -> None:
+    def _on_frame(self, fin: int, opcode: int, payload: bytes, recv_ns: int) -> None:
         if opcode in (OP_TEXT, OP_BINARY) and fin:
-            self.on_message(payload)
+            self.on_message(payload, recv_ns)
         elif opcode in (OP_TEXT, OP_BINARY, OP_CONT):
             self._fragments.append(payload)
             if sum(map(len, self._fragments)) > MAX_MESSAGE:
@@ -180,10 +210,12 @@ class WsClient(asyncio.Protocol):
             elif fin:
                 message = b"".join(self._fragments)
                 self._fragments.clear()
-                self.on_message(message)
+                self.on_message(message, recv_ns)
         elif opcode == OP_PING:
             self._write(OP_PONG, payload)
         elif opcode == OP_CLOSE:
+            if len(payload) >= 2:
+                self.close_code = int.from_bytes(payload[:2], "big")
             self._write(OP_CLOSE, payload[:2])
             self._close_transport()
 
@@ -193,12 +225,32 @@ class WsClient(asyncio.Protocol):
             key = self._rng.getrandbits(32).to_bytes(4, "little")
             self.transport.write(frame(opcode, payload, key))
 
-    def send(self, payload: bytes) -> bool:
-        """Queue one text message; False when closed or the write buffer is over its bound."""
+    def can_send(self) -> bool:
+        """False when closed or the transport's write buffer is over its bound."""
         t = self.transport
-        if t is None or t.is_closing() or t.get_write_buffer_size() > MAX_WRITE_BUFFER:
+        return not (t is None or t.is_closing() or t.get_write_buffer_size() > MAX_WRITE_BUFFER)
+
+    def queue(self, payload: bytes) -> None:
+        """Frame one text message for the next `flush` (check `can_send` first)."""
+        key = self._rng.getrandbits(32).to_bytes(4, "little")
+        self._out.append(frame(OP_TEXT, payload, key))
+
+    def flush(self) -> None:
+        """Write every queued frame with one transport write."""
+        out = self._out
+        if not out:
+            return
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(out[0] if len(out) == 1 else b"".join(out))
+        out.clear()
+
+    def send(self, payload: bytes) -> bool:
+        """Send one text message now; False when closed or the write buffer is over its bound."""
+        if not self.can_send():
             return False
-        self._write(OP_TEXT, payload)
+        self.queue(payload)
+        self.flush()
         return True
 
     async def close(self, timeout_s: float = 2.0) -> None:

@@ -64,3 +64,44 @@ async def test_pacer_returns_at_once_for_a_past_time() -> None:
     await pacer.sleep_until(time.monotonic_ns() + 1_000_000)
     assert time.monotonic_ns() - t0 >= 1_000_000
     pacer.close()
+
+
+@pytest.mark.parametrize("use_timerfd", [True, False])
+async def test_pacer_runs_a_tick_at_the_times_it_asks_for(use_timerfd: bool) -> None:
+    pacer = Pacer(asyncio.get_running_loop(), use_timerfd=use_timerfd)
+    asked: list[int] = []
+    called: list[int] = []
+
+    def tick() -> int | None:
+        called.append(time.monotonic_ns())
+        if len(called) == 20:
+            return None
+        asked.append(time.monotonic_ns() + 300_000)
+        return asked[-1]
+
+    try:
+        await asyncio.wait_for(pacer.run(tick), 10)
+    finally:
+        pacer.close()
+    assert len(called) == 20
+    assert all(c >= a for a, c in zip(asked, called[1:], strict=True))  # never early
+    if pacer.precise:
+        lates = sorted(c - a for a, c in zip(asked, called[1:], strict=True))
+        assert lates[len(lates) // 2] < 1_000_000
+
+
+async def test_a_failing_tick_ends_the_run_with_its_exception() -> None:
+    pacer = Pacer(asyncio.get_running_loop())
+
+    def tick() -> int | None:
+        raise ZeroDivisionError
+
+    try:
+        with pytest.raises(ZeroDivisionError):
+            await asyncio.wait_for(pacer.run(tick), 5)
+        # The pacer is free again, and still wakes on time.
+        target = time.monotonic_ns() + 200_000
+        await pacer.sleep_until(target)
+        assert time.monotonic_ns() >= target
+    finally:
+        pacer.close()

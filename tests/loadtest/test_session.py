@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from exchange.instruments import load_config
 from loadtest import checks
 from loadtest.checks import Violations
 from loadtest.mix import Mix
-from loadtest.recorder import Recorder, ack_name
+from loadtest.recorder import SEND_LAG, Recorder, ack_name
+from loadtest.schedule import Schedule
 from loadtest.session import Pending, Session
+from loadtest.worker import Sender
+from loadtest.ws import WsClient
+from tests.loadtest.test_ws import FakeTransport, split_client_frames
 
 
 def make_session() -> Session:
@@ -63,3 +68,53 @@ def test_an_answer_nobody_asked_for_or_garbage_is_a_violation() -> None:
     assert s.acks.v.counts[checks.UNMATCHED_ACK] == 1
     s.on_message(b"not json", 0)
     assert s.acks.v.counts["undecodable_message"] == 1
+
+
+def connected_sessions(n: int) -> tuple[list[Session], list[FakeTransport]]:
+    sessions, transports = [], []
+    rec = Recorder(0)
+    for i in range(n):
+        mix = Mix(list(load_config().instruments.values()), f"t{i}", seed=i)
+        s = Session(f"s{i}", mix, rec, Violations())
+        conn = WsClient(s.on_message)
+        transport = FakeTransport()
+        conn.transport = transport  # type: ignore[assignment]
+        conn._handshake_done = True
+        s.conn = conn
+        sessions.append(s)
+        transports.append(transport)
+    return sessions, transports
+
+
+async def test_one_pass_writes_each_connection_once_and_records_lag_after_the_write() -> None:
+    sessions, transports = connected_sessions(3)
+    now = time.monotonic_ns()
+    # 10/s started 750 ms ago: 8 requests are due, round-robin over 3 sessions.
+    schedule = Schedule(start_ns=now - 750_000_000, rate_per_s=10.0, count=20)
+    sender = Sender(sessions, schedule)
+    next_ns = sender.tick()
+    after = time.monotonic_ns()
+    assert sender.k == 8 and next_ns == schedule.due_ns(8) > now
+    assert [len(t.written) for t in transports] == [1, 1, 1]
+    frames = [split_client_frames(t.written[0]) for t in transports]
+    assert [len(f) for f in frames] == [3, 3, 2]
+    ids = sorted(json.loads(p)["id"] for f in frames for _, p, _ in f)
+    assert ids == [1, 1, 1, 2, 2, 2, 3, 3]  # per-session request ids
+    for s, f in zip(sessions, frames, strict=True):
+        assert sorted(s.acks.pending) == [json.loads(p)["id"] for _, p, _ in f]
+    rec = sessions[0].rec
+    assert rec.sent == 8
+    lags = rec.hist(SEND_LAG)
+    # Each request's lag runs from its own scheduled time to after its connection's write.
+    assert lags.get_max_value() >= (now - schedule.due_ns(0)) // 1000
+    assert lags.get_max_value() <= (after - schedule.due_ns(0)) // 1000 + 10
+    assert lags.get_min_value() >= (now - schedule.due_ns(7)) // 1000 - 1
+
+
+async def test_a_closed_connection_counts_requests_as_not_sent() -> None:
+    sessions, transports = connected_sessions(1)
+    transports[0].closing = True
+    schedule = Schedule(start_ns=time.monotonic_ns() - 250_000_000, rate_per_s=10.0, count=3)
+    assert Sender(sessions, schedule).tick() is None
+    assert sessions[0].not_sent == 3 and not sessions[0].acks.pending
+    assert transports[0].written == [] and sessions[0].rec.sent == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 
 import pytest
 from aiohttp import WSMsgType, web
@@ -62,7 +63,7 @@ def test_mask_is_its_own_inverse_and_frames_carry_any_length() -> None:
 
 async def test_frames_split_anywhere_fragments_and_control_frames() -> None:
     got: list[bytes] = []
-    client = WsClient(got.append)
+    client = WsClient(lambda payload, _recv_ns: got.append(payload))
     transport = FakeTransport()
     client.transport = transport  # type: ignore[assignment]
     client._handshake_done = True
@@ -100,7 +101,8 @@ async def test_against_an_aiohttp_server() -> None:
     port = runner.addresses[0][1]
     try:
         got: asyncio.Queue[bytes] = asyncio.Queue()
-        client = await WsClient.connect(f"ws://127.0.0.1:{port}/ws", got.put_nowait)
+        client = await WsClient.connect(f"ws://127.0.0.1:{port}/ws",
+                                        lambda payload, _: got.put_nowait(payload))
         assert client.send(b"abc") and client.send(b"d" * 1000)
         assert await asyncio.wait_for(got.get(), 5) == b"ABC"
         assert await asyncio.wait_for(got.get(), 5) == b"D" * 1000
@@ -108,6 +110,62 @@ async def test_against_an_aiohttp_server() -> None:
         assert client.closed.done()
         assert not client.send(b"late")
         with pytest.raises(WsError):
-            await WsClient.connect(f"ws://127.0.0.1:{port}/nope", got.put_nowait)
+            await WsClient.connect(f"ws://127.0.0.1:{port}/nope", lambda *_: None)
     finally:
         await runner.cleanup()
+
+
+def connected_client(got: list[tuple[bytes, int]] | None = None) -> tuple[WsClient, FakeTransport]:
+    client = WsClient(lambda payload, ns: got.append((payload, ns)) if got is not None else None)
+    transport = FakeTransport()
+    client.transport = transport  # type: ignore[assignment]
+    client._handshake_done = True
+    return client, transport
+
+
+def split_client_frames(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(opcode, payload, mask key) of every frame in one write."""
+    out = []
+    while data:
+        n = data[1] & 0x7F
+        head = 2 if n < 126 else 4 if n == 126 else 10
+        if n == 126:
+            n = struct.unpack("!H", data[2:4])[0]
+        elif n == 127:
+            n = struct.unpack("!Q", data[2:10])[0]
+        size = head + 4 + n
+        opcode, payload = unmask_client_frame(data[:size])
+        out.append((opcode, payload, data[head : head + 4]))
+        data = data[size:]
+    return out
+
+
+async def test_queued_frames_go_out_in_one_write_each_with_its_own_mask_key() -> None:
+    client, transport = connected_client()
+    payloads = [b'{"id":1}', b"x" * 200, b"y" * 70000, b""]
+    for p in payloads:
+        client.queue(p)
+    assert transport.written == []  # nothing leaves before the flush
+    client.flush()
+    assert len(transport.written) == 1
+    frames = split_client_frames(transport.written[0])
+    assert [(op, p) for op, p, _ in frames] == [(OP_TEXT, p) for p in payloads]
+    assert len({key for _, _, key in frames}) == len(frames)  # a fresh key per frame
+    client.flush()  # nothing queued: no empty write
+    assert len(transport.written) == 1
+    assert client.send(b"now") and len(transport.written) == 2
+
+
+async def test_messages_carry_the_receive_time_of_the_segment_that_completed_them() -> None:
+    got: list[tuple[bytes, int]] = []
+    client, _ = connected_client(got)
+    first = server_frame(OP_TEXT, b"a" * 300)
+    t0 = time.monotonic_ns()
+    client.data_received(server_frame(OP_TEXT, b"one") + first[:100])
+    t1 = time.monotonic_ns()
+    client.data_received(first[100:200])  # still partial: buffered, not parsed
+    assert [p for p, _ in got] == [b"one"]
+    client.data_received(first[200:] + server_frame(OP_TEXT, b"two"))
+    t2 = time.monotonic_ns()
+    assert [p for p, _ in got] == [b"one", b"a" * 300, b"two"]
+    assert t0 <= got[0][1] <= t1 <= got[1][1] == got[2][1] <= t2
