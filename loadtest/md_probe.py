@@ -3,18 +3,29 @@
 Latency is wall-clock receive time minus the message's `ts` (engine time, same machine).
 For each symbol it rebuilds the book from snapshot + updates, checks `prev_seq` continuity
 and the CRC32 checksum, and asks for a resync after any gap or mismatch (each one reported).
+The connection is the lean `loadtest.ws` client: each message is handled in the protocol's
+`data_received` callback (aiohttp's receive loop cost as much as the checks themselves).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-import aiohttp
+import msgspec
 
 from loadtest import wire
 from loadtest.book import LocalBook
-from loadtest.checks import BOOK_CHECKSUM, BOOK_SEQ_GAP, MD_CLOSED, MD_SLOW_CONSUMER, Violations
+from loadtest.checks import (
+    BOOK_CHECKSUM,
+    BOOK_SEQ_GAP,
+    MD_CLOSED,
+    MD_SLOW_CONSUMER,
+    UNDECODABLE,
+    Violations,
+)
 from loadtest.recorder import Recorder
+from loadtest.ws import WsClient
 
 DEPTH = 50
 
@@ -73,7 +84,6 @@ class BookChecker:
 
 
 async def run_probe(
-    http: aiohttp.ClientSession,
     url: str,
     symbols: list[str],
     recorder: Recorder,
@@ -81,31 +91,32 @@ async def run_probe(
     until_ns: int,
 ) -> None:
     """Subscribe and read until monotonic time `until_ns` (or the server closes)."""
-    async with http.ws_connect(f"{url}/ws/md", decode_text=False, max_msg_size=8 << 20) as ws:
+    conn: WsClient | None = None
+
+    def on_message(payload: bytes, _recv_ns: int) -> None:
+        try:
+            msg = wire.md_decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            checker.v.add(UNDECODABLE, f"{checker.name}: {exc}: {payload[:120]!r}")
+            return
+        if msg.ts is not None and msg.channel in ("book", "trades") and msg.type != "snapshot":
+            recorder.on_md((time.time_ns() - msg.ts) // 1000)
+        checker.on_message(msg)
+        if checker.need_resync and conn is not None:
+            wanted = sorted(checker.need_resync)
+            checker.need_resync.clear()
+            conn.send(wire.encoder.encode({"method": "resync", "params": {"symbols": wanted}}))
+
+    ws_url = url.replace("http://", "ws://", 1) + "/ws/md"
+    conn = await WsClient.connect(ws_url, on_message)
+    try:
         sub = {"channels": ["book", "trades"], "symbols": symbols, "depth": DEPTH}
-        await ws.send_frame(wire.encoder.encode({"method": "subscribe", "params": sub}),
-                            aiohttp.WSMsgType.TEXT)
-        while True:
-            left = (until_ns - time.monotonic_ns()) / 1e9
-            if left <= 0:
-                return
-            try:
-                raw = await ws.receive(timeout=left)
-            except TimeoutError:
-                return
-            if raw.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                # The server hung up on a subscriber that was keeping up: that is a fault.
-                checker.v.add(MD_CLOSED, f"{checker.name}: closed by the server "
-                              f"({raw.type.name} {raw.data!r}) after {checker.messages} messages")
-                return
-            msg = wire.md_decoder.decode(raw.data)
-            if msg.ts is not None and msg.channel in ("book", "trades") and msg.type != "snapshot":
-                recorder.on_md((time.time_ns() - msg.ts) // 1000)
-            checker.on_message(msg)
-            if checker.need_resync:
-                wanted = sorted(checker.need_resync)
-                checker.need_resync.clear()
-                await ws.send_frame(
-                    wire.encoder.encode({"method": "resync", "params": {"symbols": wanted}}),
-                    aiohttp.WSMsgType.TEXT,
-                )
+        conn.send(wire.encoder.encode({"method": "subscribe", "params": sub}))
+        left = (until_ns - time.monotonic_ns()) / 1e9
+        done, _ = await asyncio.wait([conn.closed], timeout=max(left, 0.0))
+        if done:
+            # The server hung up on a subscriber that was keeping up: that is a fault.
+            checker.v.add(MD_CLOSED, f"{checker.name}: closed by the server (close code "
+                          f"{conn.close_code}) after {checker.messages} messages")
+    finally:
+        await conn.close()

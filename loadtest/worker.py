@@ -16,7 +16,6 @@ from collections.abc import Callable
 from multiprocessing.queues import Queue
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from exchange.instruments import Instrument, load_config
@@ -110,77 +109,75 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     pacer = Pacer(loop)
     result.precise_pacer = pacer.precise
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        sessions: list[Session] = []
-        # The recorder's start is set once the common start time is known.
-        recorder = Recorder(0)
-        for i, cred in enumerate(spec.credentials):
-            name = f"w{spec.worker_id}s{i}"
-            mix = Mix(
-                instruments,
-                tag=f"{name}-{time.time_ns() % 1_000_000_000:x}",
-                seed=spec.seed * 1000 + spec.worker_id * 100 + i,
-                max_open=spec.max_open_per_session,
-            )
-            session = Session(name, mix, recorder, violations)
-            await session.connect(spec.url)
-            await session.logon(cred.api_key, cred.secret)
-            sessions.append(session)
-        queue.put_nowait((READY, spec.worker_id, b""))
-        wall = await loop.run_in_executor(None, start_wall_ns)
-        start_ns = time.monotonic_ns() + (int(wall) - time.time_ns())
-        recorder.start_ns = start_ns
-        # A process with no sessions only runs market-data probes, for the run's duration.
-        schedule = (Schedule.for_duration(start_ns, spec.rate, spec.duration_s)
-                    if sessions else None)
-        result.scheduled = schedule.count if schedule else 0
-        last_send_ns = schedule.end_ns if schedule else start_ns + int(spec.duration_s * 1e9)
+    sessions: list[Session] = []
+    # The recorder's start is set once the common start time is known.
+    recorder = Recorder(0)
+    for i, cred in enumerate(spec.credentials):
+        name = f"w{spec.worker_id}s{i}"
+        mix = Mix(
+            instruments,
+            tag=f"{name}-{time.time_ns() % 1_000_000_000:x}",
+            seed=spec.seed * 1000 + spec.worker_id * 100 + i,
+            max_open=spec.max_open_per_session,
+        )
+        session = Session(name, mix, recorder, violations)
+        await session.connect(spec.url)
+        await session.logon(cred.api_key, cred.secret)
+        sessions.append(session)
+    queue.put_nowait((READY, spec.worker_id, b""))
+    wall = await loop.run_in_executor(None, start_wall_ns)
+    start_ns = time.monotonic_ns() + (int(wall) - time.time_ns())
+    recorder.start_ns = start_ns
+    # A process with no sessions only runs market-data probes, for the run's duration.
+    schedule = (Schedule.for_duration(start_ns, spec.rate, spec.duration_s)
+                if sessions else None)
+    result.scheduled = schedule.count if schedule else 0
+    last_send_ns = schedule.end_ns if schedule else start_ns + int(spec.duration_s * 1e9)
 
-        shipper = asyncio.create_task(_ship_intervals(recorder, queue, spec.worker_id))
-        probe_checkers: list[BookChecker] = []
-        probes = []
-        end_ns = last_send_ns + int(spec.drain_s * 1e9)
-        for p in range(spec.md_subscribers):
-            checker = BookChecker(f"w{spec.worker_id}md{p}", violations)
-            probe_checkers.append(checker)
-            probes.append(
-                asyncio.create_task(
-                    run_probe(http, spec.url, spec.symbols, recorder, checker, end_ns)
-                )
+    shipper = asyncio.create_task(_ship_intervals(recorder, queue, spec.worker_id))
+    probe_checkers: list[BookChecker] = []
+    probes = []
+    end_ns = last_send_ns + int(spec.drain_s * 1e9)
+    for p in range(spec.md_subscribers):
+        checker = BookChecker(f"w{spec.worker_id}md{p}", violations)
+        probe_checkers.append(checker)
+        probes.append(
+            asyncio.create_task(
+                run_probe(spec.url, spec.symbols, recorder, checker, end_ns)
             )
-        await pacer.sleep_until(start_ns)
-        cpu0 = time.process_time()
+        )
+    await pacer.sleep_until(start_ns)
+    cpu0 = time.process_time()
+    try:
+        if schedule is not None:
+            await _send_loop(sessions, schedule, pacer)
+            await _wait_answered(sessions, end_ns)
+        elif probes:
+            # A market-data-only process works until its probes end: its CPU counts too.
+            await asyncio.wait(probes)
+    finally:
+        result.cpu_s = time.process_time() - cpu0
+        shipper.cancel()
+        pacer.close()
+    closed = recorder.flush()
+    queue.put_nowait((INTERVALS, spec.worker_id, msgspec.msgpack.encode(closed)))
+
+    for s in sessions:
+        result.missing += s.acks.finish()
+        if s.conn is None or s.conn.closed.done():
+            violations.add(SESSION_CLOSED, f"{s.name}: the server closed the session")
+    # Leave the exchange as we found it; these answers are not measured.
+    for s in sessions:
+        s.send_cleanup()
+    await _wait_answered(sessions, time.monotonic_ns() + int(CLEANUP_WAIT_S * 1e9))
+    for probe in probes:
         try:
-            if schedule is not None:
-                await _send_loop(sessions, schedule, pacer)
-                await _wait_answered(sessions, end_ns)
-            elif probes:
-                # A market-data-only process works until its probes end: its CPU counts too.
-                await asyncio.wait(probes)
-        finally:
-            result.cpu_s = time.process_time() - cpu0
-            shipper.cancel()
-            pacer.close()
-        closed = recorder.flush()
-        queue.put_nowait((INTERVALS, spec.worker_id, msgspec.msgpack.encode(closed)))
-
-        for s in sessions:
-            result.missing += s.acks.finish()
-            if s.conn is None or s.conn.closed.done():
-                violations.add(SESSION_CLOSED, f"{s.name}: the server closed the session")
-        # Leave the exchange as we found it; these answers are not measured.
-        for s in sessions:
-            s.send_cleanup()
-        await _wait_answered(sessions, time.monotonic_ns() + int(CLEANUP_WAIT_S * 1e9))
-        for probe in probes:
-            try:
-                await probe
-            except Exception as exc:  # a probe that cannot subscribe is a finding, not a crash
-                violations.add(MD_CLOSED, f"w{spec.worker_id} md probe: {exc!r}")
-        for s in sessions:
-            if s.conn is not None:
-                await s.conn.close()
+            await probe
+        except Exception as exc:  # a probe that cannot subscribe is a finding, not a crash
+            violations.add(MD_CLOSED, f"w{spec.worker_id} md probe: {exc!r}")
+    for s in sessions:
+        if s.conn is not None:
+            await s.conn.close()
 
     result.sent = recorder.sent
     result.not_sent = sum(s.not_sent for s in sessions)

@@ -101,7 +101,18 @@ def test_local_book_matches_a_naive_book_under_random_updates() -> None:
         asks = sorted(naive["asks"].items(), key=lambda lv: Decimal(lv[0]))[:10]
         bids = sorted(naive["bids"].items(), key=lambda lv: -Decimal(lv[0]))[:10]
         assert book.top() == (asks, bids)
-    assert book.checksum() == checksum(asks, bids)
+        # The cached per-side checksum texts follow every change in (and only in) the top 10.
+        assert book.checksum() == checksum(asks, bids)
+
+
+def test_prices_too_long_for_a_double_are_still_ordered_exactly() -> None:
+    book = LocalBook()
+    a, b = "1234567890.1234567", "1234567890.1234568"  # equal as doubles
+    book.apply([(b, "1"), (a, "2")], [(b, "3"), (a, "4")], snapshot=True)
+    assert book.top() == ([(a, "4"), (b, "3")], [(b, "1"), (a, "2")])
+    book.apply([(b, "0")], [(a, "0")], snapshot=False)
+    assert book.top() == ([(b, "3")], [(a, "2")])
+    assert book.checksum() == checksum([(b, "3")], [(a, "2")])
 
 
 def _book(kind: str, seq: int, prev: int | None, bids: list[tuple[str, str]],
