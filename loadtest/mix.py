@@ -5,6 +5,10 @@ About 50% new limit orders near the touch, 35% cancels of the session's own open
 Prices stay around the reference price well inside the price band: resting buys below it,
 resting sells above it, so only the marketable orders trade and the book never runs away.
 Every price and quantity is a whole number of ticks/lots, formatted canonically.
+
+This runs once per request in the generator, so draws use `random()` directly (uniform
+integers as `int(random() * n)`, whose bias is below 2**-40 for these ranges) rather than
+`randint`/`choice`, which cost several Python calls each.
 """
 
 from __future__ import annotations
@@ -67,10 +71,11 @@ class OpenOrders:
         return order
 
     def pick(self, rng: random.Random) -> OpenOrder:
-        return self.items[rng.randrange(len(self.items))]
+        items = self.items
+        return items[int(rng.random() * len(items))]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Action:
     """One request to send: the wire method, its params, and the mix kind it came from."""
 
@@ -98,47 +103,51 @@ class Mix:
         self.instruments = list(instruments)
         self.tag = tag
         self.rng = random.Random(seed)
+        self._random = self.rng.random
         total = sum(weights)
         self._cuts = [sum(weights[: i + 1]) / total for i in range(4)]
         self.max_open = max_open
         self.open = OpenOrders()
         self._next = 0
+        self._by_symbol = {i.symbol: i for i in self.instruments}
 
     def _new_cid(self) -> str:
         self._next += 1
         return f"{self.tag}-{self._next:x}"
 
     def _draw_kind(self) -> str:
-        r = self.rng.random()
-        if r < self._cuts[0]:
+        r = self._random()
+        cuts = self._cuts
+        if r < cuts[0]:
             return PLACE
-        if r < self._cuts[1]:
+        if r < cuts[1]:
             return CANCEL
-        if r < self._cuts[2]:
+        if r < cuts[2]:
             return AMEND
         return MARKETABLE
 
     def next_action(self) -> Action:
         kind = self._draw_kind()
-        if kind in (CANCEL, AMEND) and not self.open:
-            kind = PLACE
-        # A session never holds more than max_open resting orders: bounded book, bounded funds.
-        if kind == PLACE and len(self.open) >= self.max_open:
-            kind = CANCEL
-        if kind == PLACE:
+        if kind is PLACE:
+            # A session never holds more than max_open resting orders: bounded book and funds.
+            return self._cancel() if len(self.open) >= self.max_open else self._place()
+        if kind is MARKETABLE:
+            return self._marketable()
+        if not self.open:
             return self._place()
-        if kind == CANCEL:
-            return self._cancel()
-        if kind == AMEND:
-            return self._amend()
-        return self._marketable()
+        return self._cancel() if kind is CANCEL else self._amend()
+
+    def _instrument(self) -> Instrument:
+        instruments = self.instruments
+        return instruments[int(self._random() * len(instruments))]
 
     def _place(self) -> Action:
-        inst = self.rng.choice(self.instruments)
-        side = "buy" if self.rng.random() < 0.5 else "sell"
-        offset = self.rng.randint(1, DEPTH_TICKS)
+        rnd = self._random
+        inst = self._instrument()
+        side = "buy" if rnd() < 0.5 else "sell"
+        offset = 1 + int(rnd() * DEPTH_TICKS)
         ticks = inst.reference_ticks - offset if side == "buy" else inst.reference_ticks + offset
-        lots = inst.min_lots * self.rng.randint(1, MAX_LOTS)
+        lots = inst.min_lots * (1 + int(rnd() * MAX_LOTS))
         cid = self._new_cid()
         order = OpenOrder(cid, inst.symbol, side, ticks, lots)
         params = {
@@ -150,14 +159,15 @@ class Mix:
             "tif": "GTC",
             "client_order_id": cid,
         }
-        return Action(PLACE, "order.place", params, cid, resting=order)
+        return Action(PLACE, "order.place", params, cid, order)
 
     def _marketable(self) -> Action:
-        inst = self.rng.choice(self.instruments)
-        side = "buy" if self.rng.random() < 0.5 else "sell"
+        rnd = self._random
+        inst = self._instrument()
+        side = "buy" if rnd() < 0.5 else "sell"
         sweep = DEPTH_TICKS // 2 + SWEEP_TICKS
         ticks = inst.reference_ticks + sweep if side == "buy" else inst.reference_ticks - sweep
-        lots = inst.min_lots * self.rng.randint(1, MAX_LOTS // 4)
+        lots = inst.min_lots * (1 + int(rnd() * (MAX_LOTS // 4)))
         cid = self._new_cid()
         params = {
             "symbol": inst.symbol,
@@ -179,15 +189,15 @@ class Mix:
 
     def _amend(self) -> Action:
         order = self.open.pick(self.rng)
-        inst = next(i for i in self.instruments if i.symbol == order.symbol)
+        inst = self._by_symbol[order.symbol]
         params: dict[str, Any] = {"symbol": order.symbol, "client_order_id": order.client_order_id}
-        if order.qty_lots > inst.min_lots and self.rng.random() < 0.5:
+        if order.qty_lots > inst.min_lots and self._random() < 0.5:
             # Lower the quantity (keeps queue priority); stays a whole number of lots.
             order.qty_lots = max(inst.min_lots, order.qty_lots // 2)
             params["new_qty"] = inst.lots_to_qty(order.qty_lots)
         else:
             # Move the price within the resting side's range (loses queue priority).
-            offset = self.rng.randint(1, DEPTH_TICKS)
+            offset = 1 + int(self._random() * DEPTH_TICKS)
             ref = inst.reference_ticks
             order.price_ticks = ref - offset if order.side == "buy" else ref + offset
             params["new_price"] = inst.ticks_to_price(order.price_ticks)

@@ -7,7 +7,7 @@ generator that falls behind shows up as send lag (coordinated omission is never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 NS_PER_S = 1_000_000_000
 
@@ -17,12 +17,14 @@ class Schedule:
     start_ns: int
     rate_per_s: float
     count: int
+    _milli_rate: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.rate_per_s <= 0:
             raise ValueError("rate must be positive")
         if self.count < 0:
             raise ValueError("count must not be negative")
+        object.__setattr__(self, "_milli_rate", int(self.rate_per_s * 1000))
 
     @classmethod
     def for_duration(cls, start_ns: int, rate_per_s: float, duration_s: float) -> Schedule:
@@ -30,13 +32,13 @@ class Schedule:
 
     def due_ns(self, k: int) -> int:
         """Scheduled send time of request k (0-based)."""
-        return self.start_ns + (k * NS_PER_S * 1000) // int(self.rate_per_s * 1000)
+        return self.start_ns + (k * 1_000_000_000_000) // self._milli_rate
 
     def due_count(self, now_ns: int) -> int:
         """How many requests are due at `now_ns` (all k with due_ns(k) <= now_ns)."""
         if now_ns < self.start_ns:
             return 0
-        milli_rate = int(self.rate_per_s * 1000)
+        milli_rate = self._milli_rate
         # Largest k with k * 1e12 // milli_rate <= elapsed, i.e. k <= elapsed*milli_rate/1e12.
         k = ((now_ns - self.start_ns) * milli_rate) // (NS_PER_S * 1000)
         # Integer division in due_ns rounds down, so k+1 may also be due; fix up exactly.

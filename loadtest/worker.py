@@ -57,25 +57,32 @@ class Sender:
 
     def tick(self) -> int | None:
         schedule, sessions = self.schedule, self.sessions
-        n = len(sessions)
+        due_ns, count, n = schedule.due_ns, schedule.count, len(sessions)
         k = self.k
         self.wakes += 1
+        now = time.monotonic_ns()
         while True:
-            due = schedule.due_count(time.monotonic_ns())
-            if due <= k:
-                break
             touched: list[Session] = []
-            while k < due:
+            while k < count:
+                scheduled = due_ns(k)
+                if scheduled > now:
+                    break
                 session = sessions[k % n]
-                if session.queue(session.mix.next_action(), schedule.due_ns(k)) and (
+                if session.queue(session.mix.next_action(), scheduled) and (
                     session.queued == 1
                 ):
                     touched.append(session)
                 k += 1
             for session in touched:
                 session.flush()
+            if k >= count:
+                break
+            # Sending took time: whatever fell due meanwhile goes now, not after a wake-up.
+            now = time.monotonic_ns()
+            if due_ns(k) > now:
+                break
         self.k = k
-        return schedule.due_ns(k) if k < schedule.count else None
+        return due_ns(k) if k < count else None
 
 
 async def _send_loop(sessions: list[Session], schedule: Schedule, pacer: Pacer) -> None:

@@ -54,6 +54,26 @@ def mask(payload: bytes, key: bytes) -> bytes:
     )
 
 
+# _REPEAT[w] * key repeats a 32-bit key over w words (little-endian): the whole mask as one
+# integer. Every request the generator sends is well under 512 bytes.
+_REPEAT = [((1 << (32 * w)) - 1) // 0xFFFFFFFF for w in range(129)]
+SMALL_FRAME = 512
+
+
+def small_text_frame(payload: bytes, key: int) -> bytes:
+    """`frame(OP_TEXT, payload, key.to_bytes(4, "little"))` for payloads under SMALL_FRAME
+    bytes, built as one integer: the header, then the payload XOR the repeated key."""
+    n = len(payload)
+    words = (n + 3) >> 2
+    masked = int.from_bytes(payload, "little") ^ key * _REPEAT[words]
+    if n < 126:  # 2 header bytes, then the key
+        whole = masked << 48 | key << 16 | (0x80 | n) << 8 | 0x80 | OP_TEXT
+        return whole.to_bytes(6 + 4 * words, "little")[: 6 + n]
+    # 126: a 16-bit big-endian length follows
+    whole = masked << 64 | key << 32 | (n & 0xFF) << 24 | (n >> 8) << 16 | 0xFE << 8 | 0x81
+    return whole.to_bytes(8 + 4 * words, "little")[: 8 + n]
+
+
 def frame(opcode: int, payload: bytes, key: bytes) -> bytes:
     """One final, masked client frame."""
     n = len(payload)
@@ -77,6 +97,7 @@ class WsClient(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._fragments: list[bytes] = []
         self._rng = random.Random(os.urandom(8))
+        self._getrandbits = self._rng.getrandbits
         self._out: list[bytes] = []  # frames queued for the next flush
         self._need = 0  # bytes the partial frame in _buf needs before it can be parsed
         self.close_code: int | None = None  # from the server's close frame, if any
@@ -232,8 +253,11 @@ class WsClient(asyncio.Protocol):
 
     def queue(self, payload: bytes) -> None:
         """Frame one text message for the next `flush` (check `can_send` first)."""
-        key = self._rng.getrandbits(32).to_bytes(4, "little")
-        self._out.append(frame(OP_TEXT, payload, key))
+        if len(payload) < SMALL_FRAME:
+            self._out.append(small_text_frame(payload, self._getrandbits(32)))
+        else:
+            key = self._getrandbits(32).to_bytes(4, "little")
+            self._out.append(frame(OP_TEXT, payload, key))
 
     def flush(self) -> None:
         """Write every queued frame with one transport write."""

@@ -9,7 +9,18 @@ import time
 import pytest
 from aiohttp import WSMsgType, web
 
-from loadtest.ws import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, WsClient, WsError, frame, mask
+from loadtest.ws import (
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    SMALL_FRAME,
+    WsClient,
+    WsError,
+    frame,
+    mask,
+    small_text_frame,
+)
 
 
 def server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
@@ -169,3 +180,11 @@ async def test_messages_carry_the_receive_time_of_the_segment_that_completed_the
     t2 = time.monotonic_ns()
     assert [p for p, _ in got] == [b"one", b"a" * 300, b"two"]
     assert t0 <= got[0][1] <= t1 <= got[1][1] == got[2][1] <= t2
+
+
+def test_the_small_frame_fast_path_is_the_general_framing() -> None:
+    for n in range(SMALL_FRAME):
+        payload = bytes((i * 7 + n) % 256 for i in range(n))
+        for key in (0, 1, 0x12345678, 0xFFFFFFFF, 0x80000001):
+            assert small_text_frame(payload, key) == frame(OP_TEXT, payload,
+                                                           key.to_bytes(4, "little"))
