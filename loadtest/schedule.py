@@ -47,6 +47,11 @@ class Schedule:
         return min(k + 1, self.count)
 
     @property
+    def period_ns(self) -> int:
+        """The spacing of due times, rounded up to whole ns (they alternate floor and ceil)."""
+        return -(-1_000_000_000_000 // self._milli_rate)
+
+    @property
     def end_ns(self) -> int:
         return self.due_ns(max(self.count - 1, 0))
 

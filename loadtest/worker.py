@@ -86,7 +86,7 @@ class Sender:
 
 
 async def _send_loop(sessions: list[Session], schedule: Schedule, pacer: Pacer) -> None:
-    await pacer.run(Sender(sessions, schedule).tick)
+    await pacer.run(Sender(sessions, schedule).tick, schedule.period_ns)
 
 
 async def _ship_intervals(recorder: Recorder, queue: Queue[Any], worker_id: int) -> None:

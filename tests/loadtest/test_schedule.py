@@ -66,28 +66,44 @@ async def test_pacer_returns_at_once_for_a_past_time() -> None:
     pacer.close()
 
 
-@pytest.mark.parametrize("use_timerfd", [True, False])
-async def test_pacer_runs_a_tick_at_the_times_it_asks_for(use_timerfd: bool) -> None:
+@pytest.mark.parametrize(("use_timerfd", "period_ns"),
+                         [(True, 0), (True, 300_000), (False, 0), (False, 300_000)])
+async def test_pacer_runs_a_tick_at_the_times_it_asks_for(use_timerfd: bool,
+                                                          period_ns: int) -> None:
     pacer = Pacer(asyncio.get_running_loop(), use_timerfd=use_timerfd)
     asked: list[int] = []
     called: list[int] = []
+    start = time.monotonic_ns() + 1_000_000
 
     def tick() -> int | None:
         called.append(time.monotonic_ns())
-        if len(called) == 20:
+        if len(called) == 40:
             return None
-        asked.append(time.monotonic_ns() + 300_000)
+        # Like the sender: the next point of a 300 µs grid after now (a late wake-up sends
+        # what it missed), with a step off the grid (a gap in the schedule) half way.
+        origin = start + (1_234_567 if len(called) > 20 else 0)
+        asked.append(origin + 300_000 * max(1, (called[-1] - origin) // 300_000 + 1))
         return asked[-1]
 
     try:
-        await asyncio.wait_for(pacer.run(tick), 10)
+        await asyncio.wait_for(pacer.run(tick, period_ns), 10)
     finally:
         pacer.close()
-    assert len(called) == 20
+    assert len(called) == 40
     assert all(c >= a for a, c in zip(asked, called[1:], strict=True))  # never early
     if pacer.precise:
         lates = sorted(c - a for a, c in zip(asked, called[1:], strict=True))
         assert lates[len(lates) // 2] < 1_000_000
+        # Periodic: armed for the first tick and once more for the step off the grid.
+        assert pacer.rearms == (2 if period_ns else 39)
+
+
+def test_the_periodic_grid_never_runs_ahead_of_the_schedule() -> None:
+    for rate in (2000.0, 3000.0, 7.5, 15_000.0):
+        s = Schedule(start_ns=0, rate_per_s=rate, count=100_000)
+        drift = [s.due_ns(0) + k * s.period_ns - s.due_ns(k) for k in range(0, 100_000, 997)]
+        assert min(drift) >= 0  # a timer on this grid never wakes before a due time
+        assert max(drift) < 100_000  # < 1 ns a period: re-armed every ~20,000 periods
 
 
 async def test_a_failing_tick_ends_the_run_with_its_exception() -> None:
