@@ -97,6 +97,7 @@ class GatewayMetrics:
 
         # labels() costs a lock and a dict lookup per call: the hot path keeps the children.
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._tallies: dict[tuple[Any, ...], Tally] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -105,11 +106,47 @@ class GatewayMetrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def tally(self, metric: Counter, *labels: str) -> Tally:
+        """A per-message counter child as a plain int, moved into `metric` by `sync`."""
+        key = (id(metric), *labels)
+        tally = self._tallies.get(key)
+        if tally is None:
+            tally = self._tallies[key] = Tally(metric.labels(*labels) if labels else metric)
+        return tally
+
+    def sync(self) -> None:
+        """Bring the counters up to date with the tallies: call before every scrape."""
+        for tally in self._tallies.values():
+            tally.sync()
+
     def count_request(self, method: str, code: int) -> None:
-        self._child(self.requests, method, str(code)).inc()
+        self.tally(self.requests, method, str(code)).value += 1
 
     def observe_ack(self, method: str, seconds: float) -> None:
         self._child(self.ack_latency, method).observe(seconds)
 
     def count_report(self, symbol: str) -> None:
-        self._child(self.reports, symbol).inc()
+        self.tally(self.reports, symbol).value += 1
+
+
+class Tally:
+    """A count kept as a Python int and added to its prometheus counter when scraped.
+
+    A prometheus counter takes a lock per increment; the gateway bumps several per message,
+    all on the event loop's thread. Scrapes call `GatewayMetrics.sync` first, so what they
+    read is exact.
+    """
+
+    __slots__ = ("counter", "value")
+
+    def __init__(self, counter: Any) -> None:
+        self.counter = counter
+        self.value = 0
+
+    def inc(self, amount: int = 1) -> None:
+        self.value += amount
+
+    def sync(self) -> None:
+        if self.value:
+            value, self.value = self.value, 0
+            self.counter.inc(value)

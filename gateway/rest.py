@@ -144,6 +144,7 @@ class RestApi:
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         # This app's registry plus the process-wide default one (market data, process stats).
+        self.metrics.sync()
         body = prometheus_client.generate_latest(self.metrics.registry)
         body += prometheus_client.generate_latest(prometheus_client.REGISTRY)
         return web.Response(

@@ -77,6 +77,8 @@ class TradeSession:
         self.ws = ws
         self.request = request
         self.metrics = metrics
+        self._messages_out = metrics.tally(metrics.messages_out, "trade")
+        self._bytes_out = metrics.tally(metrics.bytes_out, "trade")
         self.requests_bucket = requests_bucket
         self.account_id: int | None = None
         self.api_key: str | None = None
@@ -139,9 +141,8 @@ class TradeSession:
         if transport is None or transport.is_closing() or self.ws.closed:
             return
         transport.write(data)
-        m = self.metrics
-        m.messages_out.labels("trade").inc(len(pending))
-        m.bytes_out.labels("trade").inc(len(data))
+        self._messages_out.value += len(pending)
+        self._bytes_out.value += len(data)
         if self.on_sent is not None and answered:
             now = asyncio.get_running_loop().time()
             for received_at, method in answered:

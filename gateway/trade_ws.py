@@ -251,8 +251,8 @@ class TradeGateway:
         log.info("session_open", peer=peer)
         reason = "client closed"
         loop = asyncio.get_running_loop()
-        msgs_in = self.metrics.messages_in.labels("trade")
-        bytes_in = self.metrics.bytes_in.labels("trade")
+        msgs_in = self.metrics.tally(self.metrics.messages_in, "trade")
+        bytes_in = self.metrics.tally(self.metrics.bytes_in, "trade")
         direct_queue = ws.direct_queue
         log_context = contextvars.copy_context()  # replaced once logged on
 
@@ -260,8 +260,8 @@ class TradeGateway:
             # Logged on, nothing queued: each message is handled as aiohttp parses it, in
             # the session's log context (it runs in the connection's data_received).
             session.last_rx = received_at = loop.time()
-            msgs_in.inc()
-            bytes_in.inc(size)
+            msgs_in.value += 1
+            bytes_in.value += size
             log_context.run(self._process, session, data, size, received_at)
 
         try:

@@ -358,7 +358,23 @@ async def test_rest_endpoints(shared_exchange: RunningExchange) -> None:
     assert "gateway_ack_latency_seconds_bucket" in text
     assert "gateway_matcher_queue_depth" in text and "gateway_matcher_in_flight" in text
     assert "gateway_trade_sessions" in text and "gateway_ws_bytes_in_total" in text
+    # The per-message counters are tallied as ints and synced per scrape: they must move.
+    placed_before = _sample(text, 'gateway_requests_total{code="0",method="order.place"}')
+    in_before = _sample(text, 'gateway_ws_messages_in_total{endpoint="trade"}')
+    out_before = _sample(text, 'gateway_ws_messages_out_total{endpoint="trade"}')
+    for i in range(3):
+        await a.place("ETH-BTC", "buy", "1", "0.05800", client_order_id=f"tally-{i}")
+    _, text = await shared_exchange.get("/metrics")
+    assert _sample(text, 'gateway_requests_total{code="0",method="order.place"}') \
+        >= placed_before + 3
+    assert _sample(text, 'gateway_ws_messages_in_total{endpoint="trade"}') >= in_before + 3
+    assert _sample(text, 'gateway_ws_messages_out_total{endpoint="trade"}') >= out_before + 6
     await a.cancel_all()
+
+
+def _sample(text: str, name: str) -> float:
+    return next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith(name + " "))
 
 
 async def test_self_trade_prevention(shared_exchange: RunningExchange) -> None:
