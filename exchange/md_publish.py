@@ -20,7 +20,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
 import structlog
@@ -30,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from exchange.events import Event
 from exchange.md_builder import MdBuilder
@@ -47,7 +48,8 @@ MAX_OUTSTANDING: Final = 2048  # publishes written and not yet answered, at most
 # write, so under load there are fewer, larger writes (measured: ~2x less CPU per publish
 # than one write per loop turn when the matcher sends one batch per turn).
 MAX_WRITES: Final = 4
-CONNECT_TIMEOUT_S: Final = 1.0  # TCP connect and handshake (PING)
+CONNECT_TIMEOUT_S: Final = 1.0  # TCP connect
+HANDSHAKE_TIMEOUT_S: Final = 3.0  # connect and PING
 REPLY_TIMEOUT_S: Final = 2.0  # replies due and none read for this long: the connection is dead
 WATCH_TICK_S: Final = 0.5
 BACKOFF_MIN_S: Final = 0.05
@@ -144,13 +146,16 @@ class RedisTransport:
         # The pool only builds connections from the URL (TCP, TLS or unix socket); the
         # transport holds one connection at a time and drives it itself. RESP2: the replies
         # are plain integers, no HELLO. No retries inside redis-py: a failure must reach us.
-        self._pool = aioredis.ConnectionPool.from_url(self._url)
-        self._pool.connection_kwargs.update(
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=None,  # no timer per read: the watchdog covers a stalled server
-            retry=Retry(NoBackoff(), 0),
-            protocol=2,
-        )
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "socket_timeout": None,  # no timer per read: the watchdog covers a stalled server
+            "retry": Retry(NoBackoff(), 0),
+            "protocol": 2,
+            # RESP3-only; redis-py refuses it on RESP2 without hiredis.
+            "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        }
+        self._pool = aioredis.ConnectionPool.from_url(self._url, **options)
+        self._pool.connection_kwargs.update(options)  # over what the URL's query says
         self._task = asyncio.create_task(self._run(), name="md-redis-publisher")
 
     def send(self, symbol: str, payload: bytes) -> None:
@@ -173,7 +178,7 @@ class RedisTransport:
         assert self._pool is not None
         conn: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
                 await conn.connect()  # type: ignore[no-untyped-call]
                 await conn.send_command("PING")
                 await conn.read_response()
