@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from exchange.md_wire import CHANNEL_PREFIX, channel_of
 from gateway.marketdata import metrics
@@ -27,7 +30,8 @@ log = structlog.get_logger("gateway.marketdata")
 
 BACKOFF_MIN_S: Final = 0.05
 BACKOFF_MAX_S: Final = 5.0
-READ_TIMEOUT_S: Final = 0.1  # also how soon a newly wanted symbol is subscribed
+CONNECT_TIMEOUT_S: Final = 1.0
+HANDSHAKE_TIMEOUT_S: Final = 3.0  # connect and PING
 
 
 class FeedSink(Protocol):
@@ -91,7 +95,14 @@ class LinkFeed:
 
 
 class RedisFeed:
-    """One pub/sub connection per gateway, subscribed to md:<symbol> for wanted symbols."""
+    """One pub/sub connection per gateway, subscribed to md:<symbol> for wanted symbols.
+
+    redis-py at the connection level (its PubSub.get_message path, with a timer per call and
+    RESP3 push handling, cost several times the message itself): a reader task reads each
+    message with `Connection.read_response` and hands it on; a second task sends SUBSCRIBE /
+    UNSUBSCRIBE as soon as the wanted set changes, without waiting for the confirmations,
+    which the reader sees in order in the stream.
+    """
 
     name = "redis"
 
@@ -100,17 +111,17 @@ class RedisFeed:
         self._sink = sink
         self.wanted: set[str] = set()
         self.connected = False
-        self._pubsub: aioredis.client.PubSub | None = None
         self._changed = asyncio.Event()
         self.reconnects = 0
         self.active: set[str] = set()  # subscribed at Redis on the current connection
+        self._symbols: dict[bytes, str] = {}  # channel name -> symbol, for channels we read
 
     def want(self, symbol: str) -> None:
         if symbol not in self.wanted:
             self.wanted.add(symbol)
             self._changed.set()
             if symbol in self.active:
-                # Dropped and wanted again before the reader unsubscribed: no new SUBSCRIBE
+                # Dropped and wanted again before the UNSUBSCRIBE went out: no new SUBSCRIBE
                 # confirmation will come, and the subscription never lapsed.
                 asyncio.get_running_loop().call_soon(self._reactivate, symbol)
 
@@ -124,65 +135,99 @@ class RedisFeed:
             self._changed.set()
 
     async def run(self) -> None:
+        # The pool only builds connections from the URL (TCP, TLS or unix socket). RESP2:
+        # messages are plain arrays, no push handling. No retries inside redis-py: a silent
+        # reconnect there would hide a lost stretch of messages; we must see every loss to
+        # resync.
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "socket_timeout": None,  # reads wait for the next message, however long
+            "retry": Retry(NoBackoff(), 0),
+            "protocol": 2,
+            # RESP3-only; redis-py refuses it on RESP2 without hiredis.
+            "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        }
+        pool = aioredis.ConnectionPool.from_url(self._url, **options)
+        pool.connection_kwargs.update(options)  # over what the URL's query says
         backoff = BACKOFF_MIN_S
-        while True:
-            # No retries inside redis-py: a silent reconnect there would hide a lost stretch
-            # of messages; we must see every loss to resync.
-            client = aioredis.Redis.from_url(
-                self._url, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0)
-            )
-            pubsub = client.pubsub()
-            try:
-                await client.ping()
-                self.connected = True
-                metrics.FEED_CONNECTED.set(1)
-                log.info("md_feed_connected", url=self._url, symbols=len(self.wanted))
-                backoff = BACKOFF_MIN_S
-                await self._serve(pubsub)
-            except (RedisError, OSError) as exc:
-                log.warning("md_feed_lost", error=str(exc), retry_s=backoff)
-            finally:
-                was_connected = self.connected
-                self.connected = False
-                self.active = set()
-                metrics.FEED_CONNECTED.set(0)
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await client.aclose()
-                if was_connected:
-                    self.reconnects += 1
-                    self._sink.on_down()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+        try:
+            while True:
+                conn: Connection | None = None
+                try:
+                    conn = pool.make_connection()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
+                        await conn.connect()
+                        await conn.send_command("PING")
+                        await conn.read_response()
+                    self.connected = True
+                    metrics.FEED_CONNECTED.set(1)
+                    log.info("md_feed_connected", url=self._url, symbols=len(self.wanted))
+                    backoff = BACKOFF_MIN_S
+                    await self._serve(conn)
+                except* (RedisError, OSError, TimeoutError) as failed:
+                    error = failed.exceptions[0]
+                    log.warning("md_feed_lost", error=str(error) or repr(error), retry_s=backoff)
+                finally:
+                    was_connected = self.connected
+                    self.connected = False
+                    self.active = set()
+                    metrics.FEED_CONNECTED.set(0)
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await conn.disconnect(nowait=True)
+                    if was_connected:
+                        self.reconnects += 1
+                        self._sink.on_down()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        finally:
+            with contextlib.suppress(Exception):
+                await pool.aclose()
 
-    async def _serve(self, pubsub: aioredis.client.PubSub) -> None:
+    async def _serve(self, conn: Connection) -> None:
         active: set[str] = set()
-        self.active = active  # the same set, updated in place below
-        prefix_len = len(CHANNEL_PREFIX)
+        self.active = active  # the same set, updated in place by _subscribe
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._subscribe(conn, active), name="md-feed-subscribe")
+            group.create_task(self._read(conn), name="md-feed-read")
+
+    async def _subscribe(self, conn: Connection, active: set[str]) -> None:
+        """Keep the connection's subscriptions equal to the wanted set."""
         while True:
-            if self._changed.is_set() or (self.wanted and not active):
-                self._changed.clear()
-                add = self.wanted - active
-                drop = active - self.wanted
+            self._changed.clear()
+            add = self.wanted - active
+            drop = active - self.wanted
+            if add or drop:
+                commands: list[tuple[str, ...]] = []
                 if add:
-                    await pubsub.subscribe(*(channel_of(s) for s in sorted(add)))
-                    active |= add
+                    commands.append(("SUBSCRIBE", *(channel_of(s) for s in sorted(add))))
                 if drop:
-                    await pubsub.unsubscribe(*(channel_of(s) for s in sorted(drop)))
-                    active -= drop
-            if not active:
-                # Nothing to read yet: wait for a symbol to be wanted.
-                await self._changed.wait()
-                continue
-            msg = await pubsub.get_message(timeout=READ_TIMEOUT_S)
-            if msg is None:
-                continue
-            kind = msg["type"]
-            channel = msg["channel"]
-            symbol = (channel.decode() if isinstance(channel, bytes) else channel)[prefix_len:]
-            if kind == b"message" or kind == "message":
-                self._sink.on_payload(symbol, msg["data"])
-            elif (kind == b"subscribe" or kind == "subscribe") and symbol in self.wanted:
-                # Confirmed by Redis: from here on nothing published is missed.
-                self._sink.on_active(symbol)
+                    commands.append(("UNSUBSCRIBE", *(channel_of(s) for s in sorted(drop))))
+                if not conn.is_connected:  # the reader saw EOF: no silent reconnect
+                    raise RedisConnectionError("connection closed")
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                active |= add
+                active -= drop
+            await self._changed.wait()
+
+    async def _read(self, conn: Connection) -> None:
+        symbols = self._symbols
+        while True:
+            msg = await conn.read_response()  # raises on a reply error and on EOF
+            kind = msg[0]
+            if kind == b"message":
+                channel = msg[1]
+                symbol = symbols.get(channel)
+                if symbol is None:
+                    symbol = symbols[channel] = _symbol_of(channel)
+                self._sink.on_payload(symbol, msg[2])
+            elif kind == b"subscribe":
+                symbol = _symbol_of(msg[1])
+                if symbol in self.wanted:
+                    # Confirmed by Redis: from here on nothing published is missed.
+                    self._sink.on_active(symbol)
+            # unsubscribe confirmations: nothing to do.
+
+
+def _symbol_of(channel: bytes) -> str:
+    return channel.decode()[len(CHANNEL_PREFIX) :]

@@ -6,13 +6,17 @@ Each test starts its own redis-server on a free port (tests/redis_server.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
+import time
 
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 
 from exchange.instruments import ExchangeConfig
 from exchange.md_publish import MdPublisher, RedisTransport, make_port
-from exchange.md_wire import decode_batch
+from exchange.md_wire import channel_of, decode_batch
 from gateway.marketdata import HUB_KEY, health
 from gateway.marketdata.feed import RedisFeed
 from tests.gateway.test_md_stream import final_seq, gateway, run_flow, subscribe
@@ -220,3 +224,142 @@ async def test_repeated_redis_restarts(config: ExchangeConfig, redis_server: Red
         for sub in subs:
             await sub.close()
     await flow.port.stop()
+
+
+# --- RedisFeed on its own: one connection read with read_response, prompt (un)subscribe ---
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.payloads: list[tuple[str, bytes]] = []
+        self.active: list[str] = []
+        self.downs = 0
+
+    def on_payload(self, symbol: str, payload: bytes) -> None:
+        self.payloads.append((symbol, payload))
+
+    def on_active(self, symbol: str) -> None:
+        self.active.append(symbol)
+
+    def on_down(self) -> None:
+        self.downs += 1
+
+
+async def numsub(client: aioredis.Redis, symbol: str) -> int:
+    [(_, n)] = await client.pubsub_numsub(channel_of(symbol))
+    return int(n)
+
+
+async def test_feed_subscribes_promptly_and_delivers_in_order(redis_server: RedisServer) -> None:
+    sink = Recorder()
+    feed = RedisFeed(redis_server.url, sink)
+    task = asyncio.create_task(feed.run())
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await wait_until(lambda: feed.connected)
+        await asyncio.sleep(0.2)  # idle: the reader waits for data, no polling
+        started = time.monotonic()
+        feed.want("A")
+        await wait_until(lambda: sink.active == ["A"])
+        # SUBSCRIBE goes out as soon as the symbol is wanted (it used to wait for the
+        # reader's 100 ms poll); the bound here only allows for a loaded machine.
+        assert time.monotonic() - started < 0.5
+        assert await numsub(client, "A") == 1
+        feed.want("B")
+        await wait_until(lambda: sink.active == ["A", "B"])
+        for i in range(300):
+            await client.publish(channel_of("A" if i % 3 else "B"), b"%d" % i)
+        await client.publish(channel_of("C"), b"not wanted")
+        await wait_until(lambda: len(sink.payloads) == 300)
+        assert sink.payloads == [("A" if i % 3 else "B", b"%d" % i) for i in range(300)]
+        feed.unwant("B")
+        await wait_until(lambda: feed.active == {"A"})
+        for _ in range(500):  # the UNSUBSCRIBE reaches Redis
+            if await numsub(client, "B") == 0:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("still subscribed to md:B")
+        assert feed.reconnects == 0 and sink.downs == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()
+
+
+async def test_feed_connection_killed_reports_down_and_resubscribes(
+    redis_server: RedisServer,
+) -> None:
+    sink = Recorder()
+    feed = RedisFeed(redis_server.url, sink)
+    feed.want("A")
+    task = asyncio.create_task(feed.run())
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await wait_until(lambda: sink.active == ["A"])
+        await client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        await wait_until(lambda: sink.downs == 1)
+        await wait_until(lambda: sink.active == ["A", "A"])  # confirmed again, then active
+        assert feed.reconnects == 1 and feed.connected
+        await client.publish(channel_of("A"), b"after")
+        await wait_until(lambda: sink.payloads[-1:] == [("A", b"after")])
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()
+
+
+WITHOUT_HIREDIS = """
+import asyncio, sys
+sys.modules["hiredis"] = None  # as if it were not installed: redis-py's own parser
+import redis.utils
+assert not redis.utils.HIREDIS_AVAILABLE
+from exchange.md_publish import RedisTransport
+from gateway.marketdata.feed import RedisFeed
+
+class Sink:
+    def __init__(self):
+        self.payloads, self.active = [], []
+    def on_payload(self, symbol, payload):
+        self.payloads.append(payload)
+    def on_active(self, symbol):
+        self.active.append(symbol)
+    def on_down(self):
+        pass
+
+async def main(url):
+    sink = Sink()
+    feed = RedisFeed(url, sink)
+    feed.want("A")
+    task = asyncio.create_task(feed.run())
+    transport = RedisTransport(url)
+    await transport.start()
+    async with asyncio.timeout(20):
+        while not (sink.active and transport.connected):
+            await asyncio.sleep(0.01)
+        for i in range(100):
+            transport.send("A", b"%d" % i)
+        while len(sink.payloads) < 100:
+            await asyncio.sleep(0.01)
+    assert sink.payloads == [b"%d" % i for i in range(100)]
+    await transport.stop()
+    task.cancel()
+    print("ok")
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_publisher_and_feed_work_without_hiredis(redis_server: RedisServer) -> None:
+    """hiredis is a dependency, but redis-py must not be left unusable if it is missing.
+
+    The URL asks for RESP3: both still speak RESP2 (plain arrays, no push handling).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WITHOUT_HIREDIS, redis_server.url + "?protocol=3",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0 and out.decode().strip().endswith("ok"), out.decode()
