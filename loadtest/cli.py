@@ -9,9 +9,19 @@ import msgspec
 
 from loadtest import findmax, plots, report
 from loadtest.runner import RunResult, run
-from loadtest.spec import Credential, RunSpec
+from loadtest.spec import RATE_PER_PROCESS, Credential, RunSpec
 
 DEFAULT_SYMBOLS = "BTC-USD,ETH-USD,ETH-BTC"
+
+
+def _workers(text: str) -> int:
+    """`auto` (0: chosen from the rate) or a positive number of trading processes."""
+    if text == "auto":
+        return 0
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("--workers must be a positive number or auto")
+    return n
 
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +30,9 @@ def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--duration", type=float, default=30.0, help="seconds of sending")
     load.add_argument("--sessions", type=int, default=20,
                       help="trading sessions, one account each")
-    load.add_argument("--workers", type=int, default=2, help="generator processes")
+    load.add_argument("--workers", type=_workers, default=0, metavar="N|auto",
+                      help="trading processes (default auto: one per "
+                           f"{RATE_PER_PROCESS:,.0f} orders/s offered)")
     load.add_argument("--symbols", default=DEFAULT_SYMBOLS)
     load.add_argument("--md-subscribers", type=int, default=2)
     load.add_argument("--seed", type=int, default=1)

@@ -85,13 +85,15 @@ def result_line(result: RunResult) -> str:
 
 def table(result: RunResult) -> str:
     spec = result.spec
+    procs = result.trading_processes or spec.workers
 
     def per_request(cpu_s: float) -> float:
         return 1e6 * cpu_s / max(result.sent, 1)
 
     lines = [
         f"offered {spec.rate:.0f}/s for {spec.duration_s:g}s over {spec.sessions} sessions, "
-        f"{spec.workers} trading processes, symbols {','.join(spec.symbols)}, "
+        f"{procs} trading process{'es' if procs != 1 else ''}, "
+        f"symbols {','.join(spec.symbols)}, "
         f"{spec.md_subscribers} md subscribers (in a process of their own)",
         f"scheduled {result.scheduled}  sent {result.sent}  answered {result.acked}  "
         f"ok {result.ok}  achieved {result.achieved_per_s:.0f}/s  "

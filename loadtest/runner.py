@@ -19,7 +19,15 @@ from hdrh.histogram import HdrHistogram
 from loadtest import recorder as rec
 from loadtest.checks import Violations
 from loadtest.recorder import Interval
-from loadtest.spec import Credential, RunSpec, WorkerResult, WorkerSpec, split_sessions
+from loadtest.schedule import worker_phase_ns
+from loadtest.spec import (
+    Credential,
+    RunSpec,
+    WorkerResult,
+    WorkerSpec,
+    split_sessions,
+    trading_processes,
+)
 from loadtest.worker import INTERVALS, READY, RESULT, process_main
 
 READY_TIMEOUT_S = 120.0
@@ -58,6 +66,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     precise_pacer: bool = True
     generator_cpu_s: float = 0.0  # all worker processes together
     generator_md_cpu_s: float = 0.0  # of which the market-data process
+    trading_processes: int = 0  # how many the run used (spec.workers may say "auto")
     hists: dict[str, str] = msgspec.field(default_factory=dict)  # merged, encoded
     timeline: list[Second] = msgspec.field(default_factory=list)
     violations: Violations = msgspec.field(default_factory=Violations)
@@ -162,7 +171,7 @@ def run(
     """Run one load at `spec.rate` for `spec.duration_s` and return the merged result."""
     if len(credentials) < spec.sessions:
         raise ValueError(f"need {spec.sessions} credentials, have {len(credentials)}")
-    traders = max(1, min(spec.workers, spec.sessions))
+    traders = trading_processes(spec)
     groups = split_sessions(credentials[: spec.sessions], traders)
     # Market-data probes get a process of their own: rebuilding books and checking checksums
     # must not delay the trading workers' sends.
@@ -188,6 +197,7 @@ def run(
             seed=spec.seed,
             drain_s=spec.drain_s,
             max_open_per_session=spec.max_open_per_session,
+            phase_ns=worker_phase_ns(spec.rate, wid) if group else 0,
         )
         proc = ctx.Process(
             target=process_main,
@@ -252,6 +262,7 @@ def run(
     timeline = _finish_seconds(seconds)
     ordered = [results[w] for w in sorted(results)]
     merged = merge(spec, ordered, timeline)
+    merged.trading_processes = traders
     for wid in range(workers):
         if wid not in results:
             merged.failures.append(f"worker {wid}: exited without a result")

@@ -61,3 +61,9 @@ def split_rate(total_rate: float, parts: int) -> list[float]:
     if parts <= 0:
         raise ValueError("parts must be positive")
     return [total_rate / parts] * parts
+
+
+def worker_phase_ns(total_rate: float, index: int) -> int:
+    """Start offset of trading worker `index`: with n workers at total_rate / n each, worker
+    i's requests take every n-th slot of one total_rate schedule, starting at slot i."""
+    return round(index * NS_PER_S / total_rate)

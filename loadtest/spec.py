@@ -5,6 +5,8 @@ These travel between processes as msgpack, so they are msgspec structs of plain 
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from loadtest.checks import Violations
@@ -16,12 +18,19 @@ class Credential(msgspec.Struct, frozen=True):
     account_id: str = ""
 
 
+# Offered requests per second one trading process takes when the number is left to the
+# run (workers=0): a process costs ~80 µs of CPU per request, so 5,000/s keep it under half
+# a core, and fewer, busier processes spend less per request than more, idler ones (each
+# wake-up, context switch and cache refill is paid per process).
+RATE_PER_PROCESS = 5000.0
+
+
 class RunSpec(msgspec.Struct, frozen=True, kw_only=True):
     url: str  # http://host:port of a gateway
     rate: float  # offered order requests per second, all workers together
     duration_s: float
     sessions: int
-    workers: int
+    workers: int  # trading processes; 0: one per RATE_PER_PROCESS of `rate`
     symbols: list[str]
     config_path: str | None = None  # instrument config (tick/lot grid, reference prices)
     md_subscribers: int = 0
@@ -42,6 +51,10 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     seed: int
     drain_s: float
     max_open_per_session: int
+    # Offset of this worker's schedule from the common start: worker i of n starts i slots
+    # of the whole run's schedule later, so together they offer one evenly spaced schedule
+    # (not n requests at once every n slots).
+    phase_ns: int = 0
 
 
 class WorkerResult(msgspec.Struct, kw_only=True):
@@ -75,3 +88,9 @@ def split_sessions(credentials: list[Credential], workers: int) -> list[list[Cre
     if workers <= 0 or len(credentials) < workers:
         raise ValueError("need at least one session per worker")
     return [credentials[i::workers] for i in range(workers)]
+
+
+def trading_processes(spec: RunSpec) -> int:
+    """How many trading processes a run uses (at least one, at most one per session)."""
+    wanted = spec.workers or math.ceil(spec.rate / RATE_PER_PROCESS)
+    return max(1, min(wanted, spec.sessions))

@@ -136,7 +136,7 @@ async def run_worker(
     start_ns = time.monotonic_ns() + (int(wall) - time.time_ns())
     recorder.start_ns = start_ns
     # A process with no sessions only runs market-data probes, for the run's duration.
-    schedule = (Schedule.for_duration(start_ns, spec.rate, spec.duration_s)
+    schedule = (Schedule.for_duration(start_ns + spec.phase_ns, spec.rate, spec.duration_s)
                 if sessions else None)
     result.scheduled = schedule.count if schedule else 0
     last_send_ns = schedule.end_ns if schedule else start_ns + int(spec.duration_s * 1e9)

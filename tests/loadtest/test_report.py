@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
+import pytest
+
 from loadtest import recorder as rec
-from loadtest.cli import write_outputs
+from loadtest.cli import add_load_arguments, write_outputs
 from loadtest.report import generator_notes, read_json, table
 from loadtest.runner import Second, merge
-from loadtest.spec import RunSpec, WorkerResult
+from loadtest.spec import RunSpec, WorkerResult, trading_processes
 
 SPEC = RunSpec(url="x", rate=1000, duration_s=3, sessions=2, workers=1, symbols=["BTC-USD"])
 
@@ -57,3 +60,24 @@ def test_a_generator_that_fell_behind_says_so() -> None:
     notes = generator_notes(result)
     assert notes and "fell behind" in notes[0]
     assert "NOTE: generator fell behind" in table(result)
+
+
+def test_trading_processes_auto_is_one_per_5000_per_s_unless_given() -> None:
+    def spec(rate: float, workers: int, sessions: int = 20) -> RunSpec:
+        return RunSpec(url="x", rate=rate, duration_s=1, sessions=sessions, workers=workers,
+                       symbols=["BTC-USD"])
+
+    assert [trading_processes(spec(r, 0)) for r in (100, 4000, 5000, 5001, 12_000)] == [
+        1, 1, 1, 2, 3]
+    assert trading_processes(spec(4000, 2)) == 2
+    assert trading_processes(spec(60_000, 0, sessions=4)) == 4  # at most one per session
+    parser = argparse.ArgumentParser()
+    add_load_arguments(parser)
+    assert parser.parse_args([]).workers == 0
+    assert parser.parse_args(["--workers", "auto"]).workers == 0
+    assert parser.parse_args(["--workers", "3"]).workers == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--workers", "0"])
+    result = merge(SPEC, [result_with_lag(10)], [])
+    result.trading_processes = 3
+    assert "3 trading processes" in table(result)
