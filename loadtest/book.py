@@ -23,6 +23,21 @@ def _digits(text: str) -> str:
     return text.replace(".", "").lstrip("0")
 
 
+# Prices and level sizes recur: their checksum digits are memoised (bounded, cleared when
+# full).
+_DIGITS: dict[str, str] = {}
+_DIGITS_MAX = 1 << 16
+
+
+def _digits_cached(text: str) -> str:
+    d = _DIGITS.get(text)
+    if d is None:
+        if len(_DIGITS) >= _DIGITS_MAX:
+            _DIGITS.clear()
+        d = _DIGITS[text] = text.replace(".", "").lstrip("0")
+    return d
+
+
 def checksum(asks: list[tuple[str, str]], bids: list[tuple[str, str]]) -> int:
     """asks sorted low→high, bids high→low, each (price, qty) as the server formats them."""
     parts: list[str] = []
@@ -75,7 +90,7 @@ class _Side:
         elif price in self._top_prices:
             self._top_text = None
         self.qty[price] = qty
-        self.text[price] = _digits(price) + _digits(qty)
+        self.text[price] = _digits_cached(price) + _digits_cached(qty)
 
     def top(self, n: int) -> list[tuple[str, str]]:
         return [(price, self.qty[price]) for _, price in self.order[:n]]
