@@ -150,13 +150,13 @@ class Session:
             return
         if msg.type == "execution":
             self._on_execution(msg)
-        elif msg.id is not None and msg.id == self._logon_id and self._logon_reply is not None:
+        elif msg.id is None:
+            self.acks.v.add("unexpected_message", f"{self.name}: {data[:120]!r}")
+        elif self._logon_reply is not None and msg.id == self._logon_id:
             if not self._logon_reply.done():
                 self._logon_reply.set_result(msg)
-        elif msg.id is not None:
-            self._on_response(msg, recv_ns)
         else:
-            self.acks.v.add("unexpected_message", f"{self.name}: {data[:120]!r}")
+            self._on_response(msg, recv_ns)
 
     def _on_response(self, msg: wire.Inbound, recv_ns: int) -> None:
         pending = self.acks.pending.pop(msg.id, None)  # type: ignore[arg-type]

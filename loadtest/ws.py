@@ -191,7 +191,7 @@ class WsClient(asyncio.Protocol):
                 if n - pos < 4:
                     self._need = 4
                     break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                length = buf[pos + 2] << 8 | buf[pos + 3]
                 head = 4
             elif length == 127:
                 if n - pos < 10:
