@@ -8,8 +8,10 @@ Samples are not put into the histograms one by one on the hot path: hdrh's `reco
 is pure Python and cost more than a microsecond per sample, three samples per request. Each
 sample is appended to a plain list and the lists are recorded in bulk (`record_many`, the
 same bucket arithmetic inlined in one loop, ~5x cheaper) when the second closes or when a
-histogram is read. The histograms are identical to per-sample recording (tested); only the
-moment the counts land in them moves.
+histogram is read, or when a list reaches RECORD_CHUNK samples: recording a whole second at
+once (~16,000 samples at 4,000 requests/s) stalled the loop ~4 ms once a second, and answers
+waiting behind that stall show as latency. The histograms are identical to per-sample
+recording (tested); only the moment the counts land in them moves.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from hdrh.histogram import HdrHistogram
 LOWEST_US = 1
 HIGHEST_US = 120_000_000  # two minutes: anything slower is clamped, never dropped
 SIGNIFICANT_DIGITS = 3
+# Samples buffered per list before they are recorded: ~0.1 ms of work at a time.
+RECORD_CHUNK = 256
 
 # Histogram names.
 ACK_ALL = "ack"
@@ -181,7 +185,10 @@ class Recorder:
         iv = self._interval
         iv.sent += 1
         lag_us = (sent_ns - scheduled_ns) // 1000
-        self._lags.append(lag_us)
+        lags = self._lags
+        lags.append(lag_us)
+        if len(lags) >= RECORD_CHUNK:
+            self._record_pending()
         if lag_us > iv.max_send_lag_us:
             iv.max_send_lag_us = lag_us
 
@@ -195,6 +202,8 @@ class Recorder:
         if samples is None:
             samples = self._acks[method] = []
         samples.append((recv_ns - scheduled_ns) // 1000)
+        if len(samples) >= RECORD_CHUNK:
+            self._record_pending()
         self.acked += 1
         iv = self._interval
         iv.acked += 1
@@ -207,9 +216,13 @@ class Recorder:
 
     def on_fill(self, latency_us: int) -> None:
         self._fills.append(latency_us)
+        if len(self._fills) >= RECORD_CHUNK:
+            self._record_pending()
 
     def on_md(self, latency_us: int) -> None:
         self._mds.append(latency_us)
+        if len(self._mds) >= RECORD_CHUNK:
+            self._record_pending()
 
     def take_closed(self, now_ns: int) -> list[Interval]:
         """The seconds finished by `now_ns`, each handed out once."""

@@ -120,3 +120,17 @@ def test_buffered_samples_land_in_their_own_second_and_in_the_totals() -> None:
     assert hists[rec.ack_name("order.place")].get_total_count() == 4
     assert hists[rec.FILL].get_total_count() == 8
     assert r.flush()[-1].acked == 0
+
+
+def test_samples_are_recorded_in_chunks_not_a_second_at_a_time() -> None:
+    r = rec.Recorder(start_ns=0)
+    n = rec.RECORD_CHUNK + 10
+    for i in range(n):
+        r.on_ack("order.place", i, i + 1_000_000, None)
+    # A full chunk went into the histograms as it filled, within the same second; the rest
+    # is still buffered (never more than a chunk per list).
+    assert r.hists[rec.ack_name("order.place")].get_total_count() == rec.RECORD_CHUNK
+    assert len(r._acks["order.place"]) == 10
+    assert r.hist(rec.ack_name("order.place")).get_total_count() == n
+    closed = r.take_closed(2 * S)
+    assert rec.decode(closed[0].ack_hist).get_total_count() == n
