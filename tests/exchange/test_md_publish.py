@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,6 +20,7 @@ from exchange.md_publish import (
     make_port,
 )
 from exchange.md_wire import channel_of, decode_batch
+from tests.exchange.matcher_harness import wait_until
 from tests.redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
@@ -158,15 +157,8 @@ class FakeRedis:
             writer.close()
 
 
-async def eventually(cond: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll a condition that no event signals (a fake server, another process)."""
-    deadline = time.monotonic() + within
-    while True:
-        if cond():
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.005)
+# How long a fake server or a reconnect may take here.
+WAIT_S = 5.0
 
 
 def test_pre_encoded_publish_is_what_redis_py_packs() -> None:
@@ -183,7 +175,7 @@ async def test_outstanding_publishes_are_bounded_and_order_kept(per_turn: bool) 
         fake.answer = False
         transport = RedisTransport(fake.url, max_outstanding=5, max_writes=2)
         await transport.start()
-        await eventually(lambda: transport.connected)
+        await wait_until(lambda: transport.connected, WAIT_S)
         before = PUBLISHED_REDIS._value.get()
         for i in range(20):
             transport.send("A", b"%d" % i)
@@ -198,10 +190,10 @@ async def test_outstanding_publishes_are_bounded_and_order_kept(per_turn: bool) 
         while len(fake.published) < 20:
             sent = len(fake.published)
             fake.release()
-            await eventually(lambda sent=sent: len(fake.published) > sent)  # type: ignore[misc]
+            await wait_until(lambda sent=sent: len(fake.published) > sent, WAIT_S)  # type: ignore[misc]
             assert transport.outstanding <= 5
         fake.release()
-        await eventually(lambda: transport.outstanding == 0)
+        await wait_until(lambda: transport.outstanding == 0, WAIT_S)
         assert [p for _, p in fake.published] == [b"%d" % i for i in range(20)]
         assert {c for c, _ in fake.published} == {b"md:A"}
         assert PUBLISHED_REDIS._value.get() - before == 20
@@ -214,15 +206,15 @@ async def test_reply_error_drops_the_unanswered_and_reconnects() -> None:
         fake.error_at = 3
         transport = RedisTransport(fake.url)
         await transport.start()
-        await eventually(lambda: transport.connected)
+        await wait_until(lambda: transport.connected, WAIT_S)
         failed = DROPPED.labels("redis", "publish_failed")
         before = failed._value.get()
         for i in range(3):
             transport.send("A", b"%d" % i)
-        await eventually(lambda: fake.connections == 2 and transport.connected)
+        await wait_until(lambda: fake.connections == 2 and transport.connected, WAIT_S)
         assert failed._value.get() - before >= 1  # the third, at least, is counted lost
         transport.send("A", b"after")
-        await eventually(lambda: fake.published[-1] == (b"md:A", b"after"))
+        await wait_until(lambda: fake.published[-1] == (b"md:A", b"after"), WAIT_S)
         await transport.stop()
 
 
@@ -235,16 +227,16 @@ async def test_a_silent_server_is_given_up_after_the_reply_timeout(
         fake.answer = False
         transport = RedisTransport(fake.url)
         await transport.start()
-        await eventually(lambda: transport.connected)
+        await wait_until(lambda: transport.connected, WAIT_S)
         failed = DROPPED.labels("redis", "publish_failed")
         before = failed._value.get()
         transport.send("A", b"lost")
-        await eventually(lambda: fake.connections == 2)
+        await wait_until(lambda: fake.connections == 2, WAIT_S)
         assert failed._value.get() - before == 1
         fake.answer = True
-        await eventually(lambda: transport.connected)
+        await wait_until(lambda: transport.connected, WAIT_S)
         transport.send("A", b"kept")
-        await eventually(lambda: transport.outstanding == 0 and len(fake.published) == 2)
+        await wait_until(lambda: transport.outstanding == 0 and len(fake.published) == 2, WAIT_S)
         await transport.stop()
 
 
@@ -252,12 +244,12 @@ async def test_a_silent_server_is_given_up_after_the_reply_timeout(
 async def test_redis_killed_is_seen_without_publishing(redis_server: RedisServer) -> None:
     transport = RedisTransport(redis_server.url)
     await transport.start()
-    await eventually(lambda: transport.connected)
+    await wait_until(lambda: transport.connected, WAIT_S)
     await asyncio.to_thread(redis_server.stop)
     # The reader sees EOF at once: no publish needed to notice.
-    await eventually(lambda: not transport.connected)
+    await wait_until(lambda: not transport.connected, WAIT_S)
     await asyncio.to_thread(redis_server.start)
-    await eventually(lambda: transport.connected, within=15)
+    await wait_until(lambda: transport.connected, 15)
     sub = aioredis.Redis.from_url(redis_server.url)
     pubsub = sub.pubsub()
     await pubsub.subscribe(channel_of("A"))

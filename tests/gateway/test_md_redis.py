@@ -19,8 +19,9 @@ from exchange.md_publish import MdPublisher, RedisTransport, make_port
 from exchange.md_wire import channel_of, decode_batch
 from gateway.marketdata import HUB_KEY, health
 from gateway.marketdata.feed import RedisFeed
+from tests.exchange.matcher_harness import wait_until
 from tests.gateway.test_md_stream import final_seq, gateway, run_flow, subscribe
-from tests.gateway.test_md_support import SYMBOL, EngineSource, Flow, config, wait_until
+from tests.gateway.test_md_support import SYMBOL, EngineSource, Flow, config
 from tests.redis_server import RedisServer, redis_server
 
 __all__ = ["config", "redis_server"]
@@ -117,12 +118,12 @@ async def test_redis_killed_and_restarted_mid_stream(
         await run_flow(flow, 50)  # published into the void: dropped and counted
         await asyncio.to_thread(redis_server.start)
         hub = client.app[HUB_KEY]
-        await wait_until(lambda: hub.feed.connected, within=20)
-        await wait_until(lambda: hub.symbols[SYMBOL].ready, within=20)
+        await wait_until(lambda: hub.feed.connected, limit_s=20)
+        await wait_until(lambda: hub.symbols[SYMBOL].ready, limit_s=20)
         port = flow.port
         assert isinstance(port, MdPublisher) and isinstance(port.transport, RedisTransport)
         transport = port.transport
-        await wait_until(lambda: transport.connected, within=20)
+        await wait_until(lambda: transport.connected, limit_s=20)
         await run_flow(flow, 50)
         end = final_seq(flow)
         for sub in (a, b):
@@ -202,18 +203,18 @@ async def test_repeated_redis_restarts(config: ExchangeConfig, redis_server: Red
             await asyncio.to_thread(redis_server.stop)
             await run_flow(flow, 30)
             await asyncio.to_thread(redis_server.start)
-            await wait_until(lambda: hub.feed.connected, within=20)
+            await wait_until(lambda: hub.feed.connected, limit_s=20)
             await run_flow(flow, 30)
             for sub in subs:
                 await sub.wait_for(
                     lambda sub=sub, n=round_ + 1: sub.replica.resyncs == n,  # type: ignore[misc]
                     within=20,
                 )
-        await wait_until(lambda: hub.symbols[SYMBOL].ready, within=20)
+        await wait_until(lambda: hub.symbols[SYMBOL].ready, limit_s=20)
         port = flow.port
         assert isinstance(port, MdPublisher) and isinstance(port.transport, RedisTransport)
         transport = port.transport
-        await wait_until(lambda: transport.connected, within=20)
+        await wait_until(lambda: transport.connected, limit_s=20)
         await run_flow(flow, 50)
         end = final_seq(flow)
         for sub in subs:

@@ -23,6 +23,7 @@ from exchange.instruments import ExchangeConfig
 from exchange.md_publish import make_port
 from exchange.md_wire import decode_batch
 from gateway.marketdata import HUB_KEY, Limits, health, install
+from tests.exchange.matcher_harness import wait_until
 from tests.gateway.test_md_support import (
     SYMBOL,
     BookReplica,
@@ -30,7 +31,6 @@ from tests.gateway.test_md_support import (
     Flow,
     MdWs,
     config,
-    wait_until,
 )
 
 __all__ = ["config"]

@@ -306,17 +306,6 @@ class MdWs:
         self.task.cancel()
 
 
-async def wait_until(cond: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll a condition that no event signals (other processes, sockets)."""
-    deadline = time.monotonic() + within
-    while True:
-        if cond():
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.005)
-
-
 @pytest.fixture
 def config() -> ExchangeConfig:
     return load_config()
