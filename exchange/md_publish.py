@@ -20,23 +20,21 @@ import collections
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import redis.asyncio as aioredis
 import structlog
 from prometheus_client import Counter, Gauge
 from redis.asyncio.connection import Connection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
-from redis.maint_notifications import MaintNotificationsConfig
 
 from exchange.events import Event
 from exchange.md_builder import MdBuilder
 from exchange.md_port import MarketDataPort, SendToGateways
 from exchange.md_wire import channel_of, encode_batch
 from exchange.queries import BookSnapshot
+from exchange.redis_conn import close_connection, connection_pool, open_connection
 
 log = structlog.get_logger("exchange.md_publish")
 
@@ -48,8 +46,6 @@ MAX_OUTSTANDING: Final = 2048  # publishes written and not yet answered, at most
 # write, so under load there are fewer, larger writes (measured: ~2x less CPU per publish
 # than one write per loop turn when the matcher sends one batch per turn).
 MAX_WRITES: Final = 4
-CONNECT_TIMEOUT_S: Final = 1.0  # TCP connect
-HANDSHAKE_TIMEOUT_S: Final = 3.0  # connect and PING
 REPLY_TIMEOUT_S: Final = 2.0  # replies due and none read for this long: the connection is dead
 WATCH_TICK_S: Final = 0.5
 BACKOFF_MIN_S: Final = 0.05
@@ -143,19 +139,7 @@ class RedisTransport:
         self._room: asyncio.Future[None] | None = None  # the writer waits here when full
 
     async def start(self) -> None:
-        # The pool only builds connections from the URL (TCP, TLS or unix socket); the
-        # transport holds one connection at a time and drives it itself. RESP2: the replies
-        # are plain integers, no HELLO. No retries inside redis-py: a failure must reach us.
-        options: dict[str, Any] = {
-            "socket_connect_timeout": CONNECT_TIMEOUT_S,
-            "socket_timeout": None,  # no timer per read: the watchdog covers a stalled server
-            "retry": Retry(NoBackoff(), 0),
-            "protocol": 2,
-            # RESP3-only; redis-py refuses it on RESP2 without hiredis.
-            "maint_notifications_config": MaintNotificationsConfig(enabled=False),
-        }
-        self._pool = aioredis.ConnectionPool.from_url(self._url, **options)
-        self._pool.connection_kwargs.update(options)  # over what the URL's query says
+        self._pool = connection_pool(self._url)
         self._task = asyncio.create_task(self._run(), name="md-redis-publisher")
 
     def send(self, symbol: str, payload: bytes) -> None:
@@ -174,25 +158,13 @@ class RedisTransport:
             return
         QUEUE_DEPTH.set(self._queue.qsize())
 
-    async def _open(self) -> Connection:
-        assert self._pool is not None
-        conn: Connection = self._pool.make_connection()  # type: ignore[no-untyped-call]
-        try:
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-                await conn.connect()  # type: ignore[no-untyped-call]
-                await conn.send_command("PING")
-                await conn.read_response()
-        except BaseException:
-            await _close(conn)
-            raise
-        return conn
-
     async def _connect(self) -> Connection:
         """Open a connection that answers a PING, backing off between tries."""
+        assert self._pool is not None
         backoff = BACKOFF_MIN_S
         while True:
             try:
-                conn = await self._open()
+                conn = await open_connection(self._pool)
             except (RedisError, OSError, TimeoutError) as exc:
                 self._drop_queued("disconnected")
                 log.warning("md_publish_redis_unreachable", error=str(exc), retry_s=backoff)
@@ -231,7 +203,7 @@ class RedisTransport:
                 error = failed.exceptions[0]
                 log.warning("md_publish_redis_lost", error=str(error) or repr(error), dropped=lost)
             finally:
-                await _close(conn)
+                await close_connection(conn)
 
     async def _write(self, conn: Connection) -> None:
         queue = self._queue
@@ -338,9 +310,6 @@ def _publish_header(channel: str) -> bytes:
     return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
 
 
-async def _close(conn: Connection) -> None:
-    with contextlib.suppress(Exception):
-        await conn.disconnect(nowait=True)
 
 
 class MdPublisher:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.connection import Connection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.maint_notifications import MaintNotificationsConfig
 
 from exchange.md_wire import CHANNEL_PREFIX, channel_of
+from exchange.redis_conn import close_connection, connection_pool, open_connection
 from gateway.marketdata import metrics
 from gateway.md_source import MarketDataSource
 
@@ -30,8 +27,6 @@ log = structlog.get_logger("gateway.marketdata")
 
 BACKOFF_MIN_S: Final = 0.05
 BACKOFF_MAX_S: Final = 5.0
-CONNECT_TIMEOUT_S: Final = 1.0
-HANDSHAKE_TIMEOUT_S: Final = 3.0  # connect and PING
 
 
 class FeedSink(Protocol):
@@ -135,30 +130,13 @@ class RedisFeed:
             self._changed.set()
 
     async def run(self) -> None:
-        # The pool only builds connections from the URL (TCP, TLS or unix socket). RESP2:
-        # messages are plain arrays, no push handling. No retries inside redis-py: a silent
-        # reconnect there would hide a lost stretch of messages; we must see every loss to
-        # resync.
-        options: dict[str, Any] = {
-            "socket_connect_timeout": CONNECT_TIMEOUT_S,
-            "socket_timeout": None,  # reads wait for the next message, however long
-            "retry": Retry(NoBackoff(), 0),
-            "protocol": 2,
-            # RESP3-only; redis-py refuses it on RESP2 without hiredis.
-            "maint_notifications_config": MaintNotificationsConfig(enabled=False),
-        }
-        pool = aioredis.ConnectionPool.from_url(self._url, **options)
-        pool.connection_kwargs.update(options)  # over what the URL's query says
+        pool = connection_pool(self._url)
         backoff = BACKOFF_MIN_S
         try:
             while True:
                 conn: Connection | None = None
                 try:
-                    conn = pool.make_connection()  # type: ignore[no-untyped-call]
-                    async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
-                        await conn.connect()
-                        await conn.send_command("PING")
-                        await conn.read_response()
+                    conn = await open_connection(pool)
                     self.connected = True
                     metrics.FEED_CONNECTED.set(1)
                     log.info("md_feed_connected", url=self._url, symbols=len(self.wanted))
@@ -173,8 +151,7 @@ class RedisFeed:
                     self.active = set()
                     metrics.FEED_CONNECTED.set(0)
                     if conn is not None:
-                        with contextlib.suppress(Exception):
-                            await conn.disconnect(nowait=True)
+                        await close_connection(conn)
                     if was_connected:
                         self.reconnects += 1
                         self._sink.on_down()
