@@ -111,7 +111,7 @@ class GatewayMetrics:
         key = (id(metric), *labels)
         tally = self._tallies.get(key)
         if tally is None:
-            tally = self._tallies[key] = Tally(metric.labels(*labels) if labels else metric)
+            tally = self._tallies[key] = Tally(metric.labels(*labels))
         return tally
 
     def sync(self) -> None:

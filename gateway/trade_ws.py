@@ -220,6 +220,9 @@ class TradeGateway:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Stopping: what is still unanswered gets its outcome from the link as it closes,
+        # not a 5001 from a timer firing on a stopped gateway.
+        self._deadlines.close()
 
     # ---- connection -----------------------------------------------------------------------
 
@@ -508,9 +511,7 @@ class TradeGateway:
     def _submit(self, session: TradeSession, req: Request, received_at: float,
                 command: Command, render: Callable[[Result], Reply], *,
                 cancel: bool = False) -> None:
-        pending = _Pending(self, session, req, received_at, render, ask=False)
-        self._unanswered += 1
-        self._deadlines.add(pending)
+        pending = self._track(_Pending(self, session, req, received_at, render, ask=False))
         try:
             self.link.submit_to(command, pending.finish, cancel=cancel)
         except BaseException:
@@ -521,10 +522,14 @@ class TradeGateway:
     def _await_ask(self, session: TradeSession, req: Request, received_at: float,
                    fut: asyncio.Future[QueryResult],
                    render: Callable[[QueryResult], Reply]) -> None:
-        pending = _Pending(self, session, req, received_at, render, ask=True)
+        pending = self._track(_Pending(self, session, req, received_at, render, ask=True))
+        fut.add_done_callback(pending.finish_future)
+
+    def _track(self, pending: _Pending) -> _Pending:
+        """Count `pending` as unanswered and give it its deadline (`_settled` undoes it)."""
         self._unanswered += 1
         self._deadlines.add(pending)
-        fut.add_done_callback(pending.finish_future)
+        return pending
 
     def _answer(self, pending: _Pending, outcome: Any) -> None:
         session, req, at = pending.session, pending.req, pending.received_at
