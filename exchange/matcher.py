@@ -299,10 +299,11 @@ class Matcher:
     def _start_write(self, first_seq: int, data: bytes, *,
                      idle: bool = False) -> asyncio.Future[float]:
         """Start making a batch durable. Writing to the page cache happens here, the fsync in
-        the journal thread; a rotation (file create + directory fsync) goes there whole."""
+        the journal thread; a rotation (file create + directory fsync) or a zero-fill of the
+        next preallocated chunk (zero write + fdatasync) goes there whole, with the batch."""
         loop = asyncio.get_running_loop()
         journal = self.journal
-        if journal.needs_rotation():
+        if journal.needs_rotation() or journal.needs_space(len(data)):
             return loop.run_in_executor(self._journal_exec, self._timed, first_seq, data)
         journal.write(data)
         if journal.fsync and (not idle or self.queue or len(data) > INLINE_FSYNC_MAX_BYTES):

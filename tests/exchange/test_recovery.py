@@ -10,7 +10,7 @@ import pytest
 
 from exchange.engine_port import default_factory
 from exchange.instruments import load_config
-from exchange.journal import list_segments
+from exchange.journal import Record, list_segments, scan_journal
 from exchange.matcher import MatcherOptions
 from exchange.matcher_main import open_matcher
 from exchange.snapshot_store import list_snapshots
@@ -43,6 +43,13 @@ async def run_load(data_dir: Path, commands: int, *, setup: bool, seed: int = 1,
         await load.stop()
         await wait_until(lambda: matcher._snapshot_task is None)
     return matcher.engine.last_seq, matcher.engine.state_hash()
+
+
+def data_end(data_dir: Path) -> int:
+    """Where the records of the last segment end (preallocated zeros follow)."""
+    *_, result = scan_journal(data_dir)
+    assert not isinstance(result, Record)
+    return result.end_offset
 
 
 def reopen(data_dir: Path) -> tuple[int, str]:
@@ -87,16 +94,21 @@ async def test_torn_tail_is_truncated_and_start_continues(tmp_path: Path, mode: 
     last_seq, _ = await run_load(data, 1500, setup=True, options=JOURNAL_ONLY)
     segment = list_segments(data)[-1][1]
     blob = bytearray(segment.read_bytes())
+    end = data_end(data)
     rng = random.Random(mode)
     if mode == "cut":
-        # Cut inside the last record: its tail never reached the disk.
-        blob = blob[: len(blob) - rng.randint(1, 20)]
+        # Cut inside the last record: its tail never reached the disk (zeros are there).
+        cut = rng.randint(1, 20)
+        while not any(blob[end - cut : end]):  # zeroing zeros would change nothing
+            cut += 1
+        blob[end - cut : end] = bytes(cut)
         expect = last_seq - 1
     elif mode == "flip":
-        blob[-rng.randint(1, 20)] ^= 0x41
+        blob[end - rng.randint(1, 20)] ^= 0x41
         expect = last_seq - 1
     else:
-        blob += b"\x00\x00\x01\x00garbage"  # a partial record appended by a crash mid-write
+        garbage = b"\x00\x00\x01\x00garbage"  # a partial record written by a crash mid-write
+        blob[end : end + len(garbage)] = garbage
         expect = last_seq
     segment.write_bytes(bytes(blob))
     seq, _ = reopen(data)
@@ -113,7 +125,7 @@ async def test_corrupt_middle_stops_start_with_clear_error(tmp_path: Path) -> No
     await run_load(data, 1500, setup=True, options=JOURNAL_ONLY)
     segment = list_segments(data)[-1][1]
     blob = bytearray(segment.read_bytes())
-    offset = len(blob) // 2
+    offset = data_end(data) // 2  # among the records, not in the zeros after them
     blob[offset] ^= 0xFF
     segment.write_bytes(bytes(blob))
     proc = MatcherProcess(data)
