@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
@@ -62,6 +63,7 @@ log = structlog.get_logger("exchange.link_client")
 # Requests in flight on one link. The gateway's own window is smaller; this only stops a bug
 # from growing memory without bound.
 DEFAULT_MAX_PENDING = 100_000
+_POLL_READ_BYTES = 256 * 1024  # as much as the event loop reads per wake-up
 
 ReportsCallback = Callable[[list[OrderEvent]], None]
 MarketDataCallback = Callable[[str, bytes], None]
@@ -121,6 +123,8 @@ class LinkClient:
         self._frames = FrameSplitter()
         self._out = bytearray()
         self._flush_scheduled = False
+        self._fd = -1  # the socket's descriptor, for poll()
+        self._reading = False  # inside _on_data: poll() must not feed the splitter again
         self._next_req = 1
         # req_id -> what to call with the outcome (a Result, a Refused, or LinkDown).
         self._submits: dict[int, SubmitCallback] = {}
@@ -167,6 +171,8 @@ class LinkClient:
                         lambda: _Protocol(client), addr.host, addr.port
                     )
                 client._transport = transport
+                sock = transport.get_extra_info("socket")
+                client._fd = sock.fileno() if sock is not None else -1
                 client._send(Hello(gateway_id=gateway_id, version=PROTOCOL_VERSION))
                 welcome = await client._welcomed
         except (OSError, TimeoutError) as exc:
@@ -297,8 +303,32 @@ class LinkClient:
             self._out = bytearray()
             self._transport.write(out)
 
+    def poll(self) -> None:
+        """Write what is buffered and handle what the matcher has already sent, now.
+
+        Normally commands go out at the end of the event loop's turn and answers are read in
+        the next one. A gateway flooded with client messages has long turns, so its in-flight
+        window would turn over once or twice per turn, however fast the matcher answers, and
+        the surplus it refuses (4002) costs it the CPU that would have moved the window. The
+        gateway calls this before refusing: the answers already in the socket free their
+        slots first. It reads the socket the loop also watches; the loop then finds nothing
+        (EAGAIN) or the rest, in order, since both feed the same frame splitter on this thread.
+        """
+        if self._closed_exc is not None or self._reading:
+            return
+        self._flush()
+        if self._fd < 0:
+            return
+        try:
+            data = os.read(self._fd, _POLL_READ_BYTES)
+        except OSError:
+            return  # nothing there yet (EAGAIN), or a failure the loop's reader reports
+        if data:
+            self._on_data(data)
+
     def _on_data(self, data: bytes) -> None:
         self._last_rx = time.monotonic()
+        self._reading = True
         try:
             for frame in self._frames.feed(data):
                 msg = decode_message(frame)
@@ -315,6 +345,8 @@ class LinkClient:
         except FrameError as exc:
             log.error("link_malformed_frame", gateway_id=self.gateway_id, reason=str(exc))
             self._abort(LinkDown(f"malformed frame from matcher: {exc}"))
+        finally:
+            self._reading = False
 
     def _dispatch(self, msg: object) -> None:
         if isinstance(msg, Result | Refused):

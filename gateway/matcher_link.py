@@ -256,6 +256,19 @@ class MatcherLink:
         hot path: no future, no extra event-loop turn per request."""
         if self._client is None or not self._up.is_set():
             raise Unavailable("matcher link down")
+        if self._accept(command, done, cancel):
+            return
+        # Full. Answers already in the socket free slots: take them before refusing, so a
+        # gateway busy with a flood refuses only what the matcher really has not answered.
+        self._client.poll()
+        if self._client is None or not self._up.is_set():
+            raise Unavailable("matcher link down")
+        if not self._accept(command, done, cancel):
+            self.metrics.overloaded.labels("cancel" if cancel else "order").inc()
+            raise Overloaded(self.limits.retry_after_ms)
+
+    def _accept(self, command: Command, done: OutcomeCallback, cancel: bool) -> bool:
+        """Send `command` or queue it in its lane; False when that lane is full."""
         lim = self.limits
         if cancel:
             if not self._cancel_queue and self._in_flight < lim.window + lim.cancel_reserve:
@@ -263,16 +276,14 @@ class MatcherLink:
             elif len(self._cancel_queue) < lim.cancel_queue_size:
                 self._cancel_queue.append(_Waiting(command, done))
             else:
-                self.metrics.overloaded.labels("cancel").inc()
-                raise Overloaded(lim.retry_after_ms)
+                return False
+        elif not self._queue and not self._cancel_queue and self._in_flight < lim.window:
+            self._send(command, done)
+        elif len(self._queue) < lim.queue_size:
+            self._queue.append(_Waiting(command, done))
         else:
-            if not self._queue and not self._cancel_queue and self._in_flight < lim.window:
-                self._send(command, done)
-            elif len(self._queue) < lim.queue_size:
-                self._queue.append(_Waiting(command, done))
-            else:
-                self.metrics.overloaded.labels("order").inc()
-                raise Overloaded(lim.retry_after_ms)
+            return False
+        return True
 
     def _send(self, command: Command, done: OutcomeCallback) -> None:
         client = self._client

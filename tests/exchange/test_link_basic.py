@@ -4,6 +4,7 @@ heartbeats, malformed frames, version mismatch, backpressure, cancel-on-disconne
 from __future__ import annotations
 
 import asyncio
+import select
 import struct
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from exchange.link_codec import encode_frame, parse_address
 from exchange.link_messages import PROTOCOL_VERSION, Hello, Refused, Result
 from exchange.matcher import MatcherOptions
 from exchange.queries import GetApiKey, GetOrder, NotFound, OrderState
-from tests.exchange.matcher_harness import inprocess_matcher, wait_until
+from tests.exchange.matcher_harness import MatcherProcess, inprocess_matcher, wait_until
 
 
 def place(account: int, cid: str, session: str = "") -> PlaceOrder:
@@ -251,4 +252,25 @@ async def test_result_too_big_for_a_frame_is_split(tmp_path: Path) -> None:
         assert [type(e) for e in result.events] == [AllCanceled]
         assert result.events[0].count == n  # type: ignore[union-attr]
         assert len(got) == n and all(isinstance(e, OrderCanceled) for e in got)
+        await client.close()
+
+
+async def test_poll_writes_now_and_handles_answers_the_loop_has_not_read(tmp_path: Path) -> None:
+    # The matcher runs in its own process, so this test can hold the event loop while it
+    # answers: only poll() can then send the command and read the Result.
+    async with MatcherProcess.started(tmp_path / "d") as proc:
+        client = await LinkClient.connect(proc.address, "gw-poll")
+        got: list[object] = []
+        client.submit_callback(CreateAccount(label="polled"), got.append)
+        client.poll()  # sent now, not at the end of this loop turn
+        readable, _, _ = select.select([client._fd], [], [], 10.0)
+        assert readable, "the matcher did not answer"
+        assert got == []
+        client.poll()
+        assert len(got) == 1
+        result = got[0]
+        assert isinstance(result, Result) and isinstance(result.events[0], AccountCreated)
+        # What poll() took is not handed over again when the loop reads the socket.
+        assert isinstance(await client.submit(CreateAccount(label="after")), Result)
+        assert len(got) == 1
         await client.close()

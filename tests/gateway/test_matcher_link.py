@@ -27,6 +27,9 @@ class FakeClient:
                                symbols=list(CONFIG.instruments), last_seq=0)
         self.closed = False
         self.submits: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.callbacks: list[Any] = []
+        self.polls = 0
+        self.on_poll: Any = None  # what poll() finds already sent by the matcher
         self.notices: list[tuple[str, Any]] = []
         self._closed = asyncio.Event()
 
@@ -40,11 +43,17 @@ class FakeClient:
     def submit_callback(self, command: Any, callback: Any) -> None:
         """As LinkClient: `callback` gets the Result/Refused, or LinkDown."""
         fut = self.submit_nowait(command)
+        self.callbacks.append(callback)
         fut.add_done_callback(
             lambda f: callback(f.exception() if f.exception() is not None else f.result()))
 
     def ask_nowait(self, query: Any) -> asyncio.Future[QueryResult]:
         return asyncio.get_running_loop().create_future()
+
+    def poll(self) -> None:
+        self.polls += 1
+        if self.on_poll is not None:
+            self.on_poll()
 
     def interest(self, add: Any = (), remove: Any = ()) -> None:
         self.notices.append(("interest", (list(add), list(remove))))
@@ -132,6 +141,28 @@ async def test_window_queue_and_cancel_lane() -> None:
     kinds = [type(c).__name__ for c, _ in client.submits]
     assert kinds == ["PlaceOrder"] * 2 + ["CancelOrder"] * 3 + ["PlaceOrder"] * 2
     assert (link.in_flight, link.queued) == (0, 0)
+    await link.stop()
+
+
+async def test_answers_waiting_in_the_socket_are_taken_before_refusing() -> None:
+    connector = Connector()
+    link = await started(LinkLimits(window=2, queue_size=1), connector)
+    client = connector.clients[0]
+    done: list[Any] = []
+    for i in range(3):
+        link.submit_to(place(i), done.append)
+    assert (link.in_flight, link.queued, client.polls) == (2, 1, 0)
+    # The answer to c0 has arrived but the event loop has not read it yet: poll() finds it.
+    client.on_poll = lambda: client.callbacks[0](Result(req_id=1, seq=1, events=[]))
+    link.submit_to(place(3), done.append)  # accepted, where it used to be refused
+    assert client.polls == 1
+    assert [type(d) for d in done] == [Result]
+    assert [c.client_order_id for c, _ in client.submits] == ["c0", "c1", "c2"]
+    assert (link.in_flight, link.queued) == (2, 1)
+    client.on_poll = None
+    with pytest.raises(Overloaded):
+        link.submit_to(place(4), done.append)  # nothing waiting: refused, after looking
+    assert client.polls == 2
     await link.stop()
 
 
