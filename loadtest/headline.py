@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="keep the exchange's data and logs here (default: a temp dir)")
+    parser.add_argument("--gateway-args", default="", metavar="ARGS",
+                        help="extra `exchange gateway` options, one string (e.g. "
+                             "\"--window 1024 --queue-size 4096\"), to size the gateway")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy flame graphs of gateway and matcher during the run")
     add_load_arguments(parser)
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="exchange-headline-") as tmp:
         workdir = args.workdir or Path(tmp)
         with Cluster(workdir, fsync=args.fsync, redis=not args.no_redis,
-                     config=args.config) as cluster:
+                     config=args.config, gateway_args=shlex.split(args.gateway_args)) as cluster:
             md = f"Redis ({cluster.redis_url})" if cluster.redis_url else "the matcher link"
             print(f"exchange up: gateway {cluster.url}, matcher {cluster.matcher} "
                   f"(fsync {args.fsync}), market data over {md}", flush=True)
