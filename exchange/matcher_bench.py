@@ -31,21 +31,16 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from exchange import disk_probe
 from exchange.bench_mix import MixGenerator
 from exchange.commands import Deposit
+from exchange.disk_probe import percentile
 from exchange.instruments import ExchangeConfig, load_config
 from exchange.link_client import LinkClient, LinkDown
 from exchange.link_messages import Refused, Result
 
 # msgpack integers stop at 2**64; deposits far above any bench need but inside that.
 MAX_DEPOSIT = 10**18
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q / 100 * len(sorted_values)) - 1))
-    return sorted_values[index]
 
 
 class MatcherUnderTest:
@@ -224,34 +219,15 @@ async def open_loop(drivers: list[Driver], rate: float, seconds: float) -> list[
     return latencies
 
 
-def disk_baseline(directory: Path, rounds: int = 300) -> tuple[float, float, float]:
-    """p50/p99/max microseconds of a 1 KB append + fdatasync here: what one group commit costs
-    on this disk right now (shared machines vary a lot)."""
-    path = directory / "fsync-probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    samples: list[float] = []
-    try:
-        for _ in range(rounds):
-            started = time.perf_counter()
-            os.write(fd, b"x" * 1024)
-            os.fdatasync(fd)
-            samples.append((time.perf_counter() - started) * 1e6)
-    finally:
-        os.close(fd)
-        path.unlink()
-    samples.sort()
-    return percentile(samples, 50), percentile(samples, 99), samples[-1]
-
-
 async def bench(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     extra = ["--snapshot-every", str(args.snapshot_every)]
     if args.config:
         extra += ["--config", args.config]
     mut = MatcherUnderTest(args.fsync, extra)
-    p50, p99, worst = await asyncio.to_thread(disk_baseline, mut.tmp)
-    print(f"disk: 1 KB append + fdatasync p50 {p50:.0f} us, p99 {p99:.0f} us, max {worst:.0f} us",
-          flush=True)
+    for preallocated in (False, True):
+        probe = await asyncio.to_thread(disk_probe.measure, mut.tmp, preallocated=preallocated)
+        print(probe.line(), flush=True)
     if args.address:
         mut.address = args.address  # an already running matcher (e.g. under a profiler)
     else:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import msgspec
 
+from exchange import disk_probe
 from loadtest import accounts, internals, profiles, report
 from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
 from loadtest.cluster import Cluster
@@ -68,11 +69,13 @@ def cpu_line(cpu: dict[str, float], result: RunResult) -> str:
 
 def write_exchange_json(
     path: Path, cpu: dict[str, float], result: RunResult,
-    inside: dict[internals.Key, internals.Hist],
+    inside: dict[internals.Key, internals.Hist], disk: disk_probe.SyncLatency,
 ) -> None:
     """What the exchange itself did during the run, next to results.json."""
     per = max(result.sent, 1)
     data = {
+        "disk_fdatasync_us": {"pattern": disk.pattern, "p50": disk.p50_us, "p99": disk.p99_us,
+                              "max": disk.max_us},
         "cpu_s": {**cpu, "generator": result.generator_cpu_s},
         "cpu_us_per_request": {name: 1e6 * t / per for name, t in cpu.items()},
         "histograms": [
@@ -111,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"(fsync {args.fsync}), market data over {md}", flush=True)
             creds = asyncio.run(accounts.provision_via_matcher(cluster.matcher, args.sessions))
             print(f"created and funded {len(creds)} accounts", flush=True)
+            # The journal's disk, measured now: with fsync on, every ack waits for at least
+            # one of these, so its p99 is a floor under the ack p99 that no code change moves.
+            disk = disk_probe.measure(workdir)
+            print(f"{disk.line()} (the journal's own pattern, on its disk)", flush=True)
             spies = start_profilers(cluster, args.out, args.duration) if args.profile else []
             urls = (f"{cluster.url}/metrics", cluster.matcher_metrics_url)
             before = [internals.scrape(u) for u in urls]
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             for url, earlier in zip(urls, before, strict=True):
                 inside.update(internals.delta(internals.scrape(url), earlier))
             print(internals.table(inside), flush=True)
-            write_exchange_json(args.out / "exchange.json", cpu, result, inside)
+            write_exchange_json(args.out / "exchange.json", cpu, result, inside, disk)
             for spy in spies:
                 try:
                     spy.wait(timeout=60)

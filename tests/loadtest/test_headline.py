@@ -28,6 +28,9 @@ def test_headline_ends_with_exactly_one_result_line(tmp_path: Path) -> None:
     assert sum(line.startswith("RESULT") for line in lines) == 1
     assert any(line.startswith("CPU during the run:") for line in lines)
     assert any("inside the exchange" in line for line in lines)
+    assert any(line.startswith("disk: 1 KB write into zeroed space + fdatasync") for line in lines)
     assert (tmp_path / "out" / "results-percentiles.png").exists()
     exchange = json.loads((tmp_path / "out" / "exchange.json").read_text())
     assert exchange["cpu_s"]["gateway"] > 0 and exchange["histograms"]
+    disk = exchange["disk_fdatasync_us"]
+    assert 0 < disk["p50"] <= disk["p99"] <= disk["max"]
