@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from exchange import disk_probe
+from exchange import disk_probe, machine
 from exchange.bench_mix import MixGenerator
 from exchange.commands import Deposit
 from exchange.disk_probe import percentile
@@ -290,19 +290,9 @@ async def bench(args: argparse.Namespace) -> int:
     snaps = [line for line in log_text.splitlines() if '"snapshot_written"' in line]
     if snaps:
         print(f"snapshots during the run: {len(snaps)}; last: {snaps[-1]}")
-    print(f"machine: nproc={os.cpu_count()} cpu={cpu_model()}")
+    print(machine.describe())
     print(f"RESULT matcher commands_per_s={int(per_s)} p99_us={p99:.1f}")
     return 0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import msgspec
 
-from exchange import disk_probe
+from exchange import disk_probe, machine
 from loadtest import accounts, internals, profiles, report
 from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
 from loadtest.cluster import Cluster
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"created and funded {len(creds)} accounts", flush=True)
             # The journal's disk, measured now: with fsync on, every ack waits for at least
             # one of these, so its p99 is a floor under the ack p99 that no code change moves.
+            print(machine.describe(), flush=True)
             disk = disk_probe.measure(workdir)
             print(f"{disk.line()} (the journal's own pattern, on its disk)", flush=True)
             spies = start_profilers(cluster, args.out, args.duration) if args.profile else []
