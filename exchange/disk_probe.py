@@ -63,3 +63,12 @@ def measure(directory: Path, rounds: int = 300, *, preallocated: bool = True) ->
     samples.sort()
     pattern = "write into zeroed space" if preallocated else "append"
     return SyncLatency(pattern, percentile(samples, 50), percentile(samples, 99), samples[-1])
+
+
+def floor_note(probe: SyncLatency, ack_p99_ms: float) -> str | None:
+    """A warning when this disk alone keeps an ack p99 of `ack_p99_ms` out of reach."""
+    if probe.p99_us <= ack_p99_ms * 1000:
+        return None
+    return (f"NOTE: this disk's fdatasync p99 ({probe.p99_us / 1000:.2f} ms) is above "
+            f"{ack_p99_ms:g} ms: with fsync on, an ack p99 of {ack_p99_ms:g} ms is out of reach "
+            "here whatever the exchange does")

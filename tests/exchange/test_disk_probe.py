@@ -37,3 +37,12 @@ def test_percentile_is_nearest_rank() -> None:
     assert disk_probe.percentile(values, 100) == 100.0
     assert disk_probe.percentile([7.0], 99.9) == 7.0
     assert disk_probe.percentile([], 50) != disk_probe.percentile([], 50)  # nan
+
+
+def test_floor_note_only_when_the_disk_alone_misses_the_target() -> None:
+    fast = disk_probe.SyncLatency("write into zeroed space", 150.0, 900.0, 2000.0)
+    slow = disk_probe.SyncLatency("write into zeroed space", 250.0, 1300.0, 9000.0)
+    assert disk_probe.floor_note(fast, 1.0) is None
+    note = disk_probe.floor_note(slow, 1.0)
+    assert note is not None and "p99 (1.30 ms) is above 1 ms" in note
+    assert disk_probe.floor_note(slow, 2.0) is None
