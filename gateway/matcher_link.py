@@ -254,15 +254,13 @@ class MatcherLink:
         """`submit` without a future: `done` is called once with the outcome, synchronously
         as the matcher's answer is read, after the reports it carries were delivered. The
         hot path: no future, no extra event-loop turn per request."""
-        if self._client is None or not self._up.is_set():
-            raise Unavailable("matcher link down")
+        client = self._live_client()
         if self._accept(command, done, cancel):
             return
         # Full. Answers already in the socket free slots: take them before refusing, so a
         # gateway busy with a flood refuses only what the matcher really has not answered.
-        self._client.poll()
-        if self._client is None or not self._up.is_set():
-            raise Unavailable("matcher link down")
+        client.poll()
+        self._live_client()  # what poll() read may have been the link's end
         if not self._accept(command, done, cancel):
             self.metrics.overloaded.labels("cancel" if cancel else "order").inc()
             raise Overloaded(self.limits.retry_after_ms)
@@ -331,10 +329,15 @@ class MatcherLink:
 
     # ---- queries -----------------------------------------------------------------------------
 
-    def ask_nowait(self, query: Query) -> asyncio.Future[QueryResult]:
+    def _live_client(self) -> LinkClient:
+        """The link's client while it is up; Unavailable (nothing sent) otherwise."""
         client = self._client
         if client is None or not self._up.is_set():
             raise Unavailable("matcher link down")
+        return client
+
+    def ask_nowait(self, query: Query) -> asyncio.Future[QueryResult]:
+        client = self._live_client()
         if self._asks >= self.limits.max_asks:
             self.metrics.overloaded.labels("ask").inc()
             raise Overloaded(self.limits.retry_after_ms)
