@@ -16,6 +16,7 @@ import time
 from array import array
 from collections.abc import Sequence
 
+from exchange import machine
 from exchange.bench_mix import MixGenerator
 from exchange.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 from exchange.engine import Engine
@@ -41,17 +42,6 @@ def _kind(cmd: Command) -> int:
     if isinstance(cmd, AmendOrder):
         return 3
     return 4
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _pct(sorted_ns: array[int], p: float) -> float:
@@ -116,7 +106,7 @@ def run(
     ordered = array("q", sorted(lat))
     cps = int(commands * 1e9 / total_ns)
     p50, p99, p999 = _pct(ordered, 50), _pct(ordered, 99), _pct(ordered, 99.9)
-    print(f"machine: {_cpu_model()}, python {platform.python_version()}")
+    print(f"machine: {machine.cpu_model()}, python {platform.python_version()}")
     print(
         f"commands: {commands}  seed: {seed}  gc tuning: {gc_tuning}  gc runs: {gc_runs}  "
         f"marketable: up to {taker_lots} lots, IOC up to {taker_reach} ticks through"
