@@ -11,8 +11,9 @@ from exchange import disk_probe
 
 
 @pytest.mark.parametrize("preallocated", [False, True])
-def test_measure_times_every_round_and_leaves_nothing(tmp_path: Path,
-                                                      preallocated: bool) -> None:
+def test_measure_times_every_round_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preallocated: bool
+) -> None:
     synced: list[int] = []
     real = os.fdatasync
 
@@ -20,9 +21,8 @@ def test_measure_times_every_round_and_leaves_nothing(tmp_path: Path,
         synced.append(fd)
         real(fd)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(os, "fdatasync", counting)
-        probe = disk_probe.measure(tmp_path, rounds=25, preallocated=preallocated)
+    monkeypatch.setattr(os, "fdatasync", counting)
+    probe = disk_probe.measure(tmp_path, rounds=25, preallocated=preallocated)
     assert len(synced) == 25
     assert 0 < probe.p50_us <= probe.p99_us <= probe.max_us
     assert probe.pattern == ("write into zeroed space" if preallocated else "append")
