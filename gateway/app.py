@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import structlog
 from aiohttp import web
 
-from exchange.instruments import ExchangeConfig
-from gateway.auth import SharedNonces
+from exchange.model.instruments import ExchangeConfig
+from gateway.core.auth import SharedNonces
+from gateway.core.matcher_link import LinkLimits, MatcherLink
 from gateway.fix.server import FixAcceptor
-from gateway.matcher_link import LinkLimits, MatcherLink
 from gateway.metrics import GatewayMetrics
-from gateway.rest import RestApi
-from gateway.trade_ws import TradeGateway, TradeLimits
+from gateway.rest.routes import RestApi
+from gateway.ws.trade import TradeGateway, TradeLimits
 
 log = structlog.get_logger("gateway.app")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.auth import sign_logon
+from gateway.core.auth import sign_logon
 
 
 class ExchangeError(Exception):
@@ -325,9 +325,9 @@ async def create_funded_account_via_link(matcher_address: str,
                                          deposits: Mapping[str, str] | None = None, *,
                                          permissions: tuple[str, ...] = ("trade", "read"),
                                          label: str = "") -> Credentials:
-    """The same through exchange.admin_ops over a direct matcher link (operator side)."""
-    from exchange import admin_ops
-    from exchange.link_client import LinkClient
+    """The same through exchange.link.admin_ops over a direct matcher link (operator side)."""
+    from exchange.link import admin_ops
+    from exchange.link.client import LinkClient
 
     link = await LinkClient.connect(matcher_address, "client-admin")
     try:

@@ -18,13 +18,13 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from exchange.link_codec import parse_address
+from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
-from gateway.admin_http import AdminApi
+from gateway.admin.http import AdminApi
 from gateway.app import GatewaySettings, create_app, default_gateway_id
-from gateway.matcher_link import LinkLimits
-from gateway.ratelimit import RateLimit
-from gateway.trade_ws import TradeLimits
+from gateway.core.matcher_link import LinkLimits
+from gateway.core.ratelimit import RateLimit
+from gateway.ws.trade import TradeLimits
 
 log = structlog.get_logger("gateway.main")
 

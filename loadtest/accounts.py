@@ -1,6 +1,6 @@
 """Create and fund the load test's accounts before the run, through the operator's interface.
 
-Three ways in, all the operator's: the matcher link with `exchange.admin_ops` (what
+Three ways in, all the operator's: the matcher link with `exchange.link.admin_ops` (what
 `exchange admin --matcher ADDR` uses), the gateway's localhost admin HTTP API with its bearer
 token, or a credentials file written by an earlier run or by hand
 (`[{"api_key", "secret", "account_id"}]`). Funding is generous so that no order of the
@@ -29,8 +29,8 @@ async def provision_via_matcher(
     funding: dict[str, str] | None = None,
 ) -> list[Credential]:
     """Create `count` accounts with a trade key each, funded in every configured asset."""
-    from exchange import admin_ops
-    from exchange.link_client import LinkClient
+    from exchange.link import admin_ops
+    from exchange.link.client import LinkClient
 
     funding = DEFAULT_FUNDING if funding is None else funding
     client = await LinkClient.connect(matcher, f"loadtest-admin-{id(funding):x}")

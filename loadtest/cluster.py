@@ -106,7 +106,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        exe = [sys.executable, "-m", "exchange.cli"]
+        exe = [sys.executable, "-m", "exchange.cli.main"]
         redis_bin = shutil.which("redis-server")
         if self.want_redis and redis_bin:
             port = free_port()

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import msgspec
 
-from exchange import disk_probe, machine
+from bench import machine
+from exchange.journal import disk_probe
 from loadtest import accounts, internals, profiles, report
 from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
 from loadtest.cluster import Cluster

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchange.instruments import Instrument
+from exchange.model.instruments import Instrument
 
 PLACE, CANCEL, AMEND, MARKETABLE = "place", "cancel", "amend", "marketable"
 # Cumulative weights for PLACE, CANCEL, AMEND, MARKETABLE (50/35/10/5).

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from exchange.instruments import Instrument, load_config
+from exchange.model.instruments import Instrument, load_config
 from loadtest.checks import MD_CLOSED, SESSION_CLOSED, Violations
 from loadtest.md_probe import BookChecker, run_probe
 from loadtest.mix import Mix

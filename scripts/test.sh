@@ -25,7 +25,9 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 echo "== ruff"
-.venv/bin/ruff check exchange gateway loadtest tests
+.venv/bin/ruff check exchange gateway loadtest bench tests
+echo "== import layers"
+.venv/bin/lint-imports
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

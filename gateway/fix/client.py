@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 
-from gateway import auth
+from gateway.core import auth
 from gateway.fix.codec import FixMessage, FixStreamParser, encode
 from gateway.fix.session import sending_time
 

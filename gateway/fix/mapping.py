@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import time
 
-from exchange.codes import MESSAGES, Code
-from exchange.commands import AmendOrder, CancelOrder, PlaceOrder, Side, TimeInForce
-from exchange.events import (
+from exchange.model.codes import MESSAGES, Code
+from exchange.model.commands import AmendOrder, CancelOrder, PlaceOrder, Side, TimeInForce
+from exchange.model.events import (
     OrderEvent,
     OrderFilled,
     OrderRejected,
     OrdStatus,
 )
-from exchange.instruments import ExchangeConfig, Instrument
-from exchange.queries import GetOrder, OrderState
+from exchange.model.instruments import ExchangeConfig, Instrument
+from exchange.model.queries import GetOrder, OrderState
+from gateway.core.reports import EXEC_TYPE, avg_px
 from gateway.fix.codec import FixMessage
-from gateway.reports import EXEC_TYPE, avg_px
 
 MAX_CLIENT_ORDER_ID = 36
 

@@ -19,19 +19,19 @@ from collections.abc import Sequence
 
 import structlog
 
-from exchange.codes import MESSAGES, Code
-from exchange.events import CancelRejected, OrderAmended, OrderEvent
-from exchange.instruments import ExchangeConfig
-from exchange.link_client import LinkDown
-from exchange.link_messages import Refused, Result
-from exchange.queries import ApiKeyInfo, NotFound, OrderState, QueryResult
+from exchange.link.client import LinkDown
+from exchange.link.messages import Refused, Result
+from exchange.model.codes import MESSAGES, Code
+from exchange.model.events import CancelRejected, OrderAmended, OrderEvent
+from exchange.model.instruments import ExchangeConfig
+from exchange.model.queries import ApiKeyInfo, NotFound, OrderState, QueryResult
+from gateway.core.matcher_link import Overloaded, Unavailable
+from gateway.core.validation import RequestError
 from gateway.fix import mapping
 from gateway.fix.codec import FixMessage, FixStreamParser
 from gateway.fix.session import Authenticate, Deliver, Disconnect, FixSession, Send, State
-from gateway.matcher_link import Overloaded, Unavailable
-from gateway.session import CancelOnDisconnect, new_session_id
-from gateway.trade_ws import TradeGateway, wire_code
-from gateway.validation import RequestError
+from gateway.ws.session import CancelOnDisconnect, new_session_id
+from gateway.ws.trade import TradeGateway, wire_code
 
 log = structlog.get_logger("gateway.fix")
 

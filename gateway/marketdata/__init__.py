@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from exchange.instruments import ExchangeConfig
+from exchange.model.instruments import ExchangeConfig
 from gateway.marketdata.checksum import book_checksum
 from gateway.marketdata.hub import MdHub
 from gateway.marketdata.requests import Limits
+from gateway.marketdata.source import MarketDataSource
 from gateway.marketdata.ws import md_websocket
-from gateway.md_source import MarketDataSource
 
 __all__ = ["HUB_KEY", "Limits", "book_checksum", "health", "install"]
 

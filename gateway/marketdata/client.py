@@ -20,9 +20,9 @@ from typing import Final
 
 import structlog
 
+from gateway.frames import Flusher
 from gateway.marketdata import metrics
 from gateway.marketdata.messages import StatusOut, close_frame, encode
-from gateway.ws_frames import Flusher
 
 log = structlog.get_logger("gateway.marketdata")
 

@@ -18,10 +18,10 @@ from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from exchange.md_wire import CHANNEL_PREFIX, channel_of
-from exchange.redis_conn import close_connection, connection_pool, open_connection
+from exchange.marketdata.redis_conn import close_connection, connection_pool, open_connection
+from exchange.marketdata.wire import CHANNEL_PREFIX, channel_of
 from gateway.marketdata import metrics
-from gateway.md_source import MarketDataSource
+from gateway.marketdata.source import MarketDataSource
 
 log = structlog.get_logger("gateway.marketdata")
 

@@ -14,10 +14,11 @@ from typing import Final
 import msgspec
 import structlog
 
-from exchange.events import TradeExecuted
-from exchange.instruments import ExchangeConfig
-from exchange.md_wire import decode_batch
-from exchange.queries import BookSnapshot, GetBook, GetTrades, TradeList
+from exchange.marketdata.wire import decode_batch
+from exchange.model.events import TradeExecuted
+from exchange.model.instruments import ExchangeConfig
+from exchange.model.queries import BookSnapshot, GetBook, GetTrades, TradeList
+from gateway.frames import Flusher
 from gateway.marketdata import metrics
 from gateway.marketdata.client import MdClient
 from gateway.marketdata.feed import Feed, LinkFeed, RedisFeed
@@ -29,9 +30,8 @@ from gateway.marketdata.messages import (
     request_decoder,
 )
 from gateway.marketdata.requests import Limits, RequestError, parse_subscribe, parse_symbols
+from gateway.marketdata.source import MarketDataSource
 from gateway.marketdata.symbol import SNAPSHOT_DEPTH, Subscription, SymbolFeed
-from gateway.md_source import MarketDataSource
-from gateway.ws_frames import Flusher
 
 log = structlog.get_logger("gateway.marketdata")
 

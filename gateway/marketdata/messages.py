@@ -11,7 +11,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from gateway.ws_frames import text_frame
+from gateway.frames import text_frame
 
 Level = tuple[str, str]
 

@@ -6,7 +6,7 @@ from typing import Final
 
 import msgspec
 
-from exchange.instruments import ExchangeConfig
+from exchange.model.instruments import ExchangeConfig
 
 CHANNELS: Final = frozenset({"book", "trades", "ticker", "heartbeat"})
 SUBSCRIBE_PARAMS: Final = frozenset({"channels", "symbols", "depth", "interval_ms"})

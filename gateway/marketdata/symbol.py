@@ -15,11 +15,11 @@ from typing import Final
 
 import structlog
 
-from exchange.events import TradeExecuted
-from exchange.instruments import Instrument
-from exchange.md_builder import L2Book
-from exchange.md_wire import BookDelta, MdBatch, TradeMsg
-from exchange.queries import BookSnapshot
+from exchange.marketdata.builder import L2Book
+from exchange.marketdata.wire import BookDelta, MdBatch, TradeMsg
+from exchange.model.events import TradeExecuted
+from exchange.model.instruments import Instrument
+from exchange.model.queries import BookSnapshot
 from gateway.marketdata import metrics
 from gateway.marketdata.client import MdClient
 from gateway.marketdata.messages import HeartbeatOut, StatusOut, TickerOut, TradeOut, encode

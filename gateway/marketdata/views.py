@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
-from exchange.instruments import Instrument
-from exchange.md_builder import L2Book, L2Side
-from exchange.md_wire import BookDelta
+from exchange.marketdata.builder import L2Book, L2Side
+from exchange.marketdata.wire import BookDelta
+from exchange.model.instruments import Instrument
 from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
 from gateway.marketdata.client import MdClient
 from gateway.marketdata.messages import BookOut, Level, encode

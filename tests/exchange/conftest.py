@@ -9,7 +9,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from exchange.commands import (
+from exchange.engine.core import Engine
+from exchange.engine.state import DECODER, ENCODER
+from exchange.model.commands import (
     AmendOrder,
     CancelOrder,
     Command,
@@ -17,11 +19,9 @@ from exchange.commands import (
     Deposit,
     PlaceOrder,
 )
-from exchange.engine import Engine
-from exchange.engine_state import DECODER, ENCODER
-from exchange.events import Event
-from exchange.instruments import load_config
-from exchange.queries import BalanceList, BookSnapshot, GetBalances, GetBook
+from exchange.model.events import Event
+from exchange.model.instruments import load_config
+from exchange.model.queries import BalanceList, BookSnapshot, GetBalances, GetBook
 
 CONFIG = load_config()
 BTC = CONFIG.instruments["BTC-USD"]

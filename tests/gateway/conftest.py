@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.exchange_harness import RunningExchange, running_exchange
+from tests.support.exchange_harness import RunningExchange, running_exchange
 
 FUNDS = {"USD": "1000000", "BTC": "100", "ETH": "1000"}
 

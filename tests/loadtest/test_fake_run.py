@@ -11,7 +11,7 @@ from aiohttp import web
 from loadtest import checks, recorder
 from loadtest.runner import RunResult, run
 from loadtest.spec import Credential, RunSpec
-from tests.loadtest.fake_exchange import SECRETS, Faults, Stats, make_app
+from tests.support.fake_exchange import SECRETS, Faults, Stats, make_app
 
 SYMBOLS = ["BTC-USD", "ETH-USD", "ETH-BTC"]
 

@@ -1,6 +1,6 @@
 """The market-data probe against the real gateway fan-out (in this test's event loop).
 
-The gateway runs in-process on the test's asyncio loop (tests/exchange_harness.py) with a
+The gateway runs in-process on the test's asyncio loop (tests/support/exchange_harness.py) with a
 matcher subprocess; the generator's workers trade through it while a probe rebuilds every
 book from /ws/md and checks each checksum and sequence.
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ratelimit import RateLimit
+from gateway.core.ratelimit import RateLimit
 from loadtest import accounts, recorder
 from loadtest.report import table
 from loadtest.runner import run
 from loadtest.spec import RunSpec
-from tests.exchange_harness import limits, running_exchange
+from tests.support.exchange_harness import limits, running_exchange
 
 
 @pytest.mark.timeout(120)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from exchange.instruments import Instrument, load_config
+from exchange.model.instruments import Instrument, load_config
 from loadtest.mix import AMEND, CANCEL, MARKETABLE, PLACE, Mix, OpenOrder, OpenOrders
 
 

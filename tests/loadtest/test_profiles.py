@@ -6,12 +6,12 @@ from pathlib import Path
 
 from loadtest.profiles import loop_share, render, summarize
 
-ROOT = "<module> (exchange/cli.py:5);run (uvloop/__init__.py:10)"
+ROOT = "<module> (exchange/cli/main.py:5);run (uvloop/__init__.py:10)"
 RAW = f"""\
 {ROOT};Runner.run (asyncio/runners.py:118) 50
-{ROOT};handle (gateway/trade_ws.py:130);send (aiohttp/web_ws.py:1) 30
-{ROOT};handle (gateway/trade_ws.py:131) 15
-{ROOT};parse (gateway/validation.py:9) 5
+{ROOT};handle (gateway/ws/trade.py:130);send (aiohttp/web_ws.py:1) 30
+{ROOT};handle (gateway/ws/trade.py:131) 15
+{ROOT};parse (gateway/core/validation.py:9) 5
 not a profile line
 """
 
@@ -23,11 +23,11 @@ def test_self_and_total_shares() -> None:
     assert top["Runner.run (asyncio/runners.py)"].self_pct == 50
     assert top["send (aiohttp/web_ws.py)"].self_pct == 30
     # Lines of one function aggregate; total counts the function anywhere on the stack.
-    assert top["handle (gateway/trade_ws.py)"].self_pct == 15
-    assert top["handle (gateway/trade_ws.py)"].total_pct == 45
+    assert top["handle (gateway/ws/trade.py)"].self_pct == 15
+    assert top["handle (gateway/ws/trade.py)"].total_pct == 45
     totals = [r.function for r in by_total]
-    assert totals[:2] == ["Runner.run (asyncio/runners.py)", "handle (gateway/trade_ws.py)"]
-    assert "<module> (exchange/cli.py)" not in totals  # on every stack: a wrapper
+    assert totals[:2] == ["Runner.run (asyncio/runners.py)", "handle (gateway/ws/trade.py)"]
+    assert "<module> (exchange/cli/main.py)" not in totals  # on every stack: a wrapper
 
 
 def test_loop_share_and_render(tmp_path: Path) -> None:

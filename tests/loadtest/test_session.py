@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from exchange.instruments import load_config
+from exchange.model.instruments import load_config
 from loadtest import checks
 from loadtest.checks import Violations
 from loadtest.mix import Mix

@@ -1,0 +1,1 @@
+"""Benchmarks: the engine, the matcher over its link, market-data fan-out."""

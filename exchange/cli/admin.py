@@ -1,0 +1,110 @@
+"""`exchange admin`: operator commands against a matcher; prints one JSON document.
+
+    exchange admin --matcher unix:/run/exchange/matcher.sock create-account [--label L]
+    exchange admin --matcher ADDR create-key --account N [--permissions trade,read]
+    exchange admin --matcher ADDR deposit --account N --asset USD --amount 100.5
+    exchange admin --matcher ADDR withdraw --account N --asset USD --amount 1
+    exchange admin --matcher ADDR halt BTC-USD | resume BTC-USD
+    exchange admin --matcher ADDR balances --account N
+
+--matcher defaults to $EXCHANGE_MATCHER. Exit code 0 on success; 1 with a JSON error on
+stderr ({"error": {"code", "msg"}}) when refused; 2 when the matcher is unreachable or the link
+drops (the outcome of a state change is then unknown: check with `balances`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from exchange.link import admin_ops
+from exchange.link.admin_ops import AdminError
+from exchange.link.client import LinkClient, LinkDown
+from exchange.logs import configure_logging
+from exchange.model.instruments import ExchangeConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--matcher", default=os.environ.get("EXCHANGE_MATCHER"),
+                        help="matcher link address, unix:/path or tcp:host:port "
+                        "(default: $EXCHANGE_MATCHER)")
+    sub = parser.add_subparsers(dest="admin_command", required=True)
+    p = sub.add_parser("create-account", help="create an account; prints its id")
+    p.add_argument("--label", default="")
+    p = sub.add_parser("create-key", help="create an API key; prints key and secret once")
+    p.add_argument("--account", type=int, required=True)
+    p.add_argument("--permissions", default="trade,read")
+    for name in ("deposit", "withdraw"):
+        p = sub.add_parser(name, help=f"{name} an amount (decimal string) of an asset")
+        p.add_argument("--account", type=int, required=True)
+        p.add_argument("--asset", required=True)
+        p.add_argument("--amount", required=True)
+    for name in ("halt", "resume"):
+        p = sub.add_parser(name, help=f"{name} trading in a symbol")
+        p.add_argument("symbol")
+    p = sub.add_parser("balances", help="an account's balances")
+    p.add_argument("--account", type=int, required=True)
+
+
+async def execute(client: LinkClient, args: argparse.Namespace) -> dict[str, Any]:
+    config: ExchangeConfig = client.welcome.config
+    match args.admin_command:
+        case "create-account":
+            return {"account_id": await admin_ops.create_account(client, args.label)}
+        case "create-key":
+            key, secret = await admin_ops.create_api_key(client, args.account, args.permissions)
+            return {"account_id": args.account, "api_key": key, "secret": secret,
+                    "permissions": list(admin_ops.parse_permissions(args.permissions))}
+        case "deposit" | "withdraw":
+            op = admin_ops.deposit if args.admin_command == "deposit" else admin_ops.withdraw
+            event = await op(client, args.account, args.asset, args.amount)
+            return {"account_id": event.account_id, "asset": event.asset,
+                    "amount": config.units_to_asset(event.asset, event.amount),
+                    "available": config.units_to_asset(event.asset, event.available),
+                    "seq": event.seq}
+        case "halt":
+            return {"symbol": (await admin_ops.halt(client, args.symbol)).symbol,
+                    "halted": True}
+        case "resume":
+            return {"symbol": (await admin_ops.resume(client, args.symbol)).symbol,
+                    "halted": False}
+        case "balances":
+            rows = await admin_ops.balances(client, args.account)
+            return {"account_id": args.account, "balances": [
+                {"asset": b.asset,
+                 "available": config.units_to_asset(b.asset, b.available),
+                 "held": config.units_to_asset(b.asset, b.held)} for b in rows]}
+    raise AdminError(1001, f"unknown admin command {args.admin_command}")
+
+
+async def _main(args: argparse.Namespace) -> int:
+    client = await LinkClient.connect(args.matcher, f"admin-{os.getpid()}")
+    try:
+        print(json.dumps(await execute(client, args)))
+        return 0
+    finally:
+        await client.close()
+
+
+def _error(code: int, msg: str) -> None:
+    print(json.dumps({"error": {"code": code, "msg": msg}}), file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    # stdout carries only the JSON answer; log lines (warnings and worse) go to stderr.
+    configure_logging("admin", "warning")
+    if not args.matcher:
+        _error(1001, "no matcher address: pass --matcher or set EXCHANGE_MATCHER")
+        return 1
+    try:
+        return asyncio.run(_main(args))
+    except AdminError as exc:
+        _error(exc.code, exc.message)
+        return 1
+    except (LinkDown, ValueError) as exc:
+        _error(5001, f"matcher link: {exc} (outcome unknown)")
+        return 2

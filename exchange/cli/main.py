@@ -1,0 +1,38 @@
+"""The `exchange` console script: one subcommand per process or tool.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
+they are imported only when chosen, so `exchange admin` does not pay for aiohttp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("exchange.cli.up", "run a matcher and a gateway together on this machine"),
+    "matcher": ("exchange.matcher.main", "run the single-writer matcher process"),
+    "gateway": ("gateway.main", "run a gateway (WebSocket, REST, FIX) in front of a matcher"),
+    "admin": ("exchange.cli.admin", "operator commands: accounts, keys, deposits, halts"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((a for a in args_list if not a.startswith("-")), None)
+    parser = argparse.ArgumentParser(prog="exchange", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(sub_parser)
+    args = parser.parse_args(args_list)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    code: int = module.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pure, deterministic engine: books, matching, accounts, snapshots. No I/O."""

@@ -1,0 +1,28 @@
+"""Accounts: per-asset balances (available and held) and the account's open orders."""
+
+from __future__ import annotations
+
+from exchange.engine.orders import Order
+
+FEE_ACCOUNT = 0
+
+
+class Balance:
+    __slots__ = ("available", "held")
+
+    def __init__(self, available: int = 0, held: int = 0) -> None:
+        self.available = available
+        self.held = held
+
+
+class Account:
+    __slots__ = ("account_id", "balances", "by_coid", "label", "open")
+
+    def __init__(self, account_id: int, label: str, assets: list[str]) -> None:
+        self.account_id = account_id
+        self.label = label
+        # Every configured asset from the start: the hot path never misses a lookup.
+        self.balances: dict[str, Balance] = {name: Balance() for name in assets}
+        # Open (resting) orders by id, in id order, and by client_order_id.
+        self.open: dict[int, Order] = {}
+        self.by_coid: dict[str, Order] = {}

@@ -1,0 +1,82 @@
+"""The engine's whole state as plain records, for snapshot bytes and restore.
+
+Everything is written in an order fixed by the state itself (books best level first and FIFO
+within a level, accounts and keys in creation order, closed orders oldest first), so the same
+state always gives the same bytes and `restore` rebuilds the same insertion orders.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from exchange.model.commands import OrderType, Permission, SelfTradePrevention, Side, TimeInForce
+from exchange.model.events import OrdStatus, TradeExecuted
+
+
+class OrderRecord(msgspec.Struct, array_like=True, gc=False):
+    order_id: int
+    account_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    post_only: bool
+    price: int | None
+    qty: int
+    cum_qty: int
+    cum_notional: int
+    status: OrdStatus
+    client_order_id: str
+    session_id: str
+    stp: SelfTradePrevention
+    created_seq: int
+    created_ts: int
+    updated_ts: int
+
+
+class BalanceRecord(msgspec.Struct, array_like=True):
+    asset: str
+    available: int
+    held: int
+
+
+class AccountRecord(msgspec.Struct, array_like=True):
+    account_id: int
+    label: str
+    balances: list[BalanceRecord]
+
+
+class ApiKeyRecord(msgspec.Struct, array_like=True):
+    api_key: str
+    account_id: int
+    secret: str
+    permissions: tuple[Permission, ...]
+
+
+class BookRecord(msgspec.Struct, array_like=True):
+    symbol: str
+    halted: bool
+    last_price: int
+    book_seq: int
+    trade_id: int
+    trades: list[TradeExecuted]
+    bids: list[OrderRecord]  # best level first, FIFO within a level
+    asks: list[OrderRecord]
+
+
+class EngineState(msgspec.Struct, array_like=True):
+    version: int
+    last_seq: int
+    next_order_id: int
+    next_exec_id: int
+    next_account_id: int
+    net_deposits: list[tuple[str, int]]  # per asset: deposits - withdrawals
+    accounts: list[AccountRecord]
+    api_keys: list[ApiKeyRecord]
+    books: list[BookRecord]
+    closed: list[OrderRecord]  # recently closed orders, oldest first
+
+
+STATE_VERSION = 1
+ENCODER = msgspec.msgpack.Encoder()
+DECODER = msgspec.msgpack.Decoder(EngineState)

@@ -1,0 +1,1 @@
+"""The durable journal and snapshot files of a matcher data directory."""

@@ -1,0 +1,1 @@
+"""The gateway-matcher link: frames, messages, the client end and operator actions."""

@@ -1,0 +1,175 @@
+"""Operator actions over a matcher link, shared by `exchange admin`, the gateway's admin HTTP
+API and the load test.
+
+Each state change is a command journaled by the matcher like an order. Inputs are checked
+here first (decimal amounts converted exactly with `ExchangeConfig.asset_to_units`, never
+rounded; permissions; symbols) and a bad one raises `AdminError` without sending anything.
+An engine rejection (unknown account, insufficient balance...) also raises `AdminError` with
+the engine's code. A lost link raises `LinkDown`: the outcome is then unknown.
+
+API keys and secrets are generated here with `secrets`, outside the engine, and travel in the
+CreateApiKey command (the engine has no randomness).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import TypeVar
+
+from exchange.link.client import LinkClient
+from exchange.link.messages import Refused
+from exchange.model.codes import MESSAGES, Code
+from exchange.model.commands import (
+    Command,
+    CreateAccount,
+    CreateApiKey,
+    Deposit,
+    HaltSymbol,
+    Permission,
+    ResumeSymbol,
+    Withdraw,
+)
+from exchange.model.events import (
+    AccountCreated,
+    ApiKeyCreated,
+    CommandRejected,
+    Deposited,
+    Event,
+    SymbolHalted,
+    SymbolResumed,
+    Withdrawn,
+)
+from exchange.model.queries import Balance, BalanceList, GetBalances, NotFound
+
+__all__ = [
+    "PERMISSIONS",
+    "AdminError",
+    "balances",
+    "create_account",
+    "create_api_key",
+    "deposit",
+    "halt",
+    "parse_permissions",
+    "resume",
+    "withdraw",
+]
+
+_E = TypeVar("_E")
+
+PERMISSIONS: tuple[Permission, ...] = ("trade", "read")
+MAX_LABEL_CHARS = 200
+
+
+class AdminError(Exception):
+    """An operator command that was refused; `code` is an exchange.model.codes.Code value."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def parse_permissions(value: str | Iterable[str]) -> tuple[Permission, ...]:
+    """"trade,read" (or an iterable) -> ("trade", "read") in canonical order, or AdminError."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = {item.strip() for item in items if item.strip()}
+    unknown = names - set(PERMISSIONS)
+    if unknown or not names:
+        raise AdminError(Code.INVALID_VALUE,
+                         f"permissions must be a non-empty subset of {list(PERMISSIONS)}, "
+                         f"got {sorted(names | unknown)}")
+    return tuple(p for p in PERMISSIONS if p in names)
+
+
+async def _run(client: LinkClient, command: Command) -> Event:
+    outcome = await client.submit(command)
+    if isinstance(outcome, Refused):
+        raise AdminError(outcome.code, f"matcher refused the command: {outcome.reason}")
+    if not outcome.events:
+        raise AdminError(Code.INTERNAL, "the engine answered with no event")
+    first = outcome.events[0]
+    if isinstance(first, CommandRejected):
+        raise AdminError(first.code, first.reason or MESSAGES.get(Code(first.code), "rejected"))
+    return first
+
+
+def _expect(event: Event, kind: type[_E]) -> _E:
+    if not isinstance(event, kind):
+        raise AdminError(Code.INTERNAL, f"unexpected answer {type(event).__name__}")
+    return event
+
+
+async def create_account(client: LinkClient, label: str = "") -> int:
+    if len(label) > MAX_LABEL_CHARS:
+        raise AdminError(Code.INVALID_VALUE, f"label longer than {MAX_LABEL_CHARS} characters")
+    event = _expect(await _run(client, CreateAccount(label=label)), AccountCreated)
+    return event.account_id
+
+
+async def create_api_key(
+    client: LinkClient,
+    account_id: int,
+    permissions: str | Iterable[str] = PERMISSIONS,
+) -> tuple[str, str]:
+    """A new key for the account: returns (api_key, secret). The secret is shown only now."""
+    perms = parse_permissions(permissions)
+    api_key = secrets.token_hex(16)
+    secret = secrets.token_hex(32)
+    command = CreateApiKey(account_id=account_id, api_key=api_key, secret=secret,
+                           permissions=perms)
+    _expect(await _run(client, command), ApiKeyCreated)
+    return api_key, secret
+
+
+def _units(client: LinkClient, asset: str, amount: str) -> int:
+    config = client.welcome.config
+    if asset not in config.assets:
+        raise AdminError(Code.INVALID_VALUE,
+                         f"unknown asset {asset!r}; known: {sorted(config.assets)}")
+    units = config.asset_to_units(asset, amount)
+    if units is None:
+        decimals = config.assets[asset].decimals
+        raise AdminError(Code.INVALID_VALUE,
+                         f"bad amount {amount!r} for {asset}: need a positive plain decimal "
+                         f"with at most {decimals} decimals (never rounded)")
+    return units
+
+
+async def deposit(client: LinkClient, account_id: int, asset: str, amount: str) -> Deposited:
+    units = _units(client, asset, amount)
+    command = Deposit(account_id=account_id, asset=asset, amount=units)
+    return _expect(await _run(client, command), Deposited)
+
+
+async def withdraw(client: LinkClient, account_id: int, asset: str, amount: str) -> Withdrawn:
+    units = _units(client, asset, amount)
+    command = Withdraw(account_id=account_id, asset=asset, amount=units)
+    return _expect(await _run(client, command), Withdrawn)
+
+
+def _symbol(client: LinkClient, symbol: str) -> str:
+    if symbol not in client.welcome.symbols:
+        raise AdminError(Code.UNKNOWN_SYMBOL,
+                         f"{symbol!r} is not traded by this matcher "
+                         f"({', '.join(client.welcome.symbols)})")
+    return symbol
+
+
+async def halt(client: LinkClient, symbol: str) -> SymbolHalted:
+    return _expect(await _run(client, HaltSymbol(symbol=_symbol(client, symbol))), SymbolHalted)
+
+
+async def resume(client: LinkClient, symbol: str) -> SymbolResumed:
+    command = ResumeSymbol(symbol=_symbol(client, symbol))
+    return _expect(await _run(client, command), SymbolResumed)
+
+
+async def balances(client: LinkClient, account_id: int) -> list[Balance]:
+    answer = await client.ask(GetBalances(account_id=account_id))
+    if isinstance(answer, NotFound):
+        raise AdminError(answer.code, f"account {account_id}: "
+                         f"{MESSAGES.get(Code(answer.code), 'not found')}")
+    if not isinstance(answer, BalanceList):
+        raise AdminError(Code.INTERNAL, f"unexpected answer {type(answer).__name__}")
+    return answer.balances

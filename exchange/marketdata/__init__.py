@@ -1,0 +1,1 @@
+"""Market data as the matcher builds and publishes it (Redis or the link)."""

@@ -1,0 +1,347 @@
+"""The matcher's market-data publisher: `make_port(redis_url, send_to_gateways)`.
+
+One publisher, two transports:
+- `RedisTransport` publishes each symbol's batch to channel `md:<symbol>`. `send` never
+  blocks the matcher: it puts the payload on a bounded queue that the transport's own task
+  drains, writing what has piled up as one pipelined write on one connection, with a
+  bounded number of writes and publishes awaiting their replies. When Redis is unreachable
+  the task reconnects with capped exponential backoff; what is queued or unanswered
+  meanwhile is dropped and counted, because gateways see the sequence gap and fetch a
+  snapshot anyway (Redis pub/sub is at-most-once: gap detection is the recovery path, not
+  redelivery).
+- `LinkTransport` hands the payload to the link server (`send_to_gateways`), which frames it
+  to every gateway that sent MdSubscribe for the symbol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import Counter, Gauge
+from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+
+from exchange.marketdata.builder import MdBuilder
+from exchange.marketdata.port import MarketDataPort, SendToGateways
+from exchange.marketdata.redis_conn import close_connection, connection_pool, open_connection
+from exchange.marketdata.wire import channel_of, encode_batch
+from exchange.model.events import Event
+from exchange.model.queries import BookSnapshot
+
+log = structlog.get_logger("exchange.marketdata.publish")
+
+QUEUE_MAX: Final = 10_000  # batches; at ~1 KB each, ~10 MB at most
+DRAIN_CHUNK: Final = 512  # batches per write
+MAX_OUTSTANDING: Final = 2048  # publishes written and not yet answered, at most
+# Writes not yet fully answered, at most. Pipelined (a write does not wait for the one
+# before), but bounded: while Redis answers, what the matcher sends piles up into the next
+# write, so under load there are fewer, larger writes (measured: ~2x less CPU per publish
+# than one write per loop turn when the matcher sends one batch per turn).
+MAX_WRITES: Final = 4
+REPLY_TIMEOUT_S: Final = 2.0  # replies due and none read for this long: the connection is dead
+WATCH_TICK_S: Final = 0.5
+BACKOFF_MIN_S: Final = 0.05
+BACKOFF_MAX_S: Final = 5.0
+STOP_FLUSH_S: Final = 2.0
+
+PUBLISHED = Counter(
+    "md_publish_batches_total", "Market-data batches handed to the transport", ["transport"]
+)
+DROPPED = Counter(
+    "md_publish_dropped_total",
+    "Market-data batches dropped before publication (gateways repair by snapshot)",
+    ["transport", "reason"],
+)
+QUEUE_DEPTH = Gauge("md_publish_queue_depth", "Batches waiting for the Redis publisher")
+REDIS_UP = Gauge("md_publish_redis_connected", "1 while the publisher's Redis connection works")
+# Resolved once: the link transport counts every batch in the matcher's loop.
+PUBLISHED_LINK = PUBLISHED.labels("link")
+PUBLISHED_REDIS = PUBLISHED.labels("redis")
+DROPPED_QUEUE_FULL = DROPPED.labels("redis", "queue_full")
+
+
+class Transport(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    def send(self, symbol: str, payload: bytes) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class LinkTransport:
+    name = "link"
+
+    def __init__(self, send_to_gateways: SendToGateways) -> None:
+        self._send = send_to_gateways
+
+    async def start(self) -> None:
+        return None
+
+    def send(self, symbol: str, payload: bytes) -> None:
+        self._send(symbol, payload)
+        PUBLISHED_LINK.inc()
+
+    async def stop(self) -> None:
+        return None
+
+
+class RedisTransport:
+    """PUBLISH over one dedicated redis-py connection, pipelined, with a bounded window.
+
+    A writer task packs what has piled up on the queue into one write and goes on without
+    waiting for the replies; a reader task counts the replies as they come back (so the
+    socket never backs up) and acknowledges whole writes. At most `max_writes` writes and
+    `max_outstanding` publishes are unanswered at a time: past that the writer waits (what
+    arrives meanwhile goes into the next write), the queue fills, and `send` drops. One
+    connection and one writer keep every channel in order. A reply error, EOF, a failed
+    write or `REPLY_TIMEOUT_S` without a reply while some are due ends the connection: what
+    was unanswered is counted as dropped, and the transport reconnects with backoff.
+
+    redis-py is used at the connection level only: its client layer (pool, retry wrapper,
+    observability, a timeout per call) cost ~100 us of CPU per PUBLISH.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_max: int = QUEUE_MAX,
+        max_outstanding: int = MAX_OUTSTANDING,
+        max_writes: int = MAX_WRITES,
+    ) -> None:
+        self._url = url
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_max)
+        self._task: asyncio.Task[None] | None = None
+        self._pool: aioredis.ConnectionPool | None = None
+        self.connected = False
+        self._full_drops = 0
+        self._full_logged_at = -1e9
+        self.max_outstanding = max_outstanding
+        self.max_writes = max_writes
+        self._headers: dict[str, bytes] = {}  # channel -> encoded "PUBLISH <channel>"
+        # Per connection: publishes per write not yet fully answered, oldest first.
+        self._inflight: collections.deque[int] = collections.deque()
+        self.outstanding = 0  # publishes written, reply not yet read
+        self._answered = 0  # replies read towards the oldest unanswered write
+        self._replies = 0  # replies read in all, for the stall watchdog
+        self._room: asyncio.Future[None] | None = None  # the writer waits here when full
+
+    async def start(self) -> None:
+        self._pool = connection_pool(self._url)
+        self._task = asyncio.create_task(self._run(), name="md-redis-publisher")
+
+    def send(self, symbol: str, payload: bytes) -> None:
+        try:
+            self._queue.put_nowait((channel_of(symbol), payload))
+        except asyncio.QueueFull:
+            DROPPED_QUEUE_FULL.inc()
+            self._full_drops += 1
+            now = time.monotonic()
+            if now - self._full_logged_at >= 1.0:  # one line a second, not one per batch
+                log.warning(
+                    "md_publish_queue_full", limit=self._queue.maxsize, dropped=self._full_drops
+                )
+                self._full_logged_at = now
+                self._full_drops = 0
+            return
+        QUEUE_DEPTH.set(self._queue.qsize())
+
+    async def _connect(self) -> Connection:
+        """Open a connection that answers a PING, backing off between tries."""
+        assert self._pool is not None
+        backoff = BACKOFF_MIN_S
+        while True:
+            try:
+                conn = await open_connection(self._pool)
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._drop_queued("disconnected")
+                log.warning("md_publish_redis_unreachable", error=str(exc), retry_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            self.connected = True
+            REDIS_UP.set(1)
+            log.info("md_publish_redis_connected", url=self._url)
+            return conn
+
+    def _drop_queued(self, reason: str) -> None:
+        dropped = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            dropped += 1
+        if dropped:
+            DROPPED.labels("redis", reason).inc(dropped)
+        QUEUE_DEPTH.set(0)
+
+    async def _run(self) -> None:
+        while True:
+            conn = await self._connect()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._write(conn), name="md-redis-writer")
+                    group.create_task(self._read(conn), name="md-redis-reader")
+                    group.create_task(self._watch(), name="md-redis-watchdog")
+            except* (RedisError, OSError, TimeoutError) as failed:
+                self.connected = False
+                REDIS_UP.set(0)
+                lost = self._forget_inflight()
+                if lost:
+                    DROPPED.labels("redis", "publish_failed").inc(lost)
+                error = failed.exceptions[0]
+                log.warning("md_publish_redis_lost", error=str(error) or repr(error), dropped=lost)
+            finally:
+                await close_connection(conn)
+
+    async def _write(self, conn: Connection) -> None:
+        queue = self._queue
+        headers = self._headers
+        inflight = self._inflight
+        limit = self.max_outstanding
+        max_writes = self.max_writes
+        while True:
+            if self.outstanding >= limit or len(inflight) >= max_writes:
+                self._room = asyncio.get_running_loop().create_future()
+                await self._room
+            item = await queue.get()
+            room = min(DRAIN_CHUNK, limit - self.outstanding)
+            chunk = [item]
+            while len(chunk) < room and not queue.empty():
+                chunk.append(queue.get_nowait())
+            QUEUE_DEPTH.set(queue.qsize())
+            # Pre-encoded RESP (what Connection.pack_commands produces, ~8x cheaper): the
+            # channel part is built once per channel.
+            parts: list[bytes] = []
+            for channel, payload in chunk:
+                header = headers.get(channel)
+                if header is None:
+                    header = headers[channel] = _publish_header(channel)
+                parts += (header, b"$%d\r\n" % len(payload), payload, b"\r\n")
+            inflight.append(len(chunk))
+            self.outstanding += len(chunk)
+            if not conn.is_connected:  # the reader saw EOF: no silent reconnect in redis-py
+                raise RedisConnectionError("connection closed")
+            await conn.send_packed_command(b"".join(parts), check_health=False)
+
+    async def _read(self, conn: Connection) -> None:
+        inflight = self._inflight
+        queue = self._queue
+        while True:
+            await conn.read_response()  # raises on a reply error and on EOF
+            if not inflight:
+                raise ResponseError("reply without a request")
+            self._replies += 1
+            self._answered += 1
+            if self._answered < inflight[0]:
+                continue
+            n = inflight.popleft()
+            self._answered = 0
+            self.outstanding -= n
+            PUBLISHED_REDIS.inc(n)
+            for _ in range(n):
+                queue.task_done()
+            room = self._room
+            if (
+                room is not None
+                and self.outstanding < self.max_outstanding
+                and len(inflight) < self.max_writes
+            ):
+                self._room = None
+                if not room.done():
+                    room.set_result(None)
+
+    async def _watch(self) -> None:
+        """Replies due but none for REPLY_TIMEOUT_S: the server or the path to it is stuck."""
+        seen = self._replies
+        quiet = 0.0
+        while True:
+            await asyncio.sleep(WATCH_TICK_S)
+            if self.outstanding and self._replies == seen:
+                quiet += WATCH_TICK_S
+                if quiet >= REPLY_TIMEOUT_S:
+                    raise TimeoutError(f"no reply from Redis for {quiet:.1f} s")
+            else:
+                quiet = 0.0
+                seen = self._replies
+
+    def _forget_inflight(self) -> int:
+        """The connection is gone: what was written and not answered counts as lost."""
+        lost = self.outstanding
+        for _ in range(lost):
+            self._queue.task_done()
+        self._inflight.clear()
+        self.outstanding = 0
+        self._answered = 0
+        self._room = None
+        return lost
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # Give queued batches a bounded time to go out and be answered, then stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_FLUSH_S):
+                    if self.connected:
+                        await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+        self.connected = False
+        REDIS_UP.set(0)
+
+
+def _publish_header(channel: str) -> bytes:
+    name = channel.encode()
+    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
+
+
+
+
+class MdPublisher:
+    """The MarketDataPort: builds per-symbol batches and hands each to the transport."""
+
+    def __init__(self, transport: Transport, builder: MdBuilder | None = None) -> None:
+        self.transport = transport
+        self.builder = builder or MdBuilder()
+
+    def prime(self, snapshots: Sequence[BookSnapshot]) -> None:
+        """Optional: seed the builder with the recovered books so tickers are right at once."""
+        for snapshot in snapshots:
+            self.builder.prime(snapshot)
+
+    async def start(self) -> None:
+        await self.transport.start()
+
+    def on_batch(self, events: Sequence[Event], ts: int) -> None:
+        for batch in self.builder.on_batch(events, ts):
+            self.transport.send(batch.symbol, encode_batch(batch))
+
+    def on_tick(self, ts: int) -> None:
+        for batch in self.builder.on_tick(ts):
+            self.transport.send(batch.symbol, encode_batch(batch))
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+
+
+def make_port(redis_url: str | None, send_to_gateways: SendToGateways) -> MarketDataPort:
+    """Redis pub/sub when a URL is given, else the matcher link (the embedded default)."""
+    transport: Transport = (
+        RedisTransport(redis_url) if redis_url else LinkTransport(send_to_gateways)
+    )
+    return MdPublisher(transport)

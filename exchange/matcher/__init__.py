@@ -1,0 +1,1 @@
+"""The matcher process: the single-writer loop, recovery and the link's server end."""

@@ -1,0 +1,1 @@
+"""The data model: commands, events, queries, result codes, instruments, numbers."""

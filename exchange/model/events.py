@@ -1,0 +1,193 @@
+"""Events: what the engine did, in the past tense, one struct each.
+
+`Engine.apply(command, seq, ts)` returns a list of these. Every event carries the engine
+sequence number of the command that caused it (`seq`) and its timestamp (`ts`). The events of
+one command are ordered; the first one answers the command itself:
+
+- PlaceOrder  -> OrderAccepted, then fills/cancels/expiry of it and of makers; or OrderRejected
+- CancelOrder -> OrderCanceled or CancelRejected
+- AmendOrder  -> OrderAmended, then any fills if the new price crosses (the amended order
+                 is then the taker); OrderCanceled when amended to <= its filled qty;
+                 or CancelRejected
+- CancelAll   -> AllCanceled(count) after the OrderCanceled of each order
+- operator commands -> AccountCreated / ApiKeyCreated / Deposited / Withdrawn /
+                 SymbolHalted / SymbolResumed, or CommandRejected
+
+Order events carry the order's whole state after the event, so an execution report can be
+rendered from the event alone. Market-data events (BookChanged, TradeExecuted) are per symbol
+with contiguous `book_seq` / `trade_id`; a BookChanged lists absolute level sizes (0 deletes).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from exchange.model.commands import OrderType, Permission, Side, TimeInForce
+
+OrdStatus = Literal["new", "partially_filled", "filled", "canceled", "rejected", "expired"]
+CancelReason = Literal["user", "stp", "cancel_all", "disconnect", "amend"]
+
+
+class _Event(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind",
+    gc=False,
+):
+    seq: int
+    ts: int
+
+
+class _OrderEvent(_Event, frozen=True, kw_only=True):
+    """An order's state after this event: the material of an execution report."""
+
+    exec_id: int  # engine-wide, contiguous across all order events
+    account_id: int
+    order_id: int  # 0 for a place that was rejected (no order came to exist)
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    price: int | None  # ticks; None for market orders
+    qty: int  # lots, the order's total quantity
+    cum_qty: int  # lots filled so far
+    leaves_qty: int  # lots still open (0 once terminal)
+    cum_notional: int  # sum of fill ticks*lots, for the average price
+    status: OrdStatus
+    session_id: str
+
+
+class OrderAccepted(_OrderEvent, tag="accepted", kw_only=True, frozen=True):
+    post_only: bool
+
+
+class OrderRejected(_OrderEvent, tag="rejected", kw_only=True, frozen=True):
+    code: int
+
+
+class OrderFilled(_OrderEvent, tag="filled", kw_only=True, frozen=True):
+    trade_id: int
+    last_px: int  # ticks
+    last_qty: int  # lots
+    liquidity: Literal["maker", "taker"]
+    fee: int  # units of fee_asset
+    fee_asset: str
+
+
+class OrderCanceled(_OrderEvent, tag="canceled", kw_only=True, frozen=True):
+    reason: CancelReason
+
+
+class OrderAmended(_OrderEvent, tag="amended", kw_only=True, frozen=True):
+    kept_priority: bool
+
+
+class OrderExpired(_OrderEvent, tag="expired", kw_only=True, frozen=True):
+    pass
+
+
+class CancelRejected(_Event, tag="cancel_rejected", kw_only=True, frozen=True):
+    """A cancel or amend that changed nothing (unknown order, bad new values...)."""
+
+    account_id: int
+    symbol: str
+    order_id: int | None
+    client_order_id: str | None
+    code: int
+    amend: bool
+
+
+class AllCanceled(_Event, tag="all_canceled", kw_only=True, frozen=True):
+    account_id: int
+    symbol: str | None
+    count: int
+
+
+class CommandRejected(_Event, tag="command_rejected", kw_only=True, frozen=True):
+    """An operator command that changed nothing."""
+
+    code: int
+    reason: str
+
+
+class AccountCreated(_Event, tag="account_created", kw_only=True, frozen=True):
+    account_id: int
+    label: str
+
+
+class ApiKeyCreated(_Event, tag="api_key_created", kw_only=True, frozen=True):
+    account_id: int
+    api_key: str
+    permissions: tuple[Permission, ...]
+
+
+class Deposited(_Event, tag="deposited", kw_only=True, frozen=True):
+    account_id: int
+    asset: str
+    amount: int
+    available: int
+
+
+class Withdrawn(_Event, tag="withdrawn", kw_only=True, frozen=True):
+    account_id: int
+    asset: str
+    amount: int
+    available: int
+
+
+class SymbolHalted(_Event, tag="halted", kw_only=True, frozen=True):
+    symbol: str
+
+
+class SymbolResumed(_Event, tag="resumed", kw_only=True, frozen=True):
+    symbol: str
+
+
+class BookChanged(_Event, tag="book", kw_only=True, frozen=True):
+    """Absolute new level totals (lots) after the command; a 0 size deletes the level."""
+
+    symbol: str
+    book_seq: int  # contiguous per symbol
+    bids: list[tuple[int, int]]  # (price ticks, total lots)
+    asks: list[tuple[int, int]]
+
+
+class TradeExecuted(_Event, tag="trade", kw_only=True, frozen=True):
+    symbol: str
+    trade_id: int  # contiguous per symbol
+    price: int  # ticks
+    qty: int  # lots
+    taker_side: Side
+    maker_order_id: int
+    taker_order_id: int
+
+
+OrderEvent = (
+    OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderAmended | OrderExpired
+)
+
+Event = (
+    OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderAmended
+    | OrderExpired
+    | CancelRejected
+    | AllCanceled
+    | CommandRejected
+    | AccountCreated
+    | ApiKeyCreated
+    | Deposited
+    | Withdrawn
+    | SymbolHalted
+    | SymbolResumed
+    | BookChanged
+    | TradeExecuted
+)
+
+ORDER_EVENTS = (
+    OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderAmended, OrderExpired
+)
+MARKET_DATA_EVENTS = (BookChanged, TradeExecuted)

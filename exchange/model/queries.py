@@ -1,0 +1,118 @@
+"""Read-only queries the matcher answers without journaling, and their answers.
+
+The engine implements each as a plain method (see `exchange.engine.core.Engine`); the link
+carries them as `Ask`/`Answer` frames.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from exchange.model.commands import OrderType, Permission, Side, TimeInForce
+from exchange.model.events import OrdStatus, TradeExecuted
+
+
+class _Query(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="type"
+):
+    pass
+
+
+class GetBook(_Query, tag="book", kw_only=True, frozen=True):
+    symbol: str
+    depth: int = 50
+
+
+class GetOrder(_Query, tag="order", kw_only=True, frozen=True):
+    account_id: int
+    symbol: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+
+
+class GetOpenOrders(_Query, tag="open_orders", kw_only=True, frozen=True):
+    account_id: int
+    symbol: str | None = None
+
+
+class GetBalances(_Query, tag="balances", kw_only=True, frozen=True):
+    account_id: int
+
+
+class GetApiKey(_Query, tag="api_key", kw_only=True, frozen=True):
+    api_key: str
+
+
+class GetTrades(_Query, tag="trades", kw_only=True, frozen=True):
+    symbol: str
+    limit: int = 100
+
+
+Query = GetBook | GetOrder | GetOpenOrders | GetBalances | GetApiKey | GetTrades
+
+
+class _Answer(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    pass
+
+
+class BookSnapshot(_Answer, tag="book", kw_only=True, frozen=True):
+    symbol: str
+    book_seq: int
+    last_trade_id: int
+    bids: list[tuple[int, int]]  # (ticks, total lots), best first
+    asks: list[tuple[int, int]]
+
+
+class OrderState(_Answer, tag="order", kw_only=True, frozen=True):
+    account_id: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    post_only: bool
+    price: int | None
+    qty: int
+    cum_qty: int
+    leaves_qty: int
+    cum_notional: int
+    status: OrdStatus
+    session_id: str
+    created_seq: int
+    created_ts: int
+    updated_ts: int
+
+
+class Balance(msgspec.Struct, frozen=True, kw_only=True):
+    asset: str
+    available: int
+    held: int
+
+
+class ApiKeyInfo(_Answer, tag="api_key", kw_only=True, frozen=True):
+    api_key: str
+    account_id: int
+    secret: str
+    permissions: tuple[Permission, ...]
+
+
+class NotFound(_Answer, tag="not_found", kw_only=True, frozen=True):
+    code: int  # exchange.model.codes.Code value (UNKNOWN_ORDER, UNKNOWN_SYMBOL, UNKNOWN_ACCOUNT...)
+
+
+class OrderList(_Answer, tag="orders", kw_only=True, frozen=True):
+    orders: list[OrderState]
+
+
+class BalanceList(_Answer, tag="balances", kw_only=True, frozen=True):
+    balances: list[Balance]
+
+
+class TradeList(_Answer, tag="trades", kw_only=True, frozen=True):
+    trades: list[TradeExecuted]
+
+
+QueryResult = (
+    BookSnapshot | OrderState | OrderList | BalanceList | ApiKeyInfo | TradeList | NotFound
+)

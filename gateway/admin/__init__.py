@@ -1,0 +1,1 @@
+"""The localhost admin HTTP API."""

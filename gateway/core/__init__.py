@@ -1,0 +1,1 @@
+"""The trading core shared by every transport: auth, limits, validation, the matcher link."""

@@ -1,0 +1,355 @@
+"""Wire JSON -> engine commands and queries, with every PROTOCOL.md rule checked at the edge.
+
+Anything rejected here answers with its code and never reaches the matcher. Choices where
+PROTOCOL.md is silent (docs/API.md): the envelope, a missing required parameter or an unknown
+parameter is 1001 (wrong shape); a parameter that is present with a bad type or value is 1002;
+an unknown symbol is 1003.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from exchange.model.codes import Code
+from exchange.model.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder
+from exchange.model.instruments import ExchangeConfig, Instrument
+from exchange.model.queries import GetBalances, GetOpenOrders, GetOrder
+
+RequestId = int | str | None
+
+LOGON = "session.logon"
+PING = "ping"
+PLACE = "order.place"
+CANCEL = "order.cancel"
+AMEND = "order.amend"
+STATUS = "order.status"
+OPEN = "orders.open"
+CANCEL_ALL = "orders.cancel_all"
+BALANCES = "account.balances"
+
+METHODS = frozenset({LOGON, PING, PLACE, CANCEL, AMEND, STATUS, OPEN, CANCEL_ALL, BALANCES})
+TRADE_METHODS = frozenset({PLACE, CANCEL, AMEND, CANCEL_ALL})
+READ_METHODS = frozenset({STATUS, OPEN, BALANCES})
+
+# Integers the link carries as msgpack int64; also keeps absurd values out of the engine.
+MAX_WIRE_INT = 2**53
+MAX_ID_CHARS = 64
+_CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,36}")
+_NONCE = re.compile(r"[\x21-\x7e]{1,64}")
+_API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+
+_DECODER = msgspec.json.Decoder()
+
+
+class RequestError(Exception):
+    """A request answered with an error code; nothing was sent to the matcher."""
+
+    def __init__(self, code: Code, msg: str | None = None, retry_after_ms: int | None = None):
+        super().__init__(msg or code.name)
+        self.code = code
+        self.msg = msg
+        self.retry_after_ms = retry_after_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: RequestId
+    method: str
+    params: dict[str, Any]
+
+
+class EnvelopeError(RequestError):
+    """The message is not a request at all; `request_id` is echoed when it could be read."""
+
+    def __init__(self, msg: str, request_id: RequestId = None) -> None:
+        super().__init__(Code.MALFORMED, msg)
+        self.request_id = request_id
+
+
+def parse_request(data: str | bytes) -> Request:
+    """`{"id", "method", "params"?}`; anything else raises EnvelopeError (1001)."""
+    try:
+        obj = _DECODER.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise EnvelopeError("not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise EnvelopeError("a request is a JSON object")
+    raw_id = obj.get("id")
+    request_id: RequestId = None
+    is_int = isinstance(raw_id, int) and not isinstance(raw_id, bool) and abs(raw_id) < 2**63
+    if (isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS) or is_int:
+        request_id = raw_id
+    else:
+        raise EnvelopeError("'id' must be an integer or a string of at most 64 characters")
+    method = obj.get("method")
+    if not isinstance(method, str):
+        raise EnvelopeError("'method' must be a string", request_id)
+    if method not in METHODS:
+        raise EnvelopeError(f"unknown method {method[:64]!r}", request_id)
+    params = obj.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise EnvelopeError("'params' must be an object", request_id)
+    extra = set(obj) - {"id", "method", "params"}
+    if extra:
+        raise EnvelopeError(f"unknown field(s): {', '.join(sorted(extra))[:100]}", request_id)
+    return Request(id=request_id, method=method, params=params)
+
+
+# ---- parameter helpers ---------------------------------------------------------------------
+
+
+def _check_known(params: dict[str, Any], allowed: frozenset[str]) -> None:
+    extra = set(params) - allowed
+    if extra:
+        names = ", ".join(sorted(extra))[:200]
+        raise RequestError(Code.MALFORMED, f"unknown parameter(s): {names}")
+
+
+def _required(params: dict[str, Any], name: str) -> Any:
+    value = params.get(name)
+    if value is None:
+        raise RequestError(Code.MALFORMED, f"missing parameter '{name}'")
+    return value
+
+
+def _choice(params: dict[str, Any], name: str, allowed: tuple[str, ...], default: object) -> str:
+    value = params.get(name, default)
+    if value is None:
+        value = default
+    if value not in allowed:
+        raise RequestError(Code.INVALID_VALUE, f"'{name}' must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _bool(params: dict[str, Any], name: str) -> bool:
+    value = params.get(name, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise RequestError(Code.INVALID_VALUE, f"'{name}' must be true or false")
+    return value
+
+
+def instrument(config: ExchangeConfig, params: dict[str, Any], *, required: bool = True
+               ) -> Instrument | None:
+    symbol = params.get("symbol")
+    if symbol is None:
+        if required:
+            raise RequestError(Code.MALFORMED, "missing parameter 'symbol'")
+        return None
+    if not isinstance(symbol, str):
+        raise RequestError(Code.INVALID_VALUE, "'symbol' must be a string")
+    inst = config.instruments.get(symbol)
+    if inst is None:
+        raise RequestError(Code.UNKNOWN_SYMBOL, f"unknown symbol {symbol[:32]!r}")
+    return inst
+
+
+def _qty(inst: Instrument, value: object, name: str) -> int:
+    lots = inst.qty_to_lots(value)
+    if lots is None:
+        raise RequestError(
+            Code.INVALID_VALUE,
+            f"'{name}' must be a decimal string on the lot grid ({inst.lot_size})",
+        )
+    if not inst.min_lots <= lots <= inst.max_lots:
+        raise RequestError(
+            Code.INVALID_VALUE, f"'{name}' must be between {inst.min_qty} and {inst.max_qty}"
+        )
+    return lots
+
+
+def _price(inst: Instrument, value: object, name: str) -> int:
+    ticks = inst.price_to_ticks(value)
+    if ticks is None or ticks >= MAX_WIRE_INT:
+        raise RequestError(
+            Code.INVALID_VALUE,
+            f"'{name}' must be a positive decimal string on the tick grid ({inst.tick_size})",
+        )
+    return ticks
+
+
+def client_order_id(params: dict[str, Any], *, required: bool) -> str | None:
+    value = params.get("client_order_id")
+    if value is None:
+        if required:
+            raise RequestError(Code.MALFORMED, "missing parameter 'client_order_id'")
+        return None
+    if not isinstance(value, str) or not _CLIENT_ORDER_ID.fullmatch(value):
+        raise RequestError(
+            Code.INVALID_VALUE,
+            "'client_order_id' must be 1-36 characters of A-Z a-z 0-9 _ . : -",
+        )
+    return value
+
+
+def order_id(params: dict[str, Any]) -> int | None:
+    value = params.get("order_id")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < MAX_WIRE_INT:
+        raise RequestError(Code.INVALID_VALUE, "'order_id' must be a positive integer")
+    return value
+
+
+def _order_ref(params: dict[str, Any]) -> tuple[int | None, str | None]:
+    """order_id wins when both are given (Binance's rule for orderId/origClientOrderId)."""
+    oid = order_id(params)
+    coid = client_order_id(params, required=False)
+    if oid is None and coid is None:
+        raise RequestError(Code.MALFORMED, "missing parameter 'order_id' or 'client_order_id'")
+    return (oid, None) if oid is not None else (None, coid)
+
+
+# ---- per method ------------------------------------------------------------------------------
+
+_PLACE_PARAMS = frozenset(
+    {"symbol", "side", "type", "qty", "price", "tif", "post_only", "client_order_id", "stp"}
+)
+_REF_PARAMS = frozenset({"symbol", "order_id", "client_order_id"})
+_AMEND_PARAMS = _REF_PARAMS | {"new_qty", "new_price"}
+_SYMBOL_PARAM = frozenset({"symbol"})
+
+
+def place_order(config: ExchangeConfig, params: dict[str, Any], account_id: int,
+                session_id: str) -> PlaceOrder:
+    _check_known(params, _PLACE_PARAMS)
+    inst = instrument(config, params)
+    assert inst is not None
+    side = _choice(params, "side", ("buy", "sell"), _required(params, "side"))
+    order_type = _choice(params, "type", ("limit", "market"), _required(params, "type"))
+    coid = client_order_id(params, required=True)
+    assert coid is not None
+    qty = _qty(inst, _required(params, "qty"), "qty")
+    tif = _choice(params, "tif", ("GTC", "IOC", "FOK"), "GTC")
+    post_only = _bool(params, "post_only")
+    stp = _choice(params, "stp", ("cancel_newest", "cancel_oldest", "cancel_both"),
+                  "cancel_newest")
+    price: int | None = None
+    if order_type == "limit":
+        price = _price(inst, _required(params, "price"), "price")
+    else:
+        if params.get("price") is not None:
+            raise RequestError(Code.INVALID_VALUE, "a market order takes no 'price'")
+        if post_only:
+            raise RequestError(Code.INVALID_VALUE, "'post_only' needs a limit order")
+        if "tif" not in params or params["tif"] is None:
+            # A market order never rests: IOC unless the client asked FOK (docs/API.md).
+            tif = "IOC"
+        elif tif == "GTC":
+            raise RequestError(Code.INVALID_VALUE, "a market order is IOC or FOK")
+    if post_only and tif != "GTC":
+        raise RequestError(Code.INVALID_VALUE, "'post_only' needs tif GTC")
+    return PlaceOrder(
+        account_id=account_id,
+        symbol=inst.symbol,
+        side=side,  # type: ignore[arg-type]
+        order_type=order_type,  # type: ignore[arg-type]
+        qty=qty,
+        price=price,
+        tif=tif,  # type: ignore[arg-type]
+        post_only=post_only,
+        client_order_id=coid,
+        stp=stp,  # type: ignore[arg-type]
+        session_id=session_id,
+    )
+
+
+def cancel_order(config: ExchangeConfig, params: dict[str, Any], account_id: int) -> CancelOrder:
+    _check_known(params, _REF_PARAMS)
+    inst = instrument(config, params)
+    assert inst is not None
+    oid, coid = _order_ref(params)
+    return CancelOrder(account_id=account_id, symbol=inst.symbol, order_id=oid,
+                       client_order_id=coid)
+
+
+def amend_order(config: ExchangeConfig, params: dict[str, Any], account_id: int) -> AmendOrder:
+    _check_known(params, _AMEND_PARAMS)
+    inst = instrument(config, params)
+    assert inst is not None
+    oid, coid = _order_ref(params)
+    raw_qty, raw_price = params.get("new_qty"), params.get("new_price")
+    if raw_qty is None and raw_price is None:
+        raise RequestError(Code.MALFORMED, "missing parameter 'new_qty' or 'new_price'")
+    new_qty = _qty(inst, raw_qty, "new_qty") if raw_qty is not None else None
+    new_price = _price(inst, raw_price, "new_price") if raw_price is not None else None
+    return AmendOrder(account_id=account_id, symbol=inst.symbol, order_id=oid,
+                      client_order_id=coid, new_qty=new_qty, new_price=new_price)
+
+
+def order_status(config: ExchangeConfig, params: dict[str, Any], account_id: int) -> GetOrder:
+    _check_known(params, _REF_PARAMS)
+    inst = instrument(config, params)
+    assert inst is not None
+    oid, coid = _order_ref(params)
+    return GetOrder(account_id=account_id, symbol=inst.symbol, order_id=oid,
+                    client_order_id=coid)
+
+
+def open_orders(config: ExchangeConfig, params: dict[str, Any], account_id: int
+                ) -> GetOpenOrders:
+    _check_known(params, _SYMBOL_PARAM)
+    inst = instrument(config, params, required=False)
+    return GetOpenOrders(account_id=account_id, symbol=inst.symbol if inst else None)
+
+
+def cancel_all(config: ExchangeConfig, params: dict[str, Any], account_id: int) -> CancelAll:
+    _check_known(params, _SYMBOL_PARAM)
+    inst = instrument(config, params, required=False)
+    return CancelAll(account_id=account_id, symbol=inst.symbol if inst else None)
+
+
+def balances(params: dict[str, Any], account_id: int) -> GetBalances:
+    _check_known(params, frozenset())
+    return GetBalances(account_id=account_id)
+
+
+def no_params(params: dict[str, Any]) -> None:
+    _check_known(params, frozenset())
+
+
+# ---- logon -----------------------------------------------------------------------------------
+
+CancelOnDisconnect = Literal["none", "session", "account"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogonParams:
+    api_key: str
+    timestamp: int
+    nonce: str
+    signature: str
+    cancel_on_disconnect: CancelOnDisconnect
+
+
+_LOGON_PARAMS = frozenset({"api_key", "timestamp", "nonce", "signature", "cancel_on_disconnect"})
+
+
+def logon(params: dict[str, Any]) -> LogonParams:
+    """Every credential problem is 2002 and says nothing more; cancel_on_disconnect is 1002."""
+    cod = params.get("cancel_on_disconnect", "none")
+    if cod is None:
+        cod = "none"
+    if cod not in ("none", "session", "account"):
+        raise RequestError(Code.INVALID_VALUE,
+                           "'cancel_on_disconnect' must be none, session or account")
+    api_key, ts, nonce, sig = (params.get(k) for k in ("api_key", "timestamp", "nonce",
+                                                        "signature"))
+    if (
+        set(params) - _LOGON_PARAMS
+        or not isinstance(api_key, str) or not _API_KEY.fullmatch(api_key)
+        or not isinstance(ts, int) or isinstance(ts, bool) or not 0 < ts < MAX_WIRE_INT
+        or not isinstance(nonce, str) or not _NONCE.fullmatch(nonce)
+        or not isinstance(sig, str) or not _SIGNATURE.fullmatch(sig)
+    ):
+        raise RequestError(Code.BAD_CREDENTIALS)
+    return LogonParams(api_key=api_key, timestamp=ts, nonce=nonce, signature=sig,
+                       cancel_on_disconnect=cod)

@@ -1,0 +1,1 @@
+"""The trading WebSocket transport (`/ws/trade`) and the WebSocket frame helpers."""

@@ -1,0 +1,113 @@
+"""Operator commands: admin_ops over a link to the real engine, and the `exchange admin` CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exchange.link import admin_ops
+from exchange.link.admin_ops import AdminError
+from exchange.link.client import LinkClient
+from exchange.matcher.engine_port import default_factory
+from exchange.model.codes import Code
+from exchange.model.queries import ApiKeyInfo, GetApiKey
+from tests.support.matcher_harness import REPO, MatcherProcess, inprocess_matcher
+
+
+async def test_admin_ops_round_trip(tmp_path: Path) -> None:
+    async with inprocess_matcher(tmp_path / "d", factory=default_factory()) as (_, address):
+        client = await LinkClient.connect(address, "admin-test")
+        account = await admin_ops.create_account(client, "alice")
+        assert account >= 1
+        key, secret = await admin_ops.create_api_key(client, account, "read")
+        assert len(key) == 32 and len(secret) == 64
+        info = await client.ask(GetApiKey(api_key=key))
+        assert isinstance(info, ApiKeyInfo)
+        assert info.account_id == account and info.secret == secret
+        assert info.permissions == ("read",)
+        event = await admin_ops.deposit(client, account, "USD", "100.5")
+        assert event.amount == 100_500_000 and event.available == 100_500_000
+        event2 = await admin_ops.withdraw(client, account, "USD", "0.5")
+        assert event2.available == 100_000_000
+        rows = {b.asset: b for b in await admin_ops.balances(client, account)}
+        assert rows["USD"].available == 100_000_000 and rows["USD"].held == 0
+        await admin_ops.halt(client, "BTC-USD")
+        await admin_ops.resume(client, "BTC-USD")
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("asset", "amount"),
+    [("USD", "1e3"), ("USD", "-1"), ("USD", "0"), ("USD", "0.0000001"), ("USD", "NaN"),
+     ("USD", " 1"), ("XYZ", "1"), ("USD", "1.")],
+)
+async def test_bad_amounts_rejected_before_sending(tmp_path: Path, asset: str,
+                                                   amount: str) -> None:
+    async with inprocess_matcher(tmp_path / "d") as (matcher, address):
+        client = await LinkClient.connect(address, "admin-test")
+        with pytest.raises(AdminError) as info:
+            await admin_ops.deposit(client, 1, asset, amount)
+        assert info.value.code == Code.INVALID_VALUE
+        assert matcher.engine.last_seq == 0  # nothing was journaled
+        await client.close()
+
+
+async def test_engine_rejections_and_bad_input(tmp_path: Path) -> None:
+    async with inprocess_matcher(tmp_path / "d", factory=default_factory()) as (_, address):
+        client = await LinkClient.connect(address, "admin-test")
+        with pytest.raises(AdminError):
+            await admin_ops.deposit(client, 999, "USD", "1")  # unknown account
+        account = await admin_ops.create_account(client)
+        with pytest.raises(AdminError):
+            await admin_ops.withdraw(client, account, "USD", "1")  # nothing to withdraw
+        with pytest.raises(AdminError) as bad_perm:
+            await admin_ops.create_api_key(client, account, "trade,admin")
+        assert bad_perm.value.code == Code.INVALID_VALUE
+        with pytest.raises(AdminError) as bad_symbol:
+            await admin_ops.halt(client, "DOGE-USD")
+        assert bad_symbol.value.code == Code.UNKNOWN_SYMBOL
+        await client.close()
+
+
+def _admin(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exchange.cli.main", "admin", "--matcher", address, *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+
+
+async def test_admin_cli(tmp_path: Path) -> None:
+    async with MatcherProcess.started(tmp_path / "d") as proc:
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return _admin(proc.address, *args)
+
+        out = await asyncio.to_thread(run, "create-account", "--label", "bob")
+        assert out.returncode == 0, out.stderr
+        account = json.loads(out.stdout)["account_id"]
+        out = await asyncio.to_thread(run, "create-key", "--account", str(account),
+                                      "--permissions", "trade,read")
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["permissions"] == ["trade", "read"] and len(doc["secret"]) == 64
+        out = await asyncio.to_thread(run, "deposit", "--account", str(account), "--asset",
+                                      "USD", "--amount", "100.5")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["available"] == "100.500000"
+        out = await asyncio.to_thread(run, "deposit", "--account", str(account), "--asset",
+                                      "USD", "--amount", "1e3")
+        assert out.returncode == 1
+        assert json.loads(out.stderr)["error"]["code"] == 1002
+        out = await asyncio.to_thread(run, "halt", "BTC-USD")
+        assert out.returncode == 0 and json.loads(out.stdout) == {"symbol": "BTC-USD",
+                                                                  "halted": True}
+        out = await asyncio.to_thread(run, "balances", "--account", str(account))
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["balances"][0]["available"] == "100.500000"
+    out = await asyncio.to_thread(_admin, "unix:/nonexistent/m.sock", "balances",
+                                  "--account", "1")
+    assert out.returncode == 2 and "outcome unknown" in out.stderr

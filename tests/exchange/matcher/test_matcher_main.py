@@ -1,0 +1,48 @@
+"""`exchange matcher` as a process: fsync-never warning, data-dir lock, bad config, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from exchange.journal.snapshots import list_snapshots
+from exchange.link.client import LinkClient
+from exchange.link.messages import Result
+from exchange.model.commands import CreateAccount
+from tests.support.matcher_harness import MatcherProcess
+
+
+async def test_fsync_never_warns_loudly(tmp_path: Path) -> None:
+    async with MatcherProcess.started(tmp_path / "d", extra_args=["--fsync", "never"]) as proc:
+        assert "WARNING: --fsync never" in proc.log_text()
+        assert proc.find_event("fsync_disabled") is not None
+
+
+async def test_second_matcher_on_same_dir_refused_and_clean_stop(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    async with MatcherProcess.started(data) as first:
+        client = await LinkClient.connect(first.address, "gw")
+        assert isinstance(await client.submit(CreateAccount()), Result)
+        second = MatcherProcess(data, socket_path=None)
+        second.log_path = tmp_path / "second.log"
+        second.start()
+        assert await second.wait_exit(60) == 1
+        failed = second.find_event("matcher_start_failed")
+        assert failed is not None and "in use by another matcher" in failed["error"]
+        # The first one is unharmed.
+        assert isinstance(await client.submit(CreateAccount()), Result)
+        await client.close()
+        assert await asyncio.to_thread(first.terminate) == 0
+        stopped = first.find_event("matcher_stopped")
+        assert stopped is not None and stopped["last_seq"] == 2
+        assert [seq for seq, _ in list_snapshots(data)] == [2]  # final snapshot at stop
+
+
+async def test_bad_config_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[assets.USD]\ndecimals = 2\n")
+    proc = MatcherProcess(tmp_path / "d", extra_args=["--config", str(bad)])
+    proc.start()
+    assert await proc.wait_exit(60) == 1
+    failed = proc.find_event("matcher_start_failed")
+    assert failed is not None and "instruments" in failed["error"]

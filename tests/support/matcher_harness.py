@@ -1,0 +1,508 @@
+"""Run a matcher for tests: in this process (`inprocess_matcher`) or as a subprocess
+(`MatcherProcess`), each in its own temp dir, on a unix socket under a short temp path.
+
+Other test suites may use it:
+
+    async with MatcherProcess.started(tmp_path) as proc:
+        client = await LinkClient.connect(proc.address, "gw-test")
+
+`Load` drives continuous pipelined traffic from the engine's bench mix over several links and
+records every acknowledged command (`acked[seq] = (command, events)`); `wait_until` polls a
+condition with a deadline. `StubEngine` is a tiny deterministic stand-in for the engine
+(accepts every order, cancels by id) to test the plumbing alone;
+`python -m tests.support.matcher_harness <matcher args>` runs a matcher with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from exchange.link.client import LinkClient, LinkDown
+from exchange.matcher.engine_port import EngineFactory, EngineLike
+from exchange.matcher.loop import Matcher, MatcherOptions
+from exchange.model.codes import Code
+from exchange.model.commands import (
+    CancelAll,
+    CancelOrder,
+    Command,
+    CreateAccount,
+    CreateApiKey,
+    Deposit,
+    HaltSymbol,
+    PlaceOrder,
+    ResumeSymbol,
+    Withdraw,
+)
+from exchange.model.events import (
+    AccountCreated,
+    AllCanceled,
+    ApiKeyCreated,
+    CancelRejected,
+    CommandRejected,
+    Deposited,
+    Event,
+    OrderAccepted,
+    OrderCanceled,
+    SymbolHalted,
+    SymbolResumed,
+    Withdrawn,
+)
+from exchange.model.instruments import ExchangeConfig, load_config
+from exchange.model.queries import (
+    ApiKeyInfo,
+    Balance,
+    BalanceList,
+    GetApiKey,
+    GetBalances,
+    GetOrder,
+    NotFound,
+    OrderState,
+    Query,
+    QueryResult,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _StubState(msgspec.Struct):
+    last_seq: int = 0
+    next_account: int = 1
+    next_order: int = 1
+    next_exec: int = 1
+    accounts: dict[int, dict[str, int]] = {}
+    keys: dict[str, tuple[int, str, list[str]]] = {}
+    # order id -> [account, symbol, side, price, qty, client order id, session, status]
+    orders: dict[int, list[Any]] = {}
+    halted: list[str] = []
+
+
+class StubEngine:
+    """Deterministic, tiny: orders rest forever unless canceled; balances are not checked."""
+
+    def __init__(self, config: ExchangeConfig, state: _StubState | None = None) -> None:
+        self.config = config
+        self.s = state if state is not None else _StubState()
+
+    @classmethod
+    def restore(cls, config: ExchangeConfig, data: bytes) -> StubEngine:
+        return cls(config, msgspec.msgpack.decode(data, type=_StubState))
+
+    @property
+    def last_seq(self) -> int:
+        return self.s.last_seq
+
+    def snapshot(self) -> bytes:
+        # Tests of crashes during snapshot writes slow the (forked) serialization down.
+        delay = float(os.environ.get("STUB_SNAPSHOT_DELAY_S", "0"))
+        if delay:
+            time.sleep(delay)
+        return msgspec.msgpack.encode(self.s)
+
+    def state_hash(self) -> str:
+        return hashlib.sha256(self.snapshot()).hexdigest()
+
+    def validate(self) -> None:
+        assert all(o[7] in ("new", "canceled") for o in self.s.orders.values())
+
+    def _order_event(self, cls: type, oid: int, seq: int, ts: int, **extra: Any) -> Event:
+        acct, symbol, side, price, qty, cid, sid, status = self.s.orders[oid]
+        exec_id = self.s.next_exec
+        self.s.next_exec += 1
+        event: Event = cls(
+            seq=seq, ts=ts, exec_id=exec_id, account_id=acct, order_id=oid, client_order_id=cid,
+            symbol=symbol, side=side, order_type="limit", tif="GTC", price=price, qty=qty,
+            cum_qty=0, leaves_qty=qty if status == "new" else 0, cum_notional=0, status=status,
+            session_id=sid, **extra,
+        )
+        return event
+
+    def apply(self, command: Command, seq: int, ts: int) -> list[Event]:
+        assert seq == self.s.last_seq + 1, (seq, self.s.last_seq)
+        self.s.last_seq = seq
+        s = self.s
+        match command:
+            case PlaceOrder():
+                oid = s.next_order
+                s.next_order += 1
+                s.orders[oid] = [command.account_id, command.symbol, command.side, command.price,
+                                 command.qty, command.client_order_id, command.session_id, "new"]
+                return [self._order_event(OrderAccepted, oid, seq, ts, post_only=False)]
+            case CancelOrder():
+                order = s.orders.get(command.order_id or 0)
+                if order is None or order[0] != command.account_id or order[7] != "new":
+                    return [CancelRejected(seq=seq, ts=ts, account_id=command.account_id,
+                                           symbol=command.symbol, order_id=command.order_id,
+                                           client_order_id=None, code=Code.UNKNOWN_ORDER,
+                                           amend=False)]
+                order[7] = "canceled"
+                return [self._order_event(OrderCanceled, command.order_id or 0, seq, ts,
+                                          reason="user")]
+            case CancelAll():
+                events: list[Event] = []
+                for oid in sorted(s.orders):
+                    order = s.orders[oid]
+                    if order[0] == command.account_id and order[7] == "new" and (
+                        not command.session_id or order[6] == command.session_id
+                    ):
+                        order[7] = "canceled"
+                        events.append(self._order_event(OrderCanceled, oid, seq, ts,
+                                                         reason=command.reason))
+                events.append(AllCanceled(seq=seq, ts=ts, account_id=command.account_id,
+                                          symbol=command.symbol, count=len(events)))
+                return events
+            case CreateAccount():
+                aid = s.next_account
+                s.next_account += 1
+                s.accounts[aid] = {}
+                return [AccountCreated(seq=seq, ts=ts, account_id=aid, label=command.label)]
+            case CreateApiKey():
+                if command.account_id not in s.accounts:
+                    return [CommandRejected(seq=seq, ts=ts, code=Code.UNKNOWN_ACCOUNT,
+                                            reason="unknown account")]
+                s.keys[command.api_key] = (command.account_id, command.secret,
+                                           list(command.permissions))
+                return [ApiKeyCreated(seq=seq, ts=ts, account_id=command.account_id,
+                                      api_key=command.api_key, permissions=command.permissions)]
+            case Deposit() | Withdraw():
+                bal = s.accounts.get(command.account_id)
+                if bal is None:
+                    return [CommandRejected(seq=seq, ts=ts, code=Code.UNKNOWN_ACCOUNT,
+                                            reason="unknown account")]
+                sign = 1 if isinstance(command, Deposit) else -1
+                if bal.get(command.asset, 0) + sign * command.amount < 0:
+                    return [CommandRejected(seq=seq, ts=ts, code=Code.INSUFFICIENT_BALANCE,
+                                            reason="insufficient balance")]
+                bal[command.asset] = bal.get(command.asset, 0) + sign * command.amount
+                cls = Deposited if sign > 0 else Withdrawn
+                return [cls(seq=seq, ts=ts, account_id=command.account_id, asset=command.asset,
+                            amount=command.amount, available=bal[command.asset])]
+            case HaltSymbol():
+                s.halted.append(command.symbol)
+                return [SymbolHalted(seq=seq, ts=ts, symbol=command.symbol)]
+            case ResumeSymbol():
+                if command.symbol in s.halted:
+                    s.halted.remove(command.symbol)
+                return [SymbolResumed(seq=seq, ts=ts, symbol=command.symbol)]
+            case _:
+                return [CommandRejected(seq=seq, ts=ts, code=Code.MALFORMED, reason="stub")]
+
+    def answer(self, query: Query) -> QueryResult:
+        s = self.s
+        match query:
+            case GetOrder(order_id=oid) if oid in s.orders:
+                acct, symbol, side, price, qty, cid, sid, status = s.orders[oid]
+                if acct != query.account_id:
+                    return NotFound(code=Code.UNKNOWN_ORDER)
+                return OrderState(account_id=acct, order_id=oid, client_order_id=cid,
+                                  symbol=symbol, side=side, order_type="limit", tif="GTC",
+                                  post_only=False, price=price, qty=qty, cum_qty=0,
+                                  leaves_qty=qty if status == "new" else 0, cum_notional=0,
+                                  status=status, session_id=sid, created_seq=0, created_ts=0,
+                                  updated_ts=0)
+            case GetBalances(account_id=aid) if aid in s.accounts:
+                return BalanceList(balances=[Balance(asset=a, available=v, held=0)
+                                             for a, v in sorted(s.accounts[aid].items())])
+            case GetApiKey(api_key=key) if key in s.keys:
+                aid, secret, perms = s.keys[key]
+                return ApiKeyInfo(api_key=key, account_id=aid, secret=secret,
+                                  permissions=tuple(perms))  # type: ignore[arg-type]
+            case _:
+                return NotFound(code=Code.UNKNOWN_ORDER)
+
+
+class StubFactory:
+    def new(self, config: ExchangeConfig) -> EngineLike:
+        return StubEngine(config)
+
+    def restore(self, config: ExchangeConfig, data: bytes) -> EngineLike:
+        return StubEngine.restore(config, data)
+
+
+async def wait_until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
+    """Poll a condition (state another task changes) until true; TimeoutError after limit_s."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {limit_s} s")
+        await asyncio.sleep(0.005)
+
+
+def short_socket_path(name: str = "m.sock") -> Path:
+    """A unix socket path well under the 108-byte limit (pytest tmp paths can be long)."""
+    return Path(tempfile.mkdtemp(prefix="mx-", dir="/tmp")) / name
+
+
+@contextlib.asynccontextmanager
+async def inprocess_matcher(
+    data_dir: Path,
+    *,
+    factory: EngineFactory | None = None,
+    config: ExchangeConfig | None = None,
+    fsync: bool = True,
+    options: MatcherOptions | None = None,
+    segment_bytes: int = 64 * 1024 * 1024,
+) -> AsyncIterator[tuple[Matcher, str]]:
+    """A matcher running in this event loop; yields (matcher, address). Stops it at exit."""
+    from exchange.matcher.main import open_matcher
+
+    sock = short_socket_path()
+    address = f"unix:{sock}"
+    os.makedirs(data_dir, exist_ok=True)
+    matcher = open_matcher(data_dir, config or load_config(), factory or StubFactory(),
+                           fsync=fsync, options=options, segment_bytes=segment_bytes)
+    matcher.ready = asyncio.Event()
+    task = asyncio.create_task(matcher.run(address))
+    ready = asyncio.create_task(matcher.ready.wait())
+    await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        raise RuntimeError(f"matcher exited at start with {task.result()}")
+    try:
+        yield matcher, address
+    finally:
+        matcher.stop()
+        await asyncio.wait_for(task, 20)
+        shutil.rmtree(sock.parent, ignore_errors=True)
+
+
+class MatcherProcess:
+    """`exchange matcher` as a subprocess with its own data dir and socket; JSON log captured."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        extra_args: Sequence[str] = (),
+        stub_engine: bool = False,
+        env: dict[str, str] | None = None,
+        socket_path: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.socket_path = socket_path or short_socket_path()
+        self.address = f"unix:{self.socket_path}"
+        self.extra_args = list(extra_args)
+        self.stub_engine = stub_engine
+        self.env = env
+        self.log_path = data_dir.parent / f"{data_dir.name}.matcher.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    def command(self) -> list[str]:
+        args = ["--data-dir", str(self.data_dir), "--listen", self.address, *self.extra_args]
+        if self.stub_engine:
+            return [sys.executable, "-m", "tests.support.matcher_harness", *args]
+        return [sys.executable, "-m", "exchange.cli.main", "matcher", *args]
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(self.env or {})
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(self.command(), stdout=log_file, stderr=log_file,
+                                         cwd=REPO, env=env)
+
+    async def wait_ready(self, limit_s: float = 30.0) -> None:
+        """Until a link handshake succeeds; raises if the process exits first."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"matcher exited with {self.proc.returncode}:\n"
+                                   + self.log_text()[-4000:])
+            if self.socket_path.exists():
+                try:
+                    client = await LinkClient.connect(self.address, "harness-probe",
+                                                      connect_timeout=2)
+                except LinkDown:
+                    pass
+                else:
+                    await client.close()
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError("matcher did not become ready:\n" + self.log_text()[-4000:])
+            await asyncio.sleep(0.02)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    async def wait_exit(self, limit_s: float = 30.0) -> int:
+        assert self.proc is not None
+        deadline = time.monotonic() + limit_s
+        while self.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("matcher did not exit")
+            await asyncio.sleep(0.02)
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self, since_start: bool = True) -> list[dict[str, Any]]:
+        """The JSON log lines of this run (or of every run)."""
+        text = self.log_text()
+        if since_start:
+            text = text[self._log_offset :] if self._log_offset <= len(text) else text
+        out: list[dict[str, Any]] = []
+        for line in text.splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    out.append(json.loads(line))
+        return out
+
+    def find_event(self, name: str) -> dict[str, Any] | None:
+        for event in self.log_events():
+            if event.get("event") == name:
+                return event
+        return None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def started(cls, data_dir: Path, **kwargs: Any) -> AsyncIterator[MatcherProcess]:
+        proc = cls(data_dir, **kwargs)
+        proc.start()
+        try:
+            await proc.wait_ready()
+            yield proc
+        finally:
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.terminate()
+            shutil.rmtree(proc.socket_path.parent, ignore_errors=True)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    from exchange.matcher import main as matcher_main
+
+    parser = argparse.ArgumentParser()
+    matcher_main.add_arguments(parser)
+    args = parser.parse_args(argv)
+    return matcher_main.run(args, factory=StubFactory())
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
+
+
+class Load:
+    """Continuous pipelined load from the engine's bench mix over several links.
+
+    Records every acknowledged command: `acked[seq] = (command, events)`. Stops when told or
+    when the links go down (a killed matcher); pending commands then fail with LinkDown and
+    are simply not acknowledged.
+    """
+
+    def __init__(self, config: ExchangeConfig, *, connections: int = 3, window: int = 32,
+                 seed: int = 1, accounts: int = 8) -> None:
+        from bench.engine_mix import MixGenerator
+
+        self.config = config
+        self.connections = connections
+        self.window = window
+        self.gens = [MixGenerator(config, seed=seed * 100 + i, accounts=accounts)
+                     for i in range(connections)]
+        self.acked: dict[int, tuple[Command, list[Event]]] = {}
+        self.failed = 0
+        self.refused = 0
+        self.clients: list[LinkClient] = []
+        self._stop = False
+        self._idle: asyncio.Event | None = None
+        self._in_flight = 0
+
+    def setup_commands(self) -> list[Command]:
+        from exchange.model.commands import Deposit
+
+        out: list[Command] = []
+        for command in self.gens[0].setup_commands():
+            if isinstance(command, Deposit):  # msgpack integers stop at 2**64
+                command = Deposit(account_id=command.account_id, asset=command.asset,
+                                  amount=min(command.amount, 10**18))
+            out.append(command)
+        return out
+
+    async def run_setup(self, address: str) -> None:
+        client = await LinkClient.connect(address, "load-setup")
+        for command in self.setup_commands():
+            outcome = await client.submit(command)
+            assert not hasattr(outcome, "code"), outcome
+            self._record(command, outcome)
+        await client.close()
+
+    def _record(self, command: Command, outcome: object) -> None:
+        from exchange.link.messages import Result
+
+        if isinstance(outcome, Result):
+            self.acked[outcome.seq] = (command, outcome.events)
+        else:
+            self.refused += 1
+
+    async def start(self, address: str) -> None:
+        self._idle = asyncio.Event()
+        self.clients = [await LinkClient.connect(address, f"load-{i}")
+                        for i in range(self.connections)]
+        for client, gen in zip(self.clients, self.gens, strict=True):
+            for _ in range(self.window):
+                self._send(client, gen)
+
+    def _send(self, client: LinkClient, gen: Any) -> None:
+        if self._stop or client.closed:
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+            return
+        command: Command = gen.next_command()
+
+        def done(outcome: Any) -> None:
+            self._in_flight -= 1
+            if isinstance(outcome, LinkDown):
+                self.failed += 1
+            else:
+                self._record(command, outcome)
+                if hasattr(outcome, "events"):
+                    gen.observe(outcome.events)
+            self._send(client, gen)
+
+        try:
+            client.submit_callback(command, done)
+        except LinkDown:
+            if self._in_flight == 0 and self._idle is not None:
+                self._idle.set()
+            return
+        self._in_flight += 1
+
+    async def stop(self) -> None:
+        """Stop sending and wait until nothing is in flight (answered or failed)."""
+        self._stop = True
+        assert self._idle is not None
+        if self._in_flight:
+            await asyncio.wait_for(self._idle.wait(), 30)
+        for client in self.clients:
+            await client.close()
+
+    async def wait_links_down(self, limit_s: float = 10.0) -> None:
+        await wait_until(lambda: all(c.closed for c in self.clients) and self._in_flight == 0,
+                         limit_s)
