@@ -1,8 +1,9 @@
-"""Accounts: per-asset balances (available and held) and the account's open orders."""
+"""Accounts: per-asset balances (available and held), the account's open orders, API keys."""
 
 from __future__ import annotations
 
 from exchange.engine.orders import Order
+from exchange.model.commands import Permission
 
 FEE_ACCOUNT = 0
 
@@ -26,3 +27,15 @@ class Account:
         # Open (resting) orders by id, in id order, and by client_order_id.
         self.open: dict[int, Order] = {}
         self.by_coid: dict[str, Order] = {}
+
+
+class ApiKey:
+    __slots__ = ("account_id", "api_key", "permissions", "secret")
+
+    def __init__(
+        self, api_key: str, account_id: int, secret: str, permissions: tuple[Permission, ...]
+    ) -> None:
+        self.api_key = api_key
+        self.account_id = account_id
+        self.secret = secret
+        self.permissions = permissions

@@ -5,16 +5,16 @@ Each answers with its past-tense event or a CommandRejected, and changes nothing
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-from exchange.engine.accounts import FEE_ACCOUNT, Account
+from exchange.engine.accounts import FEE_ACCOUNT, Account, ApiKey
+from exchange.engine.base import EngineBase
 from exchange.model.codes import Code
 from exchange.model.commands import (
     CreateAccount,
     CreateApiKey,
     Deposit,
     HaltSymbol,
-    Permission,
     ResumeSymbol,
     Withdraw,
 )
@@ -29,9 +29,6 @@ from exchange.model.events import (
     Withdrawn,
 )
 
-if TYPE_CHECKING:
-    from exchange.engine.core import Engine
-
 # Cap on all units of one asset in the exchange (deposits - withdrawals): every balance then
 # fits the snapshot's 64-bit integers, fee account included.
 MAX_ASSET_TOTAL: Final = 2**62
@@ -43,91 +40,77 @@ _BALANCE = int(Code.INSUFFICIENT_BALANCE)
 _DUP_KEY = int(Code.DUPLICATE_API_KEY)
 
 
-class ApiKey:
-    __slots__ = ("account_id", "api_key", "permissions", "secret")
+class Admin(EngineBase):
+    """Operator commands, as methods of the engine."""
 
-    def __init__(
-        self, api_key: str, account_id: int, secret: str, permissions: tuple[Permission, ...]
-    ) -> None:
-        self.api_key = api_key
-        self.account_id = account_id
-        self.secret = secret
-        self.permissions = permissions
+    def _create_account(self, c: CreateAccount, seq: int, ts: int) -> list[Event]:
+        account_id = self._next_account_id
+        self._next_account_id += 1
+        self._accounts[account_id] = Account(account_id, c.label, self._assets)
+        return [AccountCreated(seq=seq, ts=ts, account_id=account_id, label=c.label)]
 
-
-def create_account(engine: Engine, c: CreateAccount, seq: int, ts: int) -> list[Event]:
-    account_id = engine._next_account_id
-    engine._next_account_id += 1
-    engine._accounts[account_id] = Account(account_id, c.label, engine._assets)
-    return [AccountCreated(seq=seq, ts=ts, account_id=account_id, label=c.label)]
-
-
-def create_api_key(engine: Engine, c: CreateApiKey, seq: int, ts: int) -> list[Event]:
-    if not c.api_key or not c.secret or not c.permissions:
-        return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
-    if c.account_id == FEE_ACCOUNT or c.account_id not in engine._accounts:
+    def _create_api_key(self, c: CreateApiKey, seq: int, ts: int) -> list[Event]:
+        if not c.api_key or not c.secret or not c.permissions:
+            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
+        if c.account_id == FEE_ACCOUNT or c.account_id not in self._accounts:
+            return [
+                CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
+            ]
+        if c.api_key in self._api_keys:
+            return [CommandRejected(seq=seq, ts=ts, code=_DUP_KEY, reason="duplicate api key")]
+        self._api_keys[c.api_key] = ApiKey(c.api_key, c.account_id, c.secret, c.permissions)
         return [
-            CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
+            ApiKeyCreated(
+                seq=seq, ts=ts, account_id=c.account_id, api_key=c.api_key,
+                permissions=c.permissions,
+            )
         ]
-    if c.api_key in engine._api_keys:
-        return [CommandRejected(seq=seq, ts=ts, code=_DUP_KEY, reason="duplicate api key")]
-    engine._api_keys[c.api_key] = ApiKey(c.api_key, c.account_id, c.secret, c.permissions)
-    return [
-        ApiKeyCreated(
-            seq=seq, ts=ts, account_id=c.account_id, api_key=c.api_key,
-            permissions=c.permissions,
-        )
-    ]
 
+    def _funds_check(self, c: Deposit | Withdraw, seq: int, ts: int) -> list[Event] | None:
+        if (
+            c.asset not in self._net_deposits
+            or c.amount <= 0
+            or (type(c) is Deposit and self._net_deposits[c.asset] + c.amount > MAX_ASSET_TOTAL)
+        ):
+            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
+        if c.account_id not in self._accounts:
+            return [
+                CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
+            ]
+        return None
 
-def _funds_check(engine: Engine, c: Deposit | Withdraw, seq: int, ts: int) -> list[Event] | None:
-    if (
-        c.asset not in engine._net_deposits
-        or c.amount <= 0
-        or (type(c) is Deposit and engine._net_deposits[c.asset] + c.amount > MAX_ASSET_TOTAL)
-    ):
-        return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
-    if c.account_id not in engine._accounts:
+    def _deposit(self, c: Deposit, seq: int, ts: int) -> list[Event]:
+        rejected = self._funds_check(c, seq, ts)
+        if rejected is not None:
+            return rejected
+        bal = self._accounts[c.account_id].balances[c.asset]
+        bal.available += c.amount
+        self._net_deposits[c.asset] += c.amount
         return [
-            CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
+            Deposited(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
+                      available=bal.available)
         ]
-    return None
 
+    def _withdraw(self, c: Withdraw, seq: int, ts: int) -> list[Event]:
+        rejected = self._funds_check(c, seq, ts)
+        if rejected is not None:
+            return rejected
+        bal = self._accounts[c.account_id].balances[c.asset]
+        if c.amount > bal.available:
+            return [CommandRejected(seq=seq, ts=ts, code=_BALANCE, reason="insufficient balance")]
+        bal.available -= c.amount
+        self._net_deposits[c.asset] -= c.amount
+        return [
+            Withdrawn(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
+                      available=bal.available)
+        ]
 
-def deposit(engine: Engine, c: Deposit, seq: int, ts: int) -> list[Event]:
-    rejected = _funds_check(engine, c, seq, ts)
-    if rejected is not None:
-        return rejected
-    bal = engine._accounts[c.account_id].balances[c.asset]
-    bal.available += c.amount
-    engine._net_deposits[c.asset] += c.amount
-    return [
-        Deposited(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
-                  available=bal.available)
-    ]
-
-
-def withdraw(engine: Engine, c: Withdraw, seq: int, ts: int) -> list[Event]:
-    rejected = _funds_check(engine, c, seq, ts)
-    if rejected is not None:
-        return rejected
-    bal = engine._accounts[c.account_id].balances[c.asset]
-    if c.amount > bal.available:
-        return [CommandRejected(seq=seq, ts=ts, code=_BALANCE, reason="insufficient balance")]
-    bal.available -= c.amount
-    engine._net_deposits[c.asset] -= c.amount
-    return [
-        Withdrawn(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset, amount=c.amount,
-                  available=bal.available)
-    ]
-
-
-def halt(engine: Engine, c: HaltSymbol | ResumeSymbol, seq: int, ts: int) -> list[Event]:
-    book = engine._books.get(c.symbol)
-    if book is None:
-        return [CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_SYMBOL, reason="unknown symbol")]
-    if type(c) is HaltSymbol:
-        book.halted = True
-        return [SymbolHalted(seq=seq, ts=ts, symbol=c.symbol)]
-    book.halted = False
-    return [SymbolResumed(seq=seq, ts=ts, symbol=c.symbol)]
+    def _halt(self, c: HaltSymbol | ResumeSymbol, seq: int, ts: int) -> list[Event]:
+        book = self._books.get(c.symbol)
+        if book is None:
+            return [CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_SYMBOL, reason="unknown symbol")]
+        if type(c) is HaltSymbol:
+            book.halted = True
+            return [SymbolHalted(seq=seq, ts=ts, symbol=c.symbol)]
+        book.halted = False
+        return [SymbolResumed(seq=seq, ts=ts, symbol=c.symbol)]

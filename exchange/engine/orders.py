@@ -1,9 +1,9 @@
 """Orders as the engine holds them, and the order state table.
 
-An `Order` is mutable and lives in a price level's intrusive FIFO (`prev`/`next`), so it is
-a msgspec Struct with `gc=False`: the cyclic collector never scans the (possibly tens of
-thousands of) resting orders. The engine breaks every link when an order leaves the book, so
-no cycle outlives it.
+An `Order` (the fields of `exchange.model.orders.OrderFields`) is mutable and lives in a
+price level's intrusive FIFO (`prev`/`next`), so it is a msgspec Struct with `gc=False`:
+the cyclic collector never scans the (possibly tens of thousands of) resting orders. The
+engine breaks every link when an order leaves the book, so no cycle outlives it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Final
 
 import msgspec
 
-from exchange.model.commands import OrderType, SelfTradePrevention, Side, TimeInForce
 from exchange.model.events import OrdStatus
+from exchange.model.orders import OrderFields
 
 
 class InvalidStateTransition(RuntimeError):
@@ -67,25 +67,11 @@ class Level(msgspec.Struct, gc=False):
     tail: Order | None = None
 
 
-class Order(msgspec.Struct, gc=False):
-    order_id: int
-    account_id: int
-    symbol: str
-    side: Side
-    order_type: OrderType
-    tif: TimeInForce
-    post_only: bool
-    price: int | None
-    qty: int
-    cum_qty: int
-    cum_notional: int
-    status: OrdStatus
-    client_order_id: str
-    session_id: str
-    stp: SelfTradePrevention
-    created_seq: int
-    created_ts: int
-    updated_ts: int
+class Order(OrderFields):
+    """A live order. Kept apart from the frozen `OrderRecord` and `OrderState` because it
+    changes in place on every fill and carries the links of its level's FIFO, which neither
+    a snapshot nor an answer may hold."""
+
     prev: Order | None = None
     next: Order | None = None
     level: Level | None = None

@@ -9,29 +9,13 @@ from __future__ import annotations
 
 import msgspec
 
-from exchange.model.commands import OrderType, Permission, SelfTradePrevention, Side, TimeInForce
-from exchange.model.events import OrdStatus, TradeExecuted
+from exchange.model.commands import Permission
+from exchange.model.events import TradeExecuted
+from exchange.model.orders import OrderFields
 
 
-class OrderRecord(msgspec.Struct, array_like=True, gc=False):
-    order_id: int
-    account_id: int
-    symbol: str
-    side: Side
-    order_type: OrderType
-    tif: TimeInForce
-    post_only: bool
-    price: int | None
-    qty: int
-    cum_qty: int
-    cum_notional: int
-    status: OrdStatus
-    client_order_id: str
-    session_id: str
-    stp: SelfTradePrevention
-    created_seq: int
-    created_ts: int
-    updated_ts: int
+class OrderRecord(OrderFields, array_like=True, frozen=True):  # type: ignore[misc]
+    """An open or recently closed order in a snapshot (`exchange.model.orders` fields)."""
 
 
 class BalanceRecord(msgspec.Struct, array_like=True):
@@ -77,6 +61,6 @@ class EngineState(msgspec.Struct, array_like=True):
     closed: list[OrderRecord]  # recently closed orders, oldest first
 
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: order fields in exchange.model.orders order
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(EngineState)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import msgspec
 
-from exchange.model.commands import OrderType, Permission, Side, TimeInForce
-from exchange.model.events import OrdStatus, TradeExecuted
+from exchange.model.commands import Permission
+from exchange.model.events import TradeExecuted
+from exchange.model.orders import OrderFields
 
 
 class _Query(
@@ -63,25 +64,10 @@ class BookSnapshot(_Answer, tag="book", kw_only=True, frozen=True):
     asks: list[tuple[int, int]]
 
 
-class OrderState(_Answer, tag="order", kw_only=True, frozen=True):
-    account_id: int
-    order_id: int
-    client_order_id: str
-    symbol: str
-    side: Side
-    order_type: OrderType
-    tif: TimeInForce
-    post_only: bool
-    price: int | None
-    qty: int
-    cum_qty: int
+class OrderState(OrderFields, _Answer, tag="order", kw_only=True, frozen=True):  # type: ignore[misc]
+    """An order as GetOrder and GetOpenOrders answer it: its fields and what is left open."""
+
     leaves_qty: int
-    cum_notional: int
-    status: OrdStatus
-    session_id: str
-    created_seq: int
-    created_ts: int
-    updated_ts: int
 
 
 class Balance(msgspec.Struct, frozen=True, kw_only=True):

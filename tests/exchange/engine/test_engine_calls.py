@@ -14,21 +14,22 @@ from typing import Any
 
 import pytest
 
-from exchange.engine import core as engine
+from exchange.engine import base
+from exchange.engine.core import Engine
 from exchange.engine.book import Side
 
 HOT: list[Callable[..., Any]] = [
-    engine.Engine.apply,
-    engine.Engine._place,
-    engine.Engine._cancel,
-    engine.Engine._amend,
-    engine.Engine._take,
-    engine.Engine._finish_taker,
-    engine.Engine._book_changed,
-    engine.Engine._cancel_order,
-    engine.Engine._reject,
-    engine._canceled,
-    engine._fill_base,
+    Engine.apply,
+    Engine._place,
+    Engine._cancel,
+    Engine._amend,
+    Engine._take,
+    Engine._finish_taker,
+    Engine._book_changed,
+    Engine._cancel_order,
+    Engine._reject,
+    base._canceled,
+    base._fill_base,
     Side.add,
     Side.rest,
     Side.unlink,

@@ -1,0 +1,151 @@
+"""The engine's state and the order helpers every command path shares.
+
+`EngineBase` holds the whole mutable state; the command paths are mixins over it
+(`taking`, `placing`, `amending`, `admin`), as are the read-only sides (`queries`,
+`snapshot`, `invariants`), so that each lives in a module of its own purpose while the hot
+path still reads plain attributes of one object. `exchange.engine.core.Engine` puts them
+together.
+"""
+
+from __future__ import annotations
+
+from exchange.engine.accounts import FEE_ACCOUNT, Account, ApiKey, Balance
+from exchange.engine.book import Book
+from exchange.engine.orders import (
+    CANCEL,
+    CLOSED_MASK,
+    CLOSED_SLOTS,
+    Order,
+    transition,
+)
+from exchange.engine.templates import SymbolTemplates, replace
+from exchange.model.codes import Code
+from exchange.model.events import (
+    BookChanged,
+    CancelReason,
+    Event,
+    OrderCanceled,
+    OrderFilled,
+)
+from exchange.model.instruments import ExchangeConfig
+
+MAX_CLIENT_ORDER_ID = 36
+
+_INVALID = int(Code.INVALID_VALUE)
+_UNKNOWN_SYMBOL = int(Code.UNKNOWN_SYMBOL)
+_HALTED = int(Code.SYMBOL_HALTED)
+_UNKNOWN_ACCOUNT = int(Code.UNKNOWN_ACCOUNT)
+_DUP_COID = int(Code.DUPLICATE_CLIENT_ORDER_ID)
+_BAND = int(Code.PRICE_OUTSIDE_BAND)
+_POST_ONLY = int(Code.POST_ONLY_WOULD_TAKE)
+_BALANCE = int(Code.INSUFFICIENT_BALANCE)
+_NO_FILL = int(Code.NO_FILL)
+_UNKNOWN_ORDER = int(Code.UNKNOWN_ORDER)
+
+
+def _canceled(
+    tpl: SymbolTemplates, o: Order, seq: int, ts: int, exec_id: int, reason: CancelReason
+) -> OrderCanceled:
+    return replace(
+        tpl.canceled_by[reason], seq=seq, ts=ts, exec_id=exec_id, account_id=o.account_id,
+        order_id=o.order_id, client_order_id=o.client_order_id, side=o.side,
+        order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty, cum_qty=o.cum_qty,
+        cum_notional=o.cum_notional, session_id=o.session_id,
+    )
+
+
+def _fill_base(tpl: SymbolTemplates, o: Order, seq: int, ts: int) -> OrderFilled:
+    """The fields of an order's fill events that one command does not change."""
+    return replace(
+        tpl.filled, seq=seq, ts=ts, account_id=o.account_id, order_id=o.order_id,
+        client_order_id=o.client_order_id, side=o.side, order_type=o.order_type, tif=o.tif,
+        price=o.price, qty=o.qty, session_id=o.session_id,
+    )
+
+
+class EngineBase:
+    def __init__(self, config: ExchangeConfig) -> None:
+        self.config = config
+        self.last_seq = 0
+        self._assets: list[str] = list(config.assets)
+        self._books: dict[str, Book] = {s: Book(i) for s, i in config.instruments.items()}
+        self._accounts: dict[int, Account] = {
+            FEE_ACCOUNT: Account(FEE_ACCOUNT, "fees", self._assets)
+        }
+        self._api_keys: dict[str, ApiKey] = {}
+        self._net_deposits: dict[str, int] = dict.fromkeys(self._assets, 0)
+        self._next_account_id = 1
+        self._next_order_id = 1
+        self._exec_id = 0  # last exec_id handed out
+        self._closed: list[Order | None] = [None] * CLOSED_SLOTS
+
+    def _book_changed(self, book: Book, events: list[Event], seq: int, ts: int) -> None:
+        bids = book.bids.changes() if book.bids.touched else []
+        asks = book.asks.changes() if book.asks.touched else []
+        if bids or asks:
+            book.book_seq += 1
+            events.append(
+                BookChanged(
+                    seq=seq, ts=ts, symbol=book.symbol, book_seq=book.book_seq, bids=bids,
+                    asks=asks,
+                )
+            )
+
+    # ------------------------------------------------------------------ order helpers
+    def _release(self, book: Book, o: Order, leaves: int) -> Balance:
+        """Unlink a resting order and release its hold; returns the balance released to."""
+        inst = book.inst
+        price = o.price
+        assert price is not None
+        acct = self._accounts[o.account_id]
+        if o.side == "buy":
+            amount = price * leaves * inst.quote_units_per_tick_lot
+            bal = acct.balances[inst.quote]
+            book.bids.unlink(o, leaves)
+        else:
+            amount = leaves * inst.base_units_per_lot
+            bal = acct.balances[inst.base]
+            book.asks.unlink(o, leaves)
+        bal.held -= amount
+        bal.available += amount
+        return bal
+
+    def _cancel_order(
+        self, book: Book, o: Order, reason: CancelReason, events: list[Event], seq: int, ts: int
+    ) -> None:
+        """Cancel a resting order: release, forget, OrderCanceled."""
+        self._release(book, o, o.qty - o.cum_qty)
+        self._forget_open(self._accounts[o.account_id], o)
+        o.status = transition(o.status, CANCEL)
+        o.updated_ts = ts
+        self._exec_id += 1
+        events.append(_canceled(book.tpl, o, seq, ts, self._exec_id, reason))
+
+    def _forget_open(self, acct: Account, o: Order) -> None:
+        del acct.open[o.order_id]
+        del acct.by_coid[o.client_order_id]
+        self._remember_closed(o)
+
+    def _remember_closed(self, o: Order) -> None:
+        self._closed[o.order_id & CLOSED_MASK] = o
+
+    def _find_open(
+        self, account_id: int, symbol: str, order_id: int | None, coid: str | None
+    ) -> Order | None:
+        """The account's open order named by id and/or client id on `symbol`, else None.
+
+        Another account's order, an order on another symbol, and ids that disagree all look
+        exactly like an unknown order.
+        """
+        acct = self._accounts.get(account_id)
+        if acct is None:
+            return None
+        if order_id is not None:
+            o = acct.open.get(order_id)
+            if o is not None and coid is not None and o.client_order_id != coid:
+                return None
+        else:
+            o = acct.by_coid.get(coid) if coid is not None else None
+        if o is None or o.symbol != symbol:
+            return None
+        return o
