@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from exchange.engine import base
-from exchange.engine.core import Engine
 from exchange.engine.book import Side
+from exchange.engine.core import Engine
 
 HOT: list[Callable[..., Any]] = [
     Engine.apply,
