@@ -26,6 +26,17 @@ STARTUP_TIMEOUT_S = 30.0
 BENCH_RATE_LIMIT = 1_000_000
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) process `pid` has used so far; None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name; utime and stime are the 14th/15th.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -147,16 +158,11 @@ class Cluster:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time (user + system, all threads) each exchange process has used so far."""
-        tick = os.sysconf("SC_CLK_TCK")
         out: dict[str, float] = {}
         for name, proc in self.procs.items():
-            try:
-                stat = Path(f"/proc/{proc.pid}/stat").read_text()
-            except OSError:
-                continue
-            # Fields after the parenthesised command name; utime and stime are the 14th/15th.
-            fields = stat.rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / tick
+            used = process_cpu_seconds(proc.pid)
+            if used is not None:
+                out[name] = used
         return out
 
     def stop(self) -> dict[str, int | None]:

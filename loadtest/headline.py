@@ -11,7 +11,9 @@ and ends with exactly one line:
 
 Above the RESULT line it also prints the CPU each process used per request and the
 exchange's own latency histograms over the run (gateway request-to-reply, matcher journal
-write+fsync). With --find-max it then searches the highest sustained rate with p99 <= 5 ms.
+write+fsync). Before it, unless --floor-seconds 0, it runs the same load against a bare WebSocket server
+(`loadtest.floor`) and prints the gateway's CPU per request as a multiple of that floor, both
+measured in this one run. With --find-max it then searches the highest sustained rate with p99 <= 5 ms.
 With --profile it samples the gateway and the matcher with py-spy during the standard run
 (needs `py-spy` next to the interpreter or on PATH, and permission to ptrace them) and prints
 the functions that dominate each.
@@ -32,7 +34,7 @@ import msgspec
 
 from bench import machine
 from exchange.journal import disk_probe
-from loadtest import accounts, internals, profiles, report
+from loadtest import accounts, floor_run, internals, profiles, report
 from loadtest.cli import add_load_arguments, find_max_and_report, run_and_report
 from loadtest.cluster import Cluster
 from loadtest.runner import RunResult
@@ -74,6 +76,7 @@ def cpu_line(cpu: dict[str, float], result: RunResult) -> str:
 def write_exchange_json(
     path: Path, cpu: dict[str, float], result: RunResult,
     inside: dict[internals.Key, internals.Hist], disk: disk_probe.SyncLatency,
+    floor: floor_run.Floor | None = None,
 ) -> None:
     """What the exchange itself did during the run, next to results.json."""
     per = max(result.sent, 1)
@@ -81,6 +84,7 @@ def write_exchange_json(
         "disk_fdatasync_us": {"pattern": disk.pattern, "p50": disk.p50_us, "p99": disk.p99_us,
                               "max": disk.max_us},
         "cpu_s": {**cpu, "generator": result.generator_cpu_s},
+        "floor": msgspec.to_builtins(floor) if floor is not None else None,
         "cpu_us_per_request": {name: 1e6 * t / per for name, t in cpu.items()},
         "histograms": [
             {"metric": name, "labels": dict(labels), "count": h.count, "sum": h.total,
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway-args", default="", metavar="ARGS",
                         help="extra `exchange gateway` options, one string (e.g. "
                              "\"--window 1024 --queue-size 4096\"), to size the gateway")
+    parser.add_argument("--floor-seconds", type=float, default=10.0,
+                        help="first run the same load against a bare WebSocket server for this "
+                             "long (0: skip) and quote the gateway's CPU per request against it")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy flame graphs of gateway and matcher during the run")
     add_load_arguments(parser)
@@ -126,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             note = disk_probe.floor_note(disk, TARGET_P99_MS)
             if note is not None and args.fsync == "always":
                 print(note, flush=True)
+            floor = None
+            if args.floor_seconds > 0:
+                floor = floor_run.measure(args, creds, args.floor_seconds, workdir / "floor.log")
+                print(floor_run.floor_line(floor), flush=True)
             spies = start_profilers(cluster, args.out, args.duration) if args.profile else []
             urls = (f"{cluster.url}/metrics", cluster.matcher_metrics_url)
             before = [internals.scrape(u) for u in urls]
@@ -133,11 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             result = run_and_report(args, cluster.url, creds)
             cpu = {name: t - cpu_before.get(name, 0.0) for name, t in cluster.cpu_seconds().items()}
             print(cpu_line(cpu, result), flush=True)
+            if floor is not None and "gateway" in cpu:
+                gateway_us = 1e6 * cpu["gateway"] / max(result.sent, 1)
+                print(floor_run.ratio_line(floor, gateway_us), flush=True)
             inside: dict[internals.Key, internals.Hist] = {}
             for url, earlier in zip(urls, before, strict=True):
                 inside.update(internals.delta(internals.scrape(url), earlier))
             print(internals.table(inside), flush=True)
-            write_exchange_json(args.out / "exchange.json", cpu, result, inside, disk)
+            write_exchange_json(args.out / "exchange.json", cpu, result, inside, disk, floor)
             for spy in spies:
                 try:
                     spy.wait(timeout=60)
