@@ -12,7 +12,10 @@ BATCH_SIZE = Histogram(
 FSYNC_SECONDS = Histogram(
     "matcher_journal_write_seconds",
     "Time to write and fsync one journal batch",
-    buckets=(5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0),
+    # Dense where a group commit's fdatasync falls on a virtual disk (50 µs to 5 ms), so the
+    # percentiles read from it are within 25-50% of the truth.
+    buckets=(2.5e-5, 5e-5, 7.5e-5, 1e-4, 1.25e-4, 1.5e-4, 2e-4, 2.5e-4, 3e-4, 4e-4, 5e-4,
+             6e-4, 8e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.5, 1.0),
 )
 COMMANDS = Counter("matcher_commands_applied_total", "Commands journaled and applied")
 JOURNAL_BYTES = Counter("matcher_journal_bytes_total", "Bytes appended to the journal")
