@@ -11,9 +11,10 @@ and ends with exactly one line:
 
 Above the RESULT line it also prints the CPU each process used per request and the
 exchange's own latency histograms over the run (gateway request-to-reply, matcher journal
-write+fsync). Before it, unless --floor-seconds 0, it runs the same load against a bare WebSocket server
-(`loadtest.floor`) and prints the gateway's CPU per request as a multiple of that floor, both
-measured in this one run. With --find-max it then searches the highest sustained rate with p99 <= 5 ms.
+write+fsync). Before it, unless --floor-seconds 0, it runs the same load against a bare
+WebSocket server (`loadtest.floor`) and prints the gateway's CPU per request as a multiple of
+that floor, both measured in this one run. With --find-max it then searches the highest
+sustained rate with p99 <= 5 ms.
 With --profile it samples the gateway and the matcher with py-spy during the standard run
 (needs `py-spy` next to the interpreter or on PATH, and permission to ptrace them) and prints
 the functions that dominate each.
