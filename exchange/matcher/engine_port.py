@@ -52,7 +52,9 @@ class ClassFactory:
 
 
 def default_factory() -> EngineFactory:
-    """The real engine (imported lazily so tools that never apply commands stay light)."""
+    """The real engine behind the account report log (imported lazily so tools that never
+    apply commands stay light)."""
     from exchange.engine.core import Engine
+    from exchange.matcher.report_log import ReportingFactory
 
-    return ClassFactory(Engine)
+    return ReportingFactory(ClassFactory(Engine))

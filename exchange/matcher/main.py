@@ -2,7 +2,7 @@
 
     exchange matcher --config FILE --data-dir DIR --listen unix:PATH|tcp:HOST:PORT
                      [--fsync always|never] [--snapshot-every N] [--snapshot-interval S]
-                     [--metrics-port P] [--redis-url URL]
+                     [--metrics-port P] [--redis-url URL] [--reports-kept N]
 
 Start-up: lock the data directory, recover (newest valid snapshot + journal), cut a torn
 journal tail, then listen. Exit codes: 0 stopped on SIGTERM/SIGINT, 1 could not start
@@ -20,15 +20,17 @@ from pathlib import Path
 
 import structlog
 
+from exchange.engine.core import Engine
 from exchange.engine.queries import MAX_DEPTH
 from exchange.journal.log import DEFAULT_SEGMENT_BYTES, Journal, JournalCorrupt
 from exchange.journal.snapshots import SnapshotStore
 from exchange.logs import configure_logging
 from exchange.marketdata import publish as md_publish
 from exchange.marketdata.port import MarketDataPort, SendToGateways
-from exchange.matcher.engine_port import EngineFactory, default_factory
+from exchange.matcher.engine_port import ClassFactory, EngineFactory
 from exchange.matcher.loop import Matcher, MatcherOptions, freeze_gc
 from exchange.matcher.recovery import RecoveryError, recover
+from exchange.matcher.report_log import DEFAULT_CAPACITY, ReportingFactory
 from exchange.model.instruments import ConfigError, ExchangeConfig, load_config
 from exchange.model.queries import BookSnapshot, GetBook
 
@@ -55,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=None)
     parser.add_argument("--redis-url", default=None,
                         help="publish market data to Redis; without it, over the link")
+    parser.add_argument("--reports-kept", type=int, default=DEFAULT_CAPACITY, metavar="N",
+                        help="execution reports kept for replay over all accounts (the "
+                        "oldest go first; a replay from before them answers with a gap)")
     parser.add_argument("--log-level", default="info")
 
 
@@ -180,7 +185,8 @@ def run(args: argparse.Namespace, factory: EngineFactory | None = None) -> int:
     import uvloop
 
     try:
-        return int(uvloop.run(serve(args, config, factory or default_factory())))
+        factory = factory or ReportingFactory(ClassFactory(Engine), args.reports_kept)
+        return int(uvloop.run(serve(args, config, factory)))
     except (JournalCorrupt, RecoveryError) as exc:
         log.error("matcher_start_failed", error=str(exc),
                   detail="the journal is damaged before its tail; nothing was changed")

@@ -44,3 +44,8 @@ MD_SKIPPED = Counter(
     "Market-data frames not sent to a gateway whose write buffer was over the bound",
 )
 LAST_SEQ = Gauge("matcher_last_seq", "Sequence number of the last applied command")
+REPORTS_KEPT = Gauge(
+    "matcher_account_reports_kept",
+    "Execution reports kept for replay (GetReports), over all accounts; bounded by "
+    "--reports-kept",
+)

@@ -56,6 +56,10 @@ class _OrderEvent(_Event, frozen=True, kw_only=True):
     cum_notional: int  # sum of fill ticks*lots, for the average price
     status: OrdStatus
     session_id: str
+    # The account's own report sequence: contiguous per account (1, 2, 3...), the same on
+    # every gateway and after a restart. The engine leaves it 0; the matcher's report log
+    # (exchange.matcher.report_log) numbers each order event before anything sees it.
+    account_seq: int = 0
 
 
 class OrderAccepted(_OrderEvent, tag="accepted", kw_only=True, frozen=True):

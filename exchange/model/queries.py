@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgspec
 
 from exchange.model.commands import Permission
-from exchange.model.events import TradeExecuted
+from exchange.model.events import OrderEvent, TradeExecuted
 from exchange.model.orders import OrderFields
 
 
@@ -49,7 +49,15 @@ class GetTrades(_Query, tag="trades", kw_only=True, frozen=True):
     limit: int = 100
 
 
-Query = GetBook | GetOrder | GetOpenOrders | GetBalances | GetApiKey | GetTrades
+class GetReports(_Query, tag="reports", kw_only=True, frozen=True):
+    """The account's execution reports with `account_seq` > `after_seq`, oldest first."""
+
+    account_id: int
+    after_seq: int = 0
+    limit: int = 100
+
+
+Query = GetBook | GetOrder | GetOpenOrders | GetBalances | GetApiKey | GetTrades | GetReports
 
 
 class _Answer(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -99,6 +107,20 @@ class TradeList(_Answer, tag="trades", kw_only=True, frozen=True):
     trades: list[TradeExecuted]
 
 
+class ReportPage(_Answer, tag="reports", kw_only=True, frozen=True):
+    """One page of an account's reports. `first_kept` is the oldest `account_seq` still kept
+    (`last_seq` + 1 when none is); `events` is empty and `gap` set when `after_seq` + 1 is
+    older than that: the reports in between are gone and the client must resynchronise from
+    order state instead."""
+
+    account_id: int
+    events: list[OrderEvent]
+    last_seq: int  # the account's newest account_seq (0: no report yet)
+    first_kept: int
+    gap: bool = False
+
+
 QueryResult = (
-    BookSnapshot | OrderState | OrderList | BalanceList | ApiKeyInfo | TradeList | NotFound
+    BookSnapshot | OrderState | OrderList | BalanceList | ApiKeyInfo | TradeList | ReportPage
+    | NotFound
 )
