@@ -51,6 +51,20 @@ class ConnectionClosed(ConnectionError):
         self.reason = reason
 
 
+class ReportsGap(Exception):
+    """The server no longer keeps the reports after `after_seq`: its oldest kept one is
+    `first_kept`. Rebuild from order state (open_orders, status) and go on from there."""
+
+    def __init__(self, after_seq: int, first_kept: int) -> None:
+        super().__init__(f"reports after {after_seq} are gone; the oldest kept is {first_kept}")
+        self.after_seq = after_seq
+        self.first_kept = first_kept
+
+
+REPLAY_PAGE = 500
+RECONNECT_MAX_DELAY_S = 2.0
+
+
 @dataclass(frozen=True)
 class Credentials:
     account_id: int
@@ -76,15 +90,37 @@ class TradeClient:
         self._unmatched: deque[dict[str, Any]] = deque(maxlen=1000)
         self._unmatched_event = asyncio.Event()
         self._closed = asyncio.Event()
-        self._reader = asyncio.create_task(self._read_loop())
+        # Resuming: the highest account_seq handed to the reader (None: none seen yet), pushes
+        # held back while a replay fills what came before them, and what was dropped as seen.
+        self.last_account_seq: int | None = None
+        self.duplicate_reports = 0
+        self.resumes = 0
+        self._held: list[dict[str, Any]] | None = None
+        self._resume_task: asyncio.Task[None] | None = None
+        # Set by connect(): what reconnect() needs.
+        self._url = ""
+        self._logon_args: tuple[str, str, str] | None = None
+        self._auto_reconnect = False
+        self._closing = False
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._reconnecting = False
+        self.reconnects = 0
+        self._reader = asyncio.create_task(self._read_loop(ws))
 
     @classmethod
     async def connect(cls, url: str, *, api_key: str | None = None, secret: str | None = None,
                       cancel_on_disconnect: str = "none",
                       session: aiohttp.ClientSession | None = None,
-                      max_reports: int = 100_000, heartbeat: float | None = None
+                      max_reports: int = 100_000, heartbeat: float | None = None,
+                      resume_after: int | None = None, auto_reconnect: bool = False
                       ) -> TradeClient:
-        """Connect to `ws://host:port/ws/trade`; log on when a key and secret are given."""
+        """Connect to `ws://host:port/ws/trade`; log on when a key and secret are given.
+
+        `resume_after`: an account_seq this client (or an earlier run of it) has already
+        processed; the reports after it are replayed right after the logon. Once logged on,
+        `reconnect()` (or, with `auto_reconnect`, a dropped connection) logs on again and
+        replays what was missed, so the reports read are contiguous: none missed, none twice.
+        """
         http = session or aiohttp.ClientSession()
         try:
             ws = await http.ws_connect(url, heartbeat=heartbeat, max_msg_size=16 * 1024 * 1024)
@@ -93,13 +129,24 @@ class TradeClient:
                 await http.close()
             raise
         client = cls(ws, None if session is not None else http, max_reports=max_reports)
+        client._url = url
+        client._heartbeat = heartbeat
+        client.last_account_seq = resume_after
+        if resume_after is not None:
+            client._held = []  # pushes wait for the replay of what came before them
         if api_key is not None and secret is not None:
             try:
                 await client.logon(api_key, secret, cancel_on_disconnect=cancel_on_disconnect)
+                client._logon_args = (api_key, secret, cancel_on_disconnect)
+                if resume_after is not None:
+                    await client.resume()
             except BaseException:
                 await client.close()
                 raise
+        client._auto_reconnect = auto_reconnect
         return client
+
+    _heartbeat: float | None = None
 
     async def __aenter__(self) -> TradeClient:
         return self
@@ -109,10 +156,18 @@ class TradeClient:
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
+        for task in (self._reconnect_task, self._resume_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self.ws.close()
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+        self._closed.set()
+        self._report_event.set()
         if self._http is not None:
             await self._http.close()
 
@@ -125,17 +180,14 @@ class TradeClient:
 
     # ---- plumbing -------------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         try:
-            async for msg in self.ws:
+            async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
                 data = json.loads(msg.data)
                 if data.get("type") == "execution":
-                    if len(self._reports) == self._reports.maxlen:
-                        self.dropped_reports += 1
-                    self._reports.append(data)
-                    self._report_event.set()
+                    self._on_report(data)
                     continue
                 if "rate_limits" in data:
                     self.last_rate_limits = data["rate_limits"]
@@ -147,17 +199,117 @@ class TradeClient:
                     self._unmatched.append(data)
                     self._unmatched_event.set()
         finally:
-            self.close_code = self.ws.close_code
-            extra = getattr(self.ws, "_close_message", None)
+            self.close_code = ws.close_code
+            extra = getattr(ws, "_close_message", None)
             self.close_reason = str(extra) if extra else ""
             exc = ConnectionClosed(self.close_code, self.close_reason)
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(exc)
             self._pending.clear()
-            self._closed.set()
+            if (self._auto_reconnect and not self._closing and not self._reconnecting
+                    and ws is self.ws):
+                self._reconnect_task = asyncio.create_task(self._reconnect_forever())
+            else:
+                self._closed.set()
             self._report_event.set()
             self._unmatched_event.set()
+
+    # ---- resuming -------------------------------------------------------------------------
+
+    def _on_report(self, report: dict[str, Any]) -> None:
+        if self._held is not None:
+            self._held.append(report)  # a replay is filling what came before it
+            return
+        seq = report.get("account_seq")
+        last = self.last_account_seq
+        if isinstance(seq, int) and last is not None and seq > last + 1 and self._logon_args:
+            # A report is missing (e.g. the gateway's own link to the matcher was down):
+            # fetch it before handing on this one.
+            self._held = [report]
+            self._resume_task = asyncio.create_task(self._resume_quietly())
+            return
+        self._deliver(report)
+
+    def _deliver(self, report: dict[str, Any]) -> None:
+        seq = report.get("account_seq")
+        if isinstance(seq, int):
+            last = self.last_account_seq
+            if last is not None and seq <= last:
+                self.duplicate_reports += 1
+                return
+            self.last_account_seq = seq
+        if len(self._reports) == self._reports.maxlen:
+            self.dropped_reports += 1
+        self._reports.append(report)
+        self._report_event.set()
+
+    async def resume(self) -> None:
+        """Replay the account's reports after `last_account_seq` (0 when none was seen),
+        page by page, holding pushed reports back meanwhile; then hand on the held ones that
+        are newer. Raises ReportsGap when the server no longer keeps some of them."""
+        if self._held is None:
+            self._held = []
+        self.resumes += 1
+        done = False
+        try:
+            while True:
+                page = await self.call(
+                    "executions.replay", {"after_seq": self.last_account_seq or 0,
+                                          "limit": REPLAY_PAGE})
+                if page["gap"]:
+                    raise ReportsGap(self.last_account_seq or 0, page["first_kept_seq"])
+                for report in page["reports"]:
+                    self._deliver(report)
+                if not page["more"]:
+                    break
+            done = True
+        finally:
+            held, self._held = self._held, None
+            # Only after a complete replay: handing on a newer report after a failed one
+            # would skip the missing ones (the next resume replays the held ones anyway).
+            for report in sorted(held or (), key=lambda r: r.get("account_seq") or 0):
+                if done:
+                    self._deliver(report)
+
+    async def _resume_quietly(self) -> None:
+        with contextlib.suppress(ExchangeError, ConnectionError, TimeoutError):
+            await self.resume()
+
+    async def reconnect(self) -> None:
+        """A new connection to the same URL, the same logon, then `resume()`."""
+        if self._logon_args is None:
+            raise RuntimeError("reconnect() needs a client that logged on through connect()")
+        self._reconnecting = True
+        try:
+            await self.ws.close()
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            http = self._http or aiohttp.ClientSession()
+            self._http = http
+            self.ws = await http.ws_connect(self._url, heartbeat=self._heartbeat,
+                                            max_msg_size=16 * 1024 * 1024)
+            self._closed.clear()
+            self._held = []  # pushes wait for the replay of what came before them
+            self._reader = asyncio.create_task(self._read_loop(self.ws))
+            api_key, secret, cod = self._logon_args
+            await self.logon(api_key, secret, cancel_on_disconnect=cod)
+            self.reconnects += 1
+            await self.resume()
+        finally:
+            self._reconnecting = False
+
+    async def _reconnect_forever(self) -> None:
+        delay = 0.05
+        while not self._closing:
+            try:
+                await self.reconnect()
+                return
+            except (OSError, aiohttp.ClientError, ConnectionError, ExchangeError,
+                    TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY_S)
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send a frame as is (tests of malformed input)."""
@@ -278,7 +430,7 @@ class TradeClient:
     async def next_report(self, wait_s: float = 10.0) -> dict[str, Any]:
         async with asyncio.timeout(wait_s):
             while not self._reports:
-                if self.closed:
+                if self.closed and not self._reports:
                     raise ConnectionClosed(self.close_code, self.close_reason)
                 self._report_event.clear()
                 await self._report_event.wait()

@@ -27,12 +27,12 @@ from exchange.matcher.metrics import REPORTS_KEPT
 from exchange.model.commands import Command
 from exchange.model.events import ORDER_EVENTS, Event, OrderEvent
 from exchange.model.instruments import ExchangeConfig
-from exchange.model.queries import GetReports, Query, QueryResult, ReportPage
+from exchange.model.queries import MAX_REPORTS_PAGE, GetReports, Query, QueryResult, ReportPage
 
 _log = structlog.get_logger("exchange.matcher.report_log")
 
 DEFAULT_CAPACITY = 100_000  # reports kept over all accounts (~30 MB)
-MAX_PAGE = 500  # reports per GetReports answer
+MAX_PAGE = MAX_REPORTS_PAGE
 
 _ORDER_EVENT_TYPES = frozenset(ORDER_EVENTS)
 _set = msgspec.structs.force_setattr

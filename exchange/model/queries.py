@@ -49,6 +49,9 @@ class GetTrades(_Query, tag="trades", kw_only=True, frozen=True):
     limit: int = 100
 
 
+MAX_REPORTS_PAGE = 500  # reports per GetReports answer
+
+
 class GetReports(_Query, tag="reports", kw_only=True, frozen=True):
     """The account's execution reports with `account_seq` > `after_seq`, oldest first."""
 

@@ -42,12 +42,15 @@ def _price(inst: Instrument, ticks: int | None) -> str | None:
     return None if ticks is None else inst.ticks_to_price(ticks)
 
 
-def execution_report(config: ExchangeConfig, event: OrderEvent, seq: int) -> dict[str, Any]:
-    """The pushed `{"type": "execution", ...}` message for one order event."""
+def execution_report(config: ExchangeConfig, event: OrderEvent,
+                     seq: int | None) -> dict[str, Any]:
+    """The pushed `{"type": "execution", ...}` message for one order event (`seq`: the
+    session's push sequence; None for a report replayed inside a response)."""
     inst = config.instruments[event.symbol]
     report: dict[str, Any] = {
         "type": "execution",
         "seq": seq,
+        "account_seq": event.account_seq,
         "exec_id": event.exec_id,
         "order_id": event.order_id,
         "client_order_id": event.client_order_id,
@@ -83,6 +86,8 @@ def execution_report(config: ExchangeConfig, event: OrderEvent, seq: int) -> dic
         report["reject_code"] = event.code
     elif isinstance(event, OrderCanceled):
         report["cancel_reason"] = event.reason
+    if seq is None:
+        del report["seq"]
     return report
 
 

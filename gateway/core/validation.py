@@ -17,7 +17,13 @@ import msgspec
 from exchange.model.codes import Code
 from exchange.model.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder
 from exchange.model.instruments import ExchangeConfig, Instrument
-from exchange.model.queries import GetBalances, GetOpenOrders, GetOrder
+from exchange.model.queries import (
+    MAX_REPORTS_PAGE,
+    GetBalances,
+    GetOpenOrders,
+    GetOrder,
+    GetReports,
+)
 
 RequestId = int | str | None
 
@@ -30,10 +36,13 @@ STATUS = "order.status"
 OPEN = "orders.open"
 CANCEL_ALL = "orders.cancel_all"
 BALANCES = "account.balances"
+REPLAY = "executions.replay"
 
-METHODS = frozenset({LOGON, PING, PLACE, CANCEL, AMEND, STATUS, OPEN, CANCEL_ALL, BALANCES})
+METHODS = frozenset({
+    LOGON, PING, PLACE, CANCEL, AMEND, STATUS, OPEN, CANCEL_ALL, BALANCES, REPLAY,
+})
 TRADE_METHODS = frozenset({PLACE, CANCEL, AMEND, CANCEL_ALL})
-READ_METHODS = frozenset({STATUS, OPEN, BALANCES})
+READ_METHODS = frozenset({STATUS, OPEN, BALANCES, REPLAY})
 
 # Integers the link carries as msgpack int64; also keeps absurd values out of the engine.
 MAX_WIRE_INT = 2**53
@@ -310,6 +319,27 @@ def cancel_all(config: ExchangeConfig, params: dict[str, Any], account_id: int) 
 def balances(params: dict[str, Any], account_id: int) -> GetBalances:
     _check_known(params, frozenset())
     return GetBalances(account_id=account_id)
+
+
+_REPLAY_PARAMS = frozenset({"after_seq", "limit"})
+DEFAULT_REPLAY_LIMIT = 100
+
+
+def _count(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name, default)
+    if value is None:
+        value = default
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise RequestError(Code.INVALID_VALUE, f"'{name}' must be an integer {low}-{high}")
+    return value
+
+
+def replay_reports(params: dict[str, Any], account_id: int) -> GetReports:
+    """executions.replay: the account's reports with account_seq > after_seq, one page."""
+    _check_known(params, _REPLAY_PARAMS)
+    after = _count(params, "after_seq", 0, 0, MAX_WIRE_INT)
+    limit = _count(params, "limit", DEFAULT_REPLAY_LIMIT, 1, MAX_REPORTS_PAGE)
+    return GetReports(account_id=account_id, after_seq=after, limit=limit)
 
 
 def no_params(params: dict[str, Any]) -> None:

@@ -41,12 +41,13 @@ from exchange.model.queries import (
     OrderList,
     OrderState,
     QueryResult,
+    ReportPage,
 )
 from gateway.core import auth, validation
 from gateway.core.deadlines import Deadlines
 from gateway.core.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.core.ratelimit import BucketTable, RateLimit, TokenBucket
-from gateway.core.reports import balance, order_state
+from gateway.core.reports import balance, execution_report, order_state
 from gateway.core.validation import EnvelopeError, Request, RequestError, RequestId
 from gateway.frames import Flusher
 from gateway.metrics import GatewayMetrics
@@ -504,6 +505,10 @@ class TradeGateway:
             bal_q = validation.balances(params, account)
             self._await_ask(session, req, received_at, link.ask_nowait(bal_q),
                             self._render_balances)
+        elif method == validation.REPLAY:
+            replay_q = validation.replay_reports(params, account)
+            self._await_ask(session, req, received_at, link.ask_nowait(replay_q),
+                            self._render_replay)
         else:  # pragma: no cover - parse_request admits only known methods
             raise RequestError(Code.MALFORMED, "unknown method")
 
@@ -584,6 +589,18 @@ class TradeGateway:
     def _render_balances(self, answer: QueryResult) -> Reply:
         if isinstance(answer, BalanceList):
             return Code.OK, {"balances": [balance(self.config, b) for b in answer.balances]}, None
+        return Code.INTERNAL, None, "unexpected answer"
+
+    def _render_replay(self, answer: QueryResult) -> Reply:
+        if isinstance(answer, ReportPage):
+            events = answer.events
+            return Code.OK, {
+                "reports": [execution_report(self.config, e, None) for e in events],
+                "last_seq": answer.last_seq,
+                "first_kept_seq": answer.first_kept,
+                "gap": answer.gap,
+                "more": bool(events) and events[-1].account_seq < answer.last_seq,
+            }, None
         return Code.INTERNAL, None, "unexpected answer"
 
     # ---- logon ----------------------------------------------------------------------------
