@@ -1,9 +1,8 @@
 """Framing of the gateway <-> matcher link: 4-byte big-endian length + one msgpack LinkMessage.
 
-Both ends split received chunks with `FrameSplitter` (asyncio Protocols) or read one frame
-with `read_frame` (StreamReaders). Frames are bounded by MAX_FRAME_BYTES: a longer one is a
-protocol error that closes the link. Encoders and decoders are module-level and reused
-(msgspec guidance).
+Both ends write frames with `append_frame` and split what they receive with `FrameSplitter`.
+Frames are bounded by MAX_FRAME_BYTES: a longer one is a protocol error that closes the link.
+Encoders and decoders are module-level and reused (msgspec guidance).
 
 The matcher decodes inbound frames with `decode_inbound`, whose Submit variant keeps the command
 as raw msgpack bytes (`RawSubmit`): the journal stores exactly the bytes the gateway sent, so a
@@ -12,7 +11,6 @@ command is never re-encoded on the hot path.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from dataclasses import dataclass
 from typing import Literal
@@ -53,11 +51,11 @@ __all__ = [
     "encode_command",
     "encode_frame",
     "parse_address",
-    "read_frame",
 ]
 
 _LEN = struct.Struct(">I")
 _BIG_FRAME = 64 * 1024  # incomplete frames above this are collected in pieces, joined once
+_EMPTY_VIEW = memoryview(b"")
 
 
 class FrameError(ValueError):
@@ -150,66 +148,99 @@ def decode_command(data: bytes | msgspec.Raw) -> Command:
 
 
 class FrameSplitter:
-    """Frames out of received `bytes` chunks without copying each frame.
+    """The one frame splitter of the link, used by both ends.
 
-    `feed(data)` returns memoryviews of the complete frames (valid as long as the caller keeps
-    them; they pin their chunk, not this object). An incomplete tail is kept; a big incomplete
-    frame is collected in pieces and joined once, so a large frame costs O(size) copies.
+    `push(data)` takes a received chunk; `pop()` returns the next complete frame body or None.
+    A reader that may stop part-way (the matcher, when its command queue is full) pops one
+    frame at a time and leaves the rest buffered; `ready()` says whether a complete frame is
+    waiting. `feed(data)` pushes and pops everything (the gateway's end).
+
+    Frames are memoryviews of the received bytes, not copies (they pin their chunk, not this
+    object). An incomplete tail is kept; a big incomplete frame is collected in pieces and
+    joined once, so a large frame costs O(size) copies however it is chunked. A length over
+    `max_frame`, or zero, raises a FrameError: the link is then closed.
     """
 
-    __slots__ = ("_buf", "_chunk_bytes", "_chunks", "_max", "_need")
+    __slots__ = ("_buf", "_chunk_bytes", "_chunks", "_max", "_need", "_off", "_view")
 
     def __init__(self, max_frame: int = MAX_FRAME_BYTES) -> None:
         self._buf = b""
-        self._chunks: list[bytes] = []
+        self._view = _EMPTY_VIEW
+        self._off = 0  # start of the first frame not yet popped
+        self._chunks: list[bytes] = []  # pieces of a big incomplete frame
         self._chunk_bytes = 0
-        self._need = 0
+        self._need = 0  # bytes the big frame needs, header included
         self._max = max_frame
 
-    def feed(self, data: bytes) -> list[memoryview]:
+    def push(self, data: bytes) -> None:
         if self._chunks:
             self._chunks.append(data)
             self._chunk_bytes += len(data)
             if self._chunk_bytes < self._need:
-                return []
+                return
             data = b"".join(self._chunks)
             self._chunks = []
-        elif self._buf:
-            data = self._buf + data
+        elif self._off < len(self._buf):
+            data = self._buf[self._off :] + data
+        self._buf = data
+        self._view = memoryview(data)
+        self._off = 0
+
+    def pop(self) -> memoryview | None:
+        buf = self._buf
+        off = self._off
+        total = len(buf)
+        if total - off < 4:
+            return None
+        size = _LEN.unpack_from(buf, off)[0]
+        end = off + 4 + size
+        if end > total or size > self._max or size == 0:
+            self._incomplete(size)
+            return None
+        frame = self._view[off + 4 : end]
+        if end == total:  # all taken: hold no reference to the chunk
+            self._buf = b""
+            self._view = _EMPTY_VIEW
+            self._off = 0
+        else:
+            self._off = end
+        return frame
+
+    def ready(self) -> bool:
+        """A complete frame is buffered (what `pop` would return, without taking it)."""
+        buf = self._buf
+        off = self._off
+        if len(buf) - off < 4:
+            return False
+        size = _LEN.unpack_from(buf, off)[0]
+        if off + 4 + size > len(buf) or size > self._max or size == 0:
+            self._incomplete(size)
+            return False
+        return True
+
+    def feed(self, data: bytes) -> list[memoryview]:
+        """Push `data` and pop every complete frame."""
+        self.push(data)
         frames: list[memoryview] = []
-        total = len(data)
-        off = 0
-        view = memoryview(data)
-        unpack = _LEN.unpack_from
-        while total - off >= 4:
-            size = unpack(data, off)[0]
-            if size > self._max:
-                raise FrameTooLarge(f"frame of {size} bytes exceeds the bound of {self._max}")
-            if size == 0:
-                raise MalformedFrame("empty frame")
-            end = off + 4 + size
-            if end > total:
-                if size > _BIG_FRAME:
-                    self._chunks = [data[off:]]
-                    self._chunk_bytes = total - off
-                    self._need = 4 + size
-                    off = total
-                break
-            frames.append(view[off + 4 : end])
-            off = end
-        self._buf = data[off:] if off < total else b""
+        pop = self.pop
+        while (frame := pop()) is not None:
+            frames.append(frame)
         return frames
 
-
-async def read_frame(reader: asyncio.StreamReader, max_frame: int = MAX_FRAME_BYTES) -> bytes:
-    """One frame body from a stream; raises IncompleteReadError at EOF, FrameError if bad."""
-    head = await reader.readexactly(4)
-    size = _LEN.unpack(head)[0]
-    if size > max_frame:
-        raise FrameTooLarge(f"frame of {size} bytes exceeds the bound of {max_frame}")
-    if size == 0:
-        raise MalformedFrame("empty frame")
-    return await reader.readexactly(size)
+    def _incomplete(self, size: int) -> None:
+        """The frame at the read position is bad, or not all here yet."""
+        if size > self._max:
+            raise FrameTooLarge(f"frame of {size} bytes exceeds the bound of {self._max}")
+        if size == 0:
+            raise MalformedFrame("empty frame")
+        if size > _BIG_FRAME:
+            # Collect the rest in pieces and join once, instead of re-joining every chunk.
+            self._chunks = [self._buf[self._off :]]
+            self._chunk_bytes = len(self._chunks[0])
+            self._need = 4 + size
+            self._buf = b""
+            self._view = _EMPTY_VIEW
+            self._off = 0
 
 
 @dataclass(frozen=True, slots=True)

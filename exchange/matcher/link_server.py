@@ -21,7 +21,6 @@ import contextlib
 import os
 import socket
 import stat
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -35,8 +34,8 @@ from exchange.journal.log import MAX_COMMAND_BYTES
 from exchange.link.codec import (
     COMMAND_DECODER,
     INBOUND_DECODER,
-    MAX_FRAME_BYTES,
     FrameError,
+    FrameSplitter,
     FrameTooLarge,
     RawSubmit,
     append_frame,
@@ -65,9 +64,6 @@ from exchange.model.commands import Command
 from exchange.model.queries import NotFound, Query, QueryResult
 
 log = structlog.get_logger("exchange.matcher.link_server")
-
-_LEN = struct.Struct(">I")
-_BIG_FRAME = 64 * 1024  # incomplete frames above this are collected in chunks, joined once
 
 MAX_GATEWAYS = 256
 MAX_SESSIONS_PER_LINK = 100_000
@@ -108,10 +104,7 @@ class GatewayLink(asyncio.Protocol):
         self.gateway_id = ""
         self.peer = ""
         self.transport: asyncio.Transport | None = None
-        self.buf = b""  # received bytes not yet decoded
-        self._chunks: list[bytes] = []
-        self._chunk_bytes = 0
-        self._need = 0
+        self.frames = FrameSplitter()  # received bytes not yet decoded
         self.out = bytearray()
         self._flush_scheduled = False
         self.welcomed = False
@@ -144,17 +137,7 @@ class GatewayLink(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
-        if self._chunks:
-            # Waiting for the rest of a big frame: collect, join once when it is complete.
-            self._chunks.append(data)
-            self._chunk_bytes += len(data)
-            if self._chunk_bytes < self._need:
-                return
-            data = b"".join(self._chunks)
-            self._chunks = []
-        elif self.buf:
-            data = self.buf + data
-        self.buf = data
+        self.frames.push(data)
         self.process()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -173,13 +156,12 @@ class GatewayLink(asyncio.Protocol):
     def process(self) -> None:
         """Decode buffered frames until none is complete or the command queue is full.
 
-        Frames are decoded straight out of the received bytes (no copy per frame); only an
-        incomplete tail is kept for the next read.
+        Frames are decoded straight out of the received bytes (no copy per frame); the ones
+        left when the queue fills stay buffered until `resume`.
         """
-        buf = self.buf
-        size_all = len(buf)
-        if size_all < 4 or self.closed:
+        if self.closed:
             return
+        frames = self.frames
         handler = self.handler
         # Fast path: while the matcher accepts, a Submit goes straight onto its queue; the
         # slow path (handler.submit) refuses with a reason.
@@ -187,49 +169,36 @@ class GatewayLink(asyncio.Protocol):
         queue_append = handler.queue.append
         room = handler.room()
         added = 0
-        unpack = _LEN.unpack_from
+        pop = frames.pop
         decode_inbound = INBOUND_DECODER.decode
         decode_command = COMMAND_DECODER.decode
-        off = 0
         try:
-            with memoryview(buf) as view:
-                while not self.closed and size_all - off >= 4:
-                    size = unpack(buf, off)[0]
-                    if size > MAX_FRAME_BYTES:
-                        raise FrameTooLarge(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
-                    if size == 0:
-                        raise FrameError("empty frame")
-                    end = off + 4 + size
-                    if end > size_all:
-                        if size > _BIG_FRAME:
-                            self._chunks = [buf[off:]]
-                            self._chunk_bytes = size_all - off
-                            self._need = 4 + size
-                            off = size_all
-                        break
-                    if room <= 0:
+            while not self.closed:
+                if room <= 0:
+                    if frames.ready():
                         self.pause()
-                        break
-                    msg = decode_inbound(view[off + 4 : end])
-                    off = end
-                    if type(msg) is RawSubmit and self.welcomed:
-                        raw = bytes(msg.command)
-                        command = decode_command(raw)  # DecodeError: handled below
-                        if accepting and len(raw) <= MAX_COMMAND_BYTES:
-                            queue_append((self, msg.req_id, raw, command))
-                            added += 1
-                            room -= 1
-                        else:
-                            handler.submit(self, msg.req_id, raw, command)
+                    break
+                frame = pop()
+                if frame is None:
+                    break
+                msg = decode_inbound(frame)
+                if type(msg) is RawSubmit and self.welcomed:
+                    raw = bytes(msg.command)
+                    command = decode_command(raw)  # DecodeError: handled below
+                    if accepting and len(raw) <= MAX_COMMAND_BYTES:
+                        queue_append((self, msg.req_id, raw, command))
+                        added += 1
+                        room -= 1
                     else:
-                        self._control(msg)
+                        handler.submit(self, msg.req_id, raw, command)
+                else:
+                    self._control(msg)
         except (FrameError, msgspec.DecodeError) as exc:
             self.drop("malformed_frame", str(exc))
-            off = size_all
+            self.frames = FrameSplitter()  # what follows a broken frame is never read
         finally:
             if added:
                 handler.wake()
-        self.buf = buf[off:] if off < size_all else b""
 
     def _control(self, msg: object) -> None:
         if not self.welcomed:

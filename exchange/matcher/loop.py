@@ -23,20 +23,18 @@ import contextlib
 import gc
 import os
 import signal
-import struct
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import structlog
 
 from exchange.journal.log import MAX_COMMAND_BYTES, Journal, encode_batch
 from exchange.journal.snapshots import SnapshotStore, snapshot_name
-from exchange.link.codec import encode_command
-from exchange.link.messages import MAX_FRAME_BYTES, PROTOCOL_VERSION, Reports, Result, Welcome
+from exchange.link.codec import FrameTooLarge, append_frame, encode_command
+from exchange.link.messages import PROTOCOL_VERSION, Reports, Result, Welcome
 from exchange.marketdata.port import MarketDataPort, NullMarketData
 from exchange.matcher.engine_port import EngineLike
 from exchange.matcher.link_server import GatewayLink, LinkServer
@@ -63,8 +61,6 @@ log = structlog.get_logger("exchange.matcher.loop")
 
 _ORDER_EVENT_TYPES = frozenset(ORDER_EVENTS)
 REPORTS_PER_FRAME = 4096  # keeps a Reports frame far below MAX_FRAME_BYTES
-_ENCODER = msgspec.msgpack.Encoder()
-_LEN = struct.Struct(">I")
 _MAX_FD = os.sysconf("SC_OPEN_MAX")
 
 # A queued command: (link or None for the matcher's own, req_id, raw msgpack, decoded).
@@ -351,8 +347,6 @@ class Matcher:
 
     def _apply(self, batch: list[Pending], first_seq: int, ts: int) -> None:
         apply = self.engine.apply
-        encode_into = _ENCODER.encode_into
-        pack_len = _LEN.pack_into
         server = self.server
         assert server is not None
         interest = server.interest
@@ -364,18 +358,11 @@ class Matcher:
         for link, req_id, _, command in batch:
             events = apply(command, seq, ts)
             if link is not None and not link.closed:
-                # Straight into the link's buffer (append_frame inlined: this runs per
-                # command); written once per link after the batch.
-                out = link.out
-                start = len(out)
-                out += b"\0\0\0\0"
-                encode_into(Result(req_id=req_id, seq=seq, events=events), out, start + 4)
-                size = len(out) - start - 4
-                if size > MAX_FRAME_BYTES:
-                    del out[start:]
+                # Straight into the link's buffer, written once per link after the batch.
+                try:
+                    append_frame(link.out, Result(req_id=req_id, seq=seq, events=events))
+                except FrameTooLarge:
                     self._send_large_result(link, req_id, seq, events)
-                else:
-                    pack_len(out, start, size)
                 answered.add(link)
             if interest:
                 for event in events:

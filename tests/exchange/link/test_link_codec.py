@@ -38,6 +38,48 @@ def test_splitter_any_chunking(seed: int) -> None:
     assert got == msgs
 
 
+def test_pop_takes_one_frame_and_leaves_the_rest_buffered() -> None:
+    frames = [encode_frame(Heartbeat(ts=i)) for i in range(3)]
+    splitter = FrameSplitter()
+    splitter.push(frames[0] + frames[1] + frames[2][:5])
+    assert splitter.ready()
+    first = splitter.pop()
+    assert first is not None and decode_message(first) == Heartbeat(ts=0)
+    assert splitter.ready()  # ready() takes nothing: pop still returns the second frame
+    second = splitter.pop()
+    assert second is not None and decode_message(second) == Heartbeat(ts=1)
+    assert not splitter.ready() and splitter.pop() is None  # the third is incomplete
+    splitter.push(frames[2][5:])
+    third = splitter.pop()
+    assert third is not None and decode_message(third) == Heartbeat(ts=2)
+    assert splitter.pop() is None
+    # Popped frames stay valid after later pushes (they pin their own chunk).
+    splitter.push(encode_frame(Heartbeat(ts=9)))
+    assert decode_message(first) == Heartbeat(ts=0)
+
+
+def test_big_frame_arrives_in_pieces_and_comes_out_whole() -> None:
+    big = encode_frame(Hello(gateway_id="g" * 300_000))
+    tail = encode_frame(Heartbeat(ts=1))
+    splitter = FrameSplitter()
+    pieces = [big[i : i + 1000] for i in range(0, len(big), 1000)]
+    for piece in pieces[:-1]:
+        splitter.push(piece)
+        assert not splitter.ready() and splitter.pop() is None
+    assert [decode_message(f) for f in splitter.feed(pieces[-1] + tail)] == [
+        Hello(gateway_id="g" * 300_000), Heartbeat(ts=1)]
+
+
+def test_bad_lengths_raise_from_ready_and_pop() -> None:
+    too_large, empty = b"\x00\x00\x00\x0b", b"\x00\x00\x00\x00"
+    for head, error in ((too_large, FrameTooLarge), (empty, MalformedFrame)):
+        for check in ("ready", "pop"):
+            splitter = FrameSplitter(max_frame=10)
+            splitter.push(head)  # the header alone is enough to refuse it
+            with pytest.raises(error):
+                getattr(splitter, check)()
+
+
 def test_bounds_and_garbage() -> None:
     with pytest.raises(FrameTooLarge):
         FrameSplitter(max_frame=10).feed(b"\x00\x00\x00\x0b" + b"x" * 11)
