@@ -361,6 +361,19 @@ class MatcherProcess:
             await asyncio.sleep(0.02)
         return self.proc.returncode
 
+    def child_pids(self) -> list[int]:
+        """The processes this matcher has forked (a snapshot child while it writes)."""
+        assert self.proc is not None
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # the process ended while we looked
+                continue
+            if fields and int(fields[1]) == self.proc.pid:
+                children.append(int(stat.parent.name))
+        return children
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

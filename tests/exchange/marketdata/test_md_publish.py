@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
+import structlog.testing
 from redis.asyncio.connection import Connection
 
 from exchange.marketdata import publish as md_publish
@@ -24,6 +25,9 @@ from tests.support.matcher_harness import wait_until
 from tests.support.redis_server import RedisServer, redis_server
 
 __all__ = ["redis_server"]
+
+# How long a fake server or a reconnect may take here.
+WAIT_S = 5.0
 
 
 def change(symbol: str, book_seq: int) -> BookChanged:
@@ -79,10 +83,18 @@ async def test_redis_port_never_blocks_and_drops_when_full(redis_server: RedisSe
 async def test_redis_port_keeps_trying_an_unreachable_server() -> None:
     port = make_port("redis://127.0.0.1:1/0", lambda s, p: None)
     assert isinstance(port, MdPublisher) and isinstance(port.transport, RedisTransport)
-    await port.start()
-    port.on_batch([change("A", 1)], ts=1)  # returns at once although Redis is unreachable
-    await asyncio.sleep(0.2)
+    before = DROPPED.labels("redis", "disconnected")._value.get()
+    with structlog.testing.capture_logs() as logs:
+        await port.start()
+        port.on_batch([change("A", 1)], ts=1)  # returns at once although Redis is unreachable
+
+        def tries() -> int:
+            return sum(e["event"] == "md_publish_redis_unreachable" for e in logs)
+
+        await wait_until(lambda: tries() >= 3, WAIT_S)  # tried, backed off, tried again...
     assert port.transport.connected is False
+    # The batch queued while there was no connection is dropped (and counted), not kept.
+    assert DROPPED.labels("redis", "disconnected")._value.get() - before == 1
     await asyncio.wait_for(port.stop(), 5)
 
 
@@ -157,8 +169,10 @@ class FakeRedis:
             writer.close()
 
 
-# How long a fake server or a reconnect may take here.
-WAIT_S = 5.0
+def writer_waits(transport: RedisTransport) -> bool:
+    """The writer is held at its bound (max_writes or max_outstanding) until replies come."""
+    room = transport._room
+    return room is not None and not room.done()
 
 
 def test_pre_encoded_publish_is_what_redis_py_packs() -> None:
@@ -181,9 +195,11 @@ async def test_outstanding_publishes_are_bounded_and_order_kept(per_turn: bool) 
             transport.send("A", b"%d" % i)
             if per_turn:
                 await asyncio.sleep(0)  # one batch per loop turn: one write each
-        await asyncio.sleep(0.1)
-        # Nothing answered: per turn, 2 writes of one publish each are on the wire; all at
+        # Nothing answered: the writer reaches a bound and waits for room, and the fake has
+        # read all it wrote. Per turn, 2 writes of one publish each are on the wire; all at
         # once, one write of 5 (the publish bound). The rest waits in the queue.
+        await wait_until(lambda: writer_waits(transport)
+                         and len(fake.published) == transport.outstanding, WAIT_S)
         assert len(fake.published) == (2 if per_turn else 5)
         assert transport.outstanding == len(fake.published)
         assert PUBLISHED_REDIS._value.get() == before  # counted when answered, not written

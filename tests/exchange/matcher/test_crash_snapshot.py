@@ -35,7 +35,8 @@ async def test_kill_during_slow_snapshot_then_restart(tmp_path: Path) -> None:
         outcome = await client.submit(CreateAccount())
         assert isinstance(outcome, Result)
         acked.append(outcome.seq)
-    await asyncio.sleep(0.3)  # the snapshot child has forked and is sleeping
+    # The snapshot child has forked and is still serializing (for 5 s).
+    await wait_until(lambda: bool(proc.child_pids()), 10)
     await client.close()
     proc.kill9()
     proc.env = {}
