@@ -1,14 +1,13 @@
 """A short, low-rate run of the generator against a real exchange started by the test.
 
 Matcher (fsync always) + gateway subprocesses in a temp dir on free ports, plus a private
-redis-server for market data when the binary exists. The run must see no violation and no
+redis-server for market data (the test command installs it). The run must see no violation and no
 error: every ack matched, exec seqs contiguous, no fill after a cancel, books consistent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,8 @@ SYMBOLS = ["BTC-USD", "ETH-USD", "ETH-BTC"]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunResult, Cluster]]:
     workdir: Path = tmp_path_factory.mktemp("exchange")
-    with Cluster(workdir, fsync="always", redis=shutil.which("redis-server") is not None) as c:
+    with Cluster(workdir, fsync="always", redis=True) as c:
+        assert c.redis_url is not None, "the cluster started without redis-server"
         creds = asyncio.run(accounts.provision_via_matcher(c.matcher, 4))
         spec = RunSpec(url=c.url, rate=400, duration_s=3, sessions=4, workers=2,
                        symbols=SYMBOLS, md_subscribers=1, drain_s=5)
