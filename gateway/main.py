@@ -1,8 +1,8 @@
 """`exchange gateway`: run a gateway process in front of a matcher (aiohttp on uvloop).
 
-Several gateway processes may serve one port: the listening socket is opened with
-SO_REUSEPORT and the kernel spreads connections between them. The admin HTTP API, when
-enabled, listens on 127.0.0.1 only.
+A port that is in use is refused. Several gateway processes may serve one port when each is
+started with --reuse-port: the listening socket is then opened with SO_REUSEPORT and the kernel
+spreads connections between them. The admin HTTP API, when enabled, listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import signal
+import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", required=True, help="unix:/path or tcp:host:port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="share the port with other gateways started with --reuse-port "
+                        "(SO_REUSEPORT); without it a port in use is refused")
     parser.add_argument("--redis", "--redis-url", dest="redis", default=None,
                         help="market data from Redis pub/sub (default: over the matcher link)")
     parser.add_argument("--admin-port", type=int, default=None,
@@ -97,14 +103,63 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
                            fix_port=args.fix_port, fix_comp_id=args.fix_comp_id, host=args.host)
 
 
+class PortInUse(OSError):
+    """The listening port is taken (by another exchange, or anything else)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def listen_socket(host: str, port: int, *, reuse_port: bool = False,
+                  backlog: int = 1024) -> socket.socket:
+    """The gateway's listening socket, bound once for the placeholder and the app.
+
+    Without `reuse_port` the bind fails when anything listens on the port, including a
+    gateway that shares its port: SO_REUSEPORT only pairs sockets that all set it.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                hint = "" if reuse_port else " (to share it with other gateways: --reuse-port)"
+                raise PortInUse(exc.errno, f"port {port} on {host} is in use{hint}") from None
+            raise
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asyncio.Event,
                 admin_port: int | None = None, admin_token: str | None = None,
-                on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve until `stop` is set; then close sessions and the link cleanly."""
+                on_ready: Callable[[int], None] | None = None,
+                reuse_port: bool = False, sock: socket.socket | None = None) -> None:
+    """Serve until `stop` is set; then close sessions and the link cleanly.
+
+    `sock`, when given, is an already bound listening socket (see `listen_socket`) and is
+    closed by this function; otherwise one is opened on host:port.
+    """
     log.info("gateway_starting", matcher=settings.matcher, host=host, port=port)
+    if sock is None:
+        sock = listen_socket(host, port, reuse_port=reuse_port)
+    bound = int(sock.getsockname()[1])  # the real port when 0 was asked for
     # Until the first link to the matcher (its config builds the app), answer 503 so probes
-    # and clients see "starting" rather than a refused connection.
-    placeholder = await _start_placeholder(host, port) if port else None
+    # and clients see "starting" rather than a refused connection. The placeholder serves a
+    # duplicate of the listening socket: closing it leaves the app's socket listening.
+    try:
+        placeholder = await _start_placeholder(sock.dup())
+    except BaseException:
+        sock.close()
+        raise
     try:
         building = asyncio.create_task(create_app(settings))
         stopping = asyncio.create_task(stop.wait())
@@ -115,19 +170,19 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
             with contextlib.suppress(asyncio.CancelledError):
                 await building
             log.info("gateway_stopped_before_start")
+            sock.close()
             return
         app = building.result()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_port=True, backlog=1024)
-        await site.start()
+        await web.SockSite(runner, sock).start()
+    except BaseException:
+        sock.close()
+        raise
     finally:
-        if placeholder is not None:
-            await placeholder.cleanup()
+        await placeholder.cleanup()
     admin_runner: web.AppRunner | None = None
     try:
-        # The real port when 0 was asked for.
-        bound = int(runner.addresses[0][1]) if port == 0 and runner.addresses else port
         if admin_port is not None:
             if not admin_token:
                 raise SystemExit("--admin-port needs --admin-token-file")
@@ -150,7 +205,7 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         await runner.cleanup()
 
 
-async def _start_placeholder(host: str, port: int) -> web.AppRunner:
+async def _start_placeholder(sock: socket.socket) -> web.AppRunner:
     async def starting(request: web.Request) -> web.Response:
         if request.path == "/healthz":
             return web.json_response({"status": "starting", "matcher": "down",
@@ -163,7 +218,7 @@ async def _start_placeholder(host: str, port: int) -> web.AppRunner:
     app.router.add_route("*", "/{tail:.*}", starting)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_port=True).start()
+    await web.SockSite(runner, sock).start()
     return runner
 
 
@@ -176,8 +231,12 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings_from_args(args), args.host, args.port, stop=stop,
-                admin_port=args.admin_port, admin_token=token)
+    try:
+        await serve(settings_from_args(args), args.host, args.port, stop=stop,
+                    admin_port=args.admin_port, admin_token=token, reuse_port=args.reuse_port)
+    except PortInUse as exc:
+        print(f"exchange gateway: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

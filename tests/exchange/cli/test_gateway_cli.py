@@ -44,7 +44,7 @@ async def gateway_process(matcher: str, port: int, admin_port: int, token_file: 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exchange.cli.main", "gateway", "--matcher", matcher,
         "--port", str(port), "--admin-port", str(admin_port),
-        "--admin-token-file", str(token_file), "--gateway-id", gateway_id,
+        "--admin-token-file", str(token_file), "--gateway-id", gateway_id, "--reuse-port",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO)
     assert proc.stderr is not None
     log = GatewayLog()
@@ -201,3 +201,28 @@ async def test_gateway_stops_while_waiting_for_its_matcher(tmp_path: Path) -> No
     proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(15):
         assert await proc.wait() == 0
+
+
+async def test_gateway_refuses_a_port_in_use_unless_asked_to_share(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    matcher = f"unix:{tmp_path}/none.sock"
+    first = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exchange.cli.main", "gateway", "--matcher", matcher,
+        "--port", str(port), "--reuse-port", stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, env=env, cwd=REPO)
+    try:
+        await wait_healthz(port, lambda a: a[0] == 503)
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "exchange.cli.main", "gateway", "--matcher", matcher,
+            "--port", str(port), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, env=env, cwd=REPO)
+        async with asyncio.timeout(30):
+            _, err = await second.communicate()
+        assert second.returncode == 1
+        assert f"exchange gateway: cannot start: port {port} on 127.0.0.1 is in use" in (
+            err.decode())
+    finally:
+        first.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await first.wait() == 0
