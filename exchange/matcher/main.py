@@ -3,8 +3,10 @@
     exchange matcher --config FILE --data-dir DIR --listen unix:PATH|tcp:HOST:PORT
                      [--fsync always|never] [--snapshot-every N] [--snapshot-interval S]
                      [--metrics-port P] [--redis-url URL] [--reports-kept N]
+                     [--stop-with-parent PID]
 
-Start-up: lock the data directory, recover (newest valid snapshot + journal), cut a torn
+Start-up: check that the data directory is an exchange's own (exchange.journal.datadir; an
+empty or new one is marked), lock it, recover (newest valid snapshot + journal), cut a torn
 journal tail, then listen. Exit codes: 0 stopped on SIGTERM/SIGINT, 1 could not start
 (corrupt journal, bad config, data dir locked...), 2 journal write/fsync failed, 3 bug.
 """
@@ -15,6 +17,7 @@ import argparse
 import contextlib
 import fcntl
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import structlog
 
 from exchange.engine.core import Engine
 from exchange.engine.queries import MAX_DEPTH
+from exchange.journal.datadir import NotADataDir, claim
 from exchange.journal.log import DEFAULT_SEGMENT_BYTES, Journal, JournalCorrupt
 from exchange.journal.snapshots import SnapshotStore
 from exchange.logs import configure_logging
@@ -61,6 +65,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="execution reports kept for replay over all accounts (the "
                         "oldest go first; a replay from before them answers with a gap)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--stop-with-parent", type=int, default=None, metavar="PID",
+                        help="stop (as on SIGTERM) when process PID, our parent, dies, however "
+                        "it dies (used by `exchange up`)")
+
+
+def stop_with_parent(parent_pid: int) -> None:
+    """Have the kernel send SIGTERM when our parent dies (Linux PR_SET_PDEATHSIG).
+
+    If the parent is already gone (it died before this call), stop now.
+    """
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:
+        raise ParentGone(f"parent process {parent_pid} is gone")
+
+
+class ParentGone(RuntimeError):
+    pass
 
 
 def make_md_port(redis_url: str | None, send: SendToGateways) -> MarketDataPort:
@@ -162,6 +188,13 @@ async def serve(args: argparse.Namespace, config: ExchangeConfig, factory: Engin
 SWITCH_INTERVAL_S = 0.0005
 
 
+def start_failed(error: str, **fields: str) -> int:
+    """Log why the matcher cannot start and say it on stderr in one line; exit code 1."""
+    log.error("matcher_start_failed", error=error, **fields)
+    print(f"exchange matcher: cannot start: {error}", file=sys.stderr, flush=True)
+    return 1
+
+
 def run(args: argparse.Namespace, factory: EngineFactory | None = None) -> int:
     configure_logging("matcher", args.log_level)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -171,13 +204,14 @@ def run(args: argparse.Namespace, factory: EngineFactory | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
         log.warning("fsync_disabled", detail=message)
     try:
+        if args.stop_with_parent is not None:
+            stop_with_parent(args.stop_with_parent)
         config = load_config(args.config)
         data_dir = Path(args.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        claim(data_dir)
         lock_fd = lock_data_dir(data_dir)
-    except (ConfigError, OSError, DataDirLocked) as exc:
-        log.error("matcher_start_failed", error=str(exc))
-        return 1
+    except (ConfigError, OSError, DataDirLocked, NotADataDir, ParentGone) as exc:
+        return start_failed(str(exc))
     if args.metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -188,11 +222,9 @@ def run(args: argparse.Namespace, factory: EngineFactory | None = None) -> int:
         factory = factory or ReportingFactory(ClassFactory(Engine), args.reports_kept)
         return int(uvloop.run(serve(args, config, factory)))
     except (JournalCorrupt, RecoveryError) as exc:
-        log.error("matcher_start_failed", error=str(exc),
-                  detail="the journal is damaged before its tail; nothing was changed")
-        return 1
+        return start_failed(str(exc),
+                            detail="the journal is damaged before its tail; nothing was changed")
     except OSError as exc:
-        log.error("matcher_start_failed", error=repr(exc))
-        return 1
+        return start_failed(repr(exc))
     finally:
         os.close(lock_fd)

@@ -46,3 +46,15 @@ async def test_bad_config_exits_1(tmp_path: Path) -> None:
     assert await proc.wait_exit(60) == 1
     failed = proc.find_event("matcher_start_failed")
     assert failed is not None and "instruments" in failed["error"]
+
+
+async def test_foreign_directory_refused_with_one_line_on_stderr(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "thesis.tex").write_text("not a journal")
+    proc = MatcherProcess(data)
+    proc.start()
+    assert await proc.wait_exit(60) == 1
+    assert (f"exchange matcher: cannot start: {data} is not an exchange data directory "
+            "(it holds thesis.tex)") in proc.log_text()
+    assert sorted(p.name for p in data.iterdir()) == ["thesis.tex"]
