@@ -1,8 +1,11 @@
 """`exchange up`: a matcher subprocess and a gateway together on this machine.
 
-The matcher keeps its journal and snapshots in DATA_DIR/matcher and listens on a unix socket;
-the gateway runs in this process and serves WebSocket/REST on --host/--port. Ctrl-C or SIGTERM
-stops the gateway (sessions closed), then the matcher (it finishes its batch and exits).
+The matcher keeps its journal and snapshots in DATA_DIR (the layout every command uses:
+exchange.journal.datadir) and listens on a unix socket; the gateway runs in this process and
+serves WebSocket/REST on --host/--port, which must be free (unless --reuse-port). Ctrl-C or
+SIGTERM stops the gateway (sessions closed), then the matcher (it finishes its batch and
+exits). The matcher stops with this process however it dies, and is restarted with recovery
+when it dies alone (exchange.cli.supervise). Why it cannot start is said on the terminal.
 Restarting on the same data dir keeps all state.
 
 With --demo, two demo accounts are created and funded once per data dir, and their keys are
@@ -23,6 +26,8 @@ from pathlib import Path
 
 import structlog
 
+from exchange.cli.supervise import MatcherFailed, MatcherSupervisor, say
+from exchange.journal.datadir import NotADataDir, claim
 from exchange.link.client import LinkClient, LinkDown
 
 log = structlog.get_logger("exchange.cli.up")
@@ -45,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also accept FIX 4.4 order entry on this TCP port")
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--reuse-port", action="store_true",
+                        help="share the port with gateways started with --reuse-port; "
+                        "without it a port in use is refused")
+    parser.add_argument("--max-restarts", type=int, default=3,
+                        help="restarts of a matcher that dies, within --restart-window")
+    parser.add_argument("--restart-window", type=float, default=300.0, metavar="SECONDS")
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -56,32 +67,13 @@ def socket_path(data_dir: Path) -> Path:
 
 def matcher_command(args: argparse.Namespace, sock: Path) -> list[str]:
     cmd = [sys.executable, "-m", "exchange.cli.main", "matcher",
-           "--data-dir", str(args.data_dir / "matcher"), "--listen", f"unix:{sock}",
+           "--data-dir", str(args.data_dir), "--listen", f"unix:{sock}",
            "--fsync", args.fsync, "--log-level", args.log_level]
     if args.config:
         cmd += ["--config", str(args.config)]
     if args.redis:
         cmd += ["--redis-url", args.redis]
     return cmd
-
-
-async def wait_matcher(proc: asyncio.subprocess.Process, address: str, limit_s: float = 60.0
-                       ) -> None:
-    """Until the matcher answers a link handshake (recovery may take a while)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while True:
-        if proc.returncode is not None:
-            raise RuntimeError(f"the matcher exited with code {proc.returncode}")
-        try:
-            client = await LinkClient.connect(address, "exchange-up-probe", connect_timeout=2.0)
-        except (LinkDown, OSError):
-            if loop.time() > deadline:
-                raise TimeoutError("the matcher did not come up") from None
-            await asyncio.sleep(0.1)
-            continue
-        await client.close()
-        return
 
 
 async def create_demo_accounts(address: str, path: Path) -> list[dict[str, object]]:
@@ -109,53 +101,62 @@ async def create_demo_accounts(address: str, path: Path) -> list[dict[str, objec
     return creds
 
 
-async def stop_matcher(proc: asyncio.subprocess.Process, timeout_s: float = 30.0) -> int:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await proc.wait()
-        except TimeoutError:
-            log.error("matcher_kill", detail=f"no exit {timeout_s} s after SIGTERM")
-            proc.kill()
-            return await proc.wait()
-    return proc.returncode
-
-
-def _open_log(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+async def _answers(address: str) -> bool:
+    """Whether a matcher already listens at `address` (left by another `exchange up`)."""
+    try:
+        client = await LinkClient.connect(address, "exchange-up-probe", connect_timeout=2.0)
+    except (LinkDown, OSError):
+        return False
+    await client.close()
+    return True
 
 
 async def _up(args: argparse.Namespace) -> int:
     from gateway.app import GatewaySettings
-    from gateway.main import serve
+    from gateway.main import PortInUse, listen_socket, serve
 
     data_dir: Path = args.data_dir
-    (data_dir / "matcher").mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "matcher.log"
+    try:
+        claim(data_dir)
+        listening = listen_socket(args.host, args.port, reuse_port=args.reuse_port)
+    except (NotADataDir, PortInUse) as exc:
+        say(f"cannot start: {exc}")
+        return 1
+    except OSError as exc:
+        say(f"cannot start: {exc.strerror or exc} ({args.host}:{args.port}, {data_dir})")
+        return 1
     sock = socket_path(data_dir)
     address = f"unix:{sock}"
-    log_path = data_dir / "matcher.log"
+    if await _answers(address):
+        listening.close()
+        say(f"cannot start: {data_dir} is in use by another exchange "
+            f"(its matcher answers on {sock})")
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log_fd = _open_log(log_path)
-    try:
-        # Its own session: Ctrl-C reaches only us, and we stop the matcher in order.
-        proc = await asyncio.create_subprocess_exec(
-            *matcher_command(args, sock), stdout=log_fd, stderr=log_fd, start_new_session=True)
-    finally:
-        os.close(log_fd)
+
+    def restarting(reason: str, count: int) -> None:
+        say(f"the matcher stopped ({reason}); restarting it with recovery "
+            f"({count} of at most {args.max_restarts} within {args.restart_window:g} s)")
+
+    supervisor = MatcherSupervisor(matcher_command(args, sock), address, log_path,
+                                   max_restarts=args.max_restarts,
+                                   window_s=args.restart_window, on_restart=restarting)
     code = 0
+    watcher: asyncio.Task[str] | None = None
     try:
-        waiter = asyncio.create_task(wait_matcher(proc, address))
+        starting = asyncio.create_task(supervisor.start())
         stopper = asyncio.create_task(stop.wait())
-        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
-        if not waiter.done():
-            waiter.cancel()
+        if not starting.done():
+            starting.cancel()
+            listening.close()
             return 0
-        waiter.result()
+        starting.result()
         creds_path = data_dir / DEMO_FILE
         if args.demo and not creds_path.exists():
             await create_demo_accounts(address, creds_path)
@@ -167,32 +168,43 @@ async def _up(args: argparse.Namespace) -> int:
                 f"             market   ws://{args.host}:{port}/ws/md",
                 f"             REST     http://{args.host}:{port}/api/instruments",
                 f"             health   http://{args.host}:{port}/healthz",
-                f"             data     {data_dir.resolve()} (matcher log: {log_path})",
             ]
+            if args.fix_port is not None:
+                lines.append(f"             FIX 4.4  tcp://{args.host}:{args.fix_port}")
+            lines.append(f"             data     {data_dir.resolve()} (matcher log: {log_path})")
             if args.demo:
                 lines.append(f"             demo credentials: {creds_path.resolve()}")
             lines.append("             Ctrl-C stops both")
             print("\n".join(lines), flush=True)
 
-        async def watch_matcher() -> None:
-            await proc.wait()
-            log.error("matcher_exited", code=proc.returncode, log=str(log_path))
+        failure: list[str] = []
+
+        async def watch_matcher() -> str:
+            why = await supervisor.watch()
+            failure.append(why)
             stop.set()
+            return why
 
         watcher = asyncio.create_task(watch_matcher())
         settings = GatewaySettings(matcher=address, gateway_id="exchange-up",
                                    redis_url=args.redis, fix_port=args.fix_port, host=args.host)
-        try:
-            await serve(settings, args.host, args.port, stop=stop, on_ready=ready)
-        finally:
-            watcher.cancel()
-        if proc.returncode is not None:
+        await serve(settings, args.host, args.port, stop=stop, on_ready=ready, sock=listening)
+        if failure:
+            say(failure[0])
             code = 1
+    except MatcherFailed as exc:
+        listening.close()
+        say(f"cannot start: {exc}")
+        code = 1
     except (RuntimeError, TimeoutError, OSError) as exc:
+        listening.close()
         log.error("exchange_up_failed", error=str(exc), matcher_log=str(log_path))
+        say(f"stopped: {exc}")
         code = 1
     finally:
-        matcher_code = await stop_matcher(proc)
+        if watcher is not None:
+            watcher.cancel()
+        matcher_code = await supervisor.stop()
         if sock.parent.name.startswith("exchange-"):  # our short temp dir
             with contextlib.suppress(OSError):
                 sock.unlink(missing_ok=True)

@@ -24,12 +24,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_up(data_dir: Path, port: int) -> asyncio.subprocess.Process:
+async def start_up(data_dir: Path, port: int, *extra: str, stderr: int | None = None
+                   ) -> asyncio.subprocess.Process:
+    """`exchange up --demo` with its banner read; stderr to DEVNULL unless given."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exchange.cli.main", "up", "--demo", "--data-dir", str(data_dir),
-        "--port", str(port), "--fsync", "never",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=env, cwd=REPO,
+        "--port", str(port), "--fsync", "never", *extra, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL if stderr is None else stderr, env=env, cwd=REPO,
     )
     assert proc.stdout is not None
     async with asyncio.timeout(60):
