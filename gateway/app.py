@@ -24,10 +24,11 @@ from aiohttp import web
 from exchange.model.instruments import ExchangeConfig
 from gateway.core.auth import SharedNonces
 from gateway.core.matcher_link import LinkLimits, MatcherLink
+from gateway.core.trading import TradeLimits, TradingCore
 from gateway.fix.server import FixAcceptor
 from gateway.metrics import GatewayMetrics
 from gateway.rest.routes import RestApi
-from gateway.ws.trade import TradeGateway, TradeLimits
+from gateway.ws.trade import TradeGateway
 
 log = structlog.get_logger("gateway.app")
 
@@ -51,7 +52,7 @@ class GatewaySettings:
 
 
 LINK_KEY = web.AppKey("matcher_link", MatcherLink)
-TRADE_KEY = web.AppKey("trade_gateway", TradeGateway)
+TRADE_KEY = web.AppKey("trading_core", TradingCore)
 METRICS_KEY = web.AppKey("gateway_metrics", GatewayMetrics)
 CONFIG_KEY = web.AppKey("exchange_config", ExchangeConfig)
 SETTINGS_KEY = web.AppKey("gateway_settings", GatewaySettings)
@@ -82,9 +83,9 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
     app[CONFIG_KEY] = config
     shared = (SharedNonces(settings.redis_url, settings.trade.logon_window_ms)
               if settings.redis_url else None)
-    trade = TradeGateway(link, config, settings.trade, metrics, shared)
-    app[TRADE_KEY] = trade
-    app.router.add_get("/ws/trade", trade.handle)
+    core = TradingCore(link, config, settings.trade, metrics, shared)
+    app[TRADE_KEY] = core
+    app.router.add_get("/ws/trade", TradeGateway(core).handle)
     RestApi(link, config, metrics).add_routes(app)
     if settings.market_data:
         from gateway import marketdata
@@ -92,12 +93,12 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
         marketdata.install(app, source=link, config=config, redis_url=settings.redis_url)
 
     async def on_shutdown(app: web.Application) -> None:
-        await trade.close()
+        await core.close()
 
     async def link_ctx(app: web.Application) -> AsyncIterator[None]:
         link.start()  # no-op when create_app started it
         yield
-        await trade.drain()
+        await core.drain()
         await link.stop()
         if shared is not None:
             await shared.close()
@@ -105,7 +106,7 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
     app.on_shutdown.append(on_shutdown)
     app.cleanup_ctx.append(link_ctx)
     if settings.fix_port is not None:
-        fix = FixAcceptor(trade, comp_id=settings.fix_comp_id)
+        fix = FixAcceptor(core, comp_id=settings.fix_comp_id)
         app[FIX_KEY] = fix
 
         async def fix_ctx(app: web.Application) -> AsyncIterator[None]:

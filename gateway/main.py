@@ -27,7 +27,7 @@ from gateway.admin.http import AdminApi
 from gateway.app import GatewaySettings, create_app, default_gateway_id
 from gateway.core.matcher_link import LinkLimits
 from gateway.core.ratelimit import RateLimit
-from gateway.ws.trade import TradeLimits
+from gateway.core.trading import TradeLimits
 
 log = structlog.get_logger("gateway.main")
 

@@ -21,7 +21,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
 
 import structlog
 
@@ -55,6 +54,7 @@ from exchange.link.messages import (
 from exchange.model.commands import Command
 from exchange.model.events import OrderEvent
 from exchange.model.queries import Query, QueryResult
+from exchange.model.sessions import CancelOnDisconnect
 
 __all__ = ["DEFAULT_MAX_PENDING", "LinkBusy", "LinkClient", "LinkDown", "SubmitCallback"]
 
@@ -258,7 +258,7 @@ class LinkClient:
         self,
         session_id: str,
         account_id: int,
-        cancel_on_disconnect: Literal["none", "session", "account"],
+        cancel_on_disconnect: CancelOnDisconnect,
     ) -> None:
         self._send_notice(
             SessionOpened(

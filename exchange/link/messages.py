@@ -24,14 +24,13 @@ Conversation:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import msgspec
 
 from exchange.model.commands import Command
 from exchange.model.events import Event, OrderEvent
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import Query, QueryResult
+from exchange.model.sessions import CancelOnDisconnect
 
 PROTOCOL_VERSION = 1
 HEARTBEAT_INTERVAL_S = 1.0
@@ -99,7 +98,7 @@ class Reports(_Msg, tag="reports", kw_only=True, frozen=True):
 class SessionOpened(_Msg, tag="session_opened", kw_only=True, frozen=True):
     session_id: str
     account_id: int
-    cancel_on_disconnect: Literal["none", "session", "account"]
+    cancel_on_disconnect: CancelOnDisconnect
 
 
 class SessionClosed(_Msg, tag="session_closed", kw_only=True, frozen=True):

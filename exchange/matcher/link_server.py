@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol, cast
+from typing import Protocol, cast
 
 import msgspec
 import structlog
@@ -62,6 +62,7 @@ from exchange.matcher.metrics import GATEWAYS, LINKS_CLOSED, MD_SKIPPED
 from exchange.model.codes import Code
 from exchange.model.commands import Command
 from exchange.model.queries import NotFound, Query, QueryResult
+from exchange.model.sessions import CancelOnDisconnect
 
 log = structlog.get_logger("exchange.matcher.link_server")
 
@@ -70,9 +71,6 @@ MAX_SESSIONS_PER_LINK = 100_000
 MAX_INTEREST_PER_LINK = 1_000_000
 MAX_WRITE_BUFFER = 64 * 1024 * 1024
 MD_SKIP_BUFFER = 4 * 1024 * 1024
-
-CancelMode = Literal["none", "session", "account"]
-
 
 class LinkHandler(Protocol):
     def welcome(self) -> Welcome: ...
@@ -111,7 +109,7 @@ class GatewayLink(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.last_rx = time.monotonic()
-        self.sessions: dict[str, tuple[int, CancelMode]] = {}
+        self.sessions: dict[str, tuple[int, CancelOnDisconnect]] = {}
         self.accounts: set[int] = set()
         self.md_symbols: set[str] = set()
         self.reports: list[object] = []

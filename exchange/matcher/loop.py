@@ -56,6 +56,7 @@ from exchange.model.commands import CancelAll, Command
 from exchange.model.events import ORDER_EVENTS, Event
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import Query, QueryResult
+from exchange.model.sessions import CancelOnDisconnect
 
 log = structlog.get_logger("exchange.matcher.loop")
 
@@ -167,9 +168,9 @@ class Matcher:
             return
         seen: set[tuple[int, str]] = set()
         for session_id, (account_id, mode) in link.sessions.items():
-            if mode == "none":
+            if mode == CancelOnDisconnect.NONE:
                 continue
-            key = (account_id, session_id if mode == "session" else "")
+            key = (account_id, session_id if mode == CancelOnDisconnect.SESSION else "")
             if key in seen:
                 continue
             seen.add(key)

@@ -22,7 +22,6 @@ import contextlib
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import structlog
 
@@ -33,6 +32,7 @@ from exchange.model.commands import Command
 from exchange.model.events import OrderEvent
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import Query, QueryResult
+from exchange.model.sessions import CancelOnDisconnect
 from gateway.marketdata.source import LinkStateHandler, MarketDataHandler
 from gateway.metrics import GatewayMetrics
 
@@ -44,7 +44,6 @@ ReportsHandler = Callable[[list[OrderEvent]], None]
 Outcome = Result | Refused | LinkDown | ConnectionError
 OutcomeCallback = Callable[[Outcome], None]
 Connector = Callable[..., Awaitable[LinkClient]]
-CancelOnDisconnect = Literal["none", "session", "account"]
 
 
 class Unavailable(ConnectionError):

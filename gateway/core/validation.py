@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -24,6 +24,7 @@ from exchange.model.queries import (
     GetOrder,
     GetReports,
 )
+from exchange.model.sessions import CancelOnDisconnect
 
 RequestId = int | str | None
 
@@ -348,9 +349,6 @@ def no_params(params: dict[str, Any]) -> None:
 
 # ---- logon -----------------------------------------------------------------------------------
 
-CancelOnDisconnect = Literal["none", "session", "account"]
-
-
 @dataclass(frozen=True, slots=True)
 class LogonParams:
     api_key: str
@@ -365,12 +363,12 @@ _LOGON_PARAMS = frozenset({"api_key", "timestamp", "nonce", "signature", "cancel
 
 def logon(params: dict[str, Any]) -> LogonParams:
     """Every credential problem is 2002 and says nothing more; cancel_on_disconnect is 1002."""
-    cod = params.get("cancel_on_disconnect", "none")
-    if cod is None:
-        cod = "none"
-    if cod not in ("none", "session", "account"):
+    raw = params.get("cancel_on_disconnect")
+    try:
+        cod = CancelOnDisconnect.NONE if raw is None else CancelOnDisconnect(raw)
+    except (ValueError, TypeError):
         raise RequestError(Code.INVALID_VALUE,
-                           "'cancel_on_disconnect' must be none, session or account")
+                           "'cancel_on_disconnect' must be none, session or account") from None
     api_key, ts, nonce, sig = (params.get(k) for k in ("api_key", "timestamp", "nonce",
                                                         "signature"))
     if (

@@ -16,29 +16,37 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
-from exchange.link.client import LinkDown
-from exchange.link.messages import Refused, Result
+from exchange.link.messages import Result
 from exchange.model.codes import MESSAGES, Code
-from exchange.model.events import CancelRejected, OrderAmended, OrderEvent
+from exchange.model.events import CancelRejected, OrderAmended, OrderEvent, OrderRejected
 from exchange.model.instruments import ExchangeConfig
-from exchange.model.queries import ApiKeyInfo, NotFound, OrderState, QueryResult
-from gateway.core.matcher_link import Overloaded, Unavailable
+from exchange.model.queries import ApiKeyInfo, OrderState
+from exchange.model.sessions import CancelOnDisconnect
+from gateway.core.outcomes import Refusal, refusal, rejection
+from gateway.core.sessions import TradingSession
+from gateway.core.trading import READ, TRADE, Pending, TradingCore
 from gateway.core.validation import RequestError
 from gateway.fix import mapping
 from gateway.fix.codec import FixMessage, FixStreamParser
 from gateway.fix.session import Authenticate, Deliver, Disconnect, FixSession, Send, State
-from gateway.ws.session import CancelOnDisconnect, new_session_id
-from gateway.ws.trade import TradeGateway, wire_code
 
 log = structlog.get_logger("gateway.fix")
 
-_COD: dict[str, CancelOnDisconnect] = {"N": "none", "S": "session", "Y": "account"}
+# CancelOrdersOnDisconnect (8013) values; anything else is N.
+COD_TAG_VALUES: dict[str, CancelOnDisconnect] = {
+    "N": CancelOnDisconnect.NONE,
+    "S": CancelOnDisconnect.SESSION,
+    "Y": CancelOnDisconnect.ACCOUNT,
+}
 # Open orders whose latest ClOrdID differs from the engine's (after a replace): bounded.
 _MAX_CLORDID_ALIASES = 10_000
 _READ_CHUNK = 65_536
+# BusinessRejectReason (380) for a refused OrderStatusRequest: 4 application not available.
+_UNAVAILABLE_CODES = (Code.TIMEOUT, Code.INTERNAL)
 
 
 def parse_sending_time(text: str) -> int | None:
@@ -54,29 +62,50 @@ def parse_sending_time(text: str) -> int | None:
     return calendar.timegm(parsed) * 1000 + millis
 
 
-class FixConnection:
+class _FixPending(Pending):
+    """An application message waiting for the matcher, under the core's deadline."""
+
+    __slots__ = ("conn", "msg")
+
+    def __init__(self, conn: FixConnection, msg: FixMessage, *, query: bool = False) -> None:
+        super().__init__(conn.core, conn.loop.time(), query=query)
+        self.conn = conn
+        self.msg = msg
+
+    def answer(self, outcome: Any) -> None:
+        if self.query:
+            self.conn._status_answer(self.msg, outcome)
+        else:
+            self.conn._result(self.msg, outcome)
+
+    def refuse(self, refusal: Refusal) -> None:
+        self.conn._refuse(self.msg, refusal)
+
+    def describe(self) -> str:
+        return f"FIX {self.msg.msg_type}"
+
+
+class FixConnection(TradingSession):
     """One TCP connection: the session layer, its logon, and its order traffic."""
 
     def __init__(self, acceptor: FixAcceptor, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
+        super().__init__()
         self.acceptor = acceptor
-        self.trade = acceptor.trade
+        self.core = acceptor.core
+        self.loop = asyncio.get_running_loop()
         self.reader = reader
         self.writer = writer
         self.session = FixSession(acceptor.comp_id)
         self.parser = FixStreamParser()
-        self.session_id = new_session_id()
-        self.account_id: int | None = None
-        self.api_key: str | None = None
-        self.permissions: tuple[str, ...] = ()
-        self.cancel_on_disconnect: CancelOnDisconnect = "none"
         self.close_reason: str | None = None
         self._aliases: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._pending_replace: dict[int | str, tuple[str, str]] = {}
         self._status_exec = 0
         self._closed = asyncio.Event()
+        self._finished = False  # the core was told the session is gone
 
-    # ---- ReportSession ---------------------------------------------------------------------
+    # ---- TradingSession --------------------------------------------------------------------
 
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
         inst = config.instruments[event.symbol]
@@ -135,7 +164,7 @@ class FixConnection:
             elif isinstance(action, Deliver):
                 self._application(action.message)
             elif isinstance(action, Authenticate):
-                self.trade._spawn(self._logon(action.message))
+                self.core.spawn(self._logon(action.message))
             elif isinstance(action, Disconnect):
                 self.close_reason = self.close_reason or action.reason
                 self.writer.close()
@@ -169,12 +198,8 @@ class FixConnection:
             self._act(self.session.on_timer(time.time()))
 
     def _finish(self) -> None:
-        trade = self.trade
-        trade.sessions.remove(self)
-        if self.account_id is not None:
-            trade.link.remove_account(self.account_id)
-            if self.cancel_on_disconnect != "none":
-                trade.cancel_on_disconnect(self)
+        self._finished = True
+        self.core.closed(self)  # and cancel-on-disconnect, if the session asked for it
         log.info("fix_session_closed", session_id=self.session_id,
                  reason=self.close_reason, garbled=self.parser.garbled)
         with contextlib.suppress(Exception):
@@ -192,16 +217,9 @@ class FixConnection:
                 exc.msg or MESSAGES[exc.code])
             self._act(self.session.reject_logon(text, now))
             return
-        self.account_id = info.account_id
-        self.api_key = info.api_key
-        self.permissions = tuple(info.permissions)
-        self.cancel_on_disconnect = _COD.get(logon.get(8013) or "N", "none")
-        trade = self.trade
-        trade.sessions.logged_on(self)
-        trade.link.add_account(info.account_id)
-        if self.cancel_on_disconnect != "none":
-            trade.link.session_opened(self.session_id, info.account_id,
-                                      self.cancel_on_disconnect)
+        if self._finished:  # the connection went away while the logon was checked
+            self.core.closed(self)
+            return
         log.info("fix_logon", session_id=self.session_id, account_id=info.account_id,
                  sender=logon.get(49), cancel_on_disconnect=self.cancel_on_disconnect)
         self._act(self.session.accept_logon(logon, time.time()))
@@ -214,109 +232,99 @@ class FixConnection:
         stamp = parse_sending_time(sending)
         if not api_key or not signature or stamp is None:
             raise RequestError(Code.BAD_CREDENTIALS)
-        # The signature's nonce is SenderCompID (PROTOCOL.md); what may not be replayed is the
+        # The signature's nonce is SenderCompID; what may not be replayed is the
         # (SenderCompID, SendingTime) pair, so a client can reconnect at once.
-        return await self.trade.authenticate(
-            api_key=api_key, timestamp_ms=stamp, signed_timestamp=sending, nonce=sender,
-            replay_key=f"{sender}|{sending}", signature=signature)
+        return await self.core.logon(
+            self, api_key=api_key, timestamp_ms=stamp, signed_timestamp=sending, nonce=sender,
+            replay_key=f"{sender}|{sending}", signature=signature,
+            cancel_on_disconnect=COD_TAG_VALUES.get(logon.get(8013) or "N",
+                                                    CancelOnDisconnect.NONE))
 
     # ---- application messages --------------------------------------------------------------
 
     def _application(self, msg: FixMessage) -> None:
-        assert self.account_id is not None
-        now = time.time()
+        account = self.account_id
+        assert account is not None
         msg_type = msg.msg_type
         if msg_type not in ("D", "F", "G", "H"):
             self._write(self.session.business_reject(msg, 3, "unsupported message type",
-                                                     now).data)
+                                                     time.time()).data)
             return
-        needed = "read" if msg_type == "H" else "trade"
-        if needed not in self.permissions:
-            self._reject(msg, Code.NO_PERMISSION, f"key lacks '{needed}' permission")
-            return
-        config = self.trade.config
+        core = self.core
+        config = core.config
         try:
+            core.require(self, READ if msg_type == "H" else TRADE)
             if msg_type == "D":
-                self._limit_orders(msg)
-                place = mapping.new_order_single(config, self.account_id, self.session_id, msg)
-                self._submit(msg, self.trade.link.submit(place))
+                core.take_order(self)
+                place = mapping.new_order_single(config, account, self.session_id, msg)
+                core.submit(_FixPending(self, msg), place)
             elif msg_type == "F":
-                cancel = mapping.cancel_request(config, self.account_id, msg)
-                self._submit(msg, self.trade.link.submit(cancel, cancel=True))
+                cancel = mapping.cancel_request(config, account, msg)
+                core.submit(_FixPending(self, msg), cancel, cancel=True)
             elif msg_type == "G":
-                self._limit_orders(msg)
-                amend = mapping.cancel_replace_request(config, self.account_id, msg)
+                core.take_order(self)
+                amend = mapping.cancel_replace_request(config, account, msg)
                 replace = (msg.get(11) or "", msg.get(41) or amend.client_order_id or "")
-                self._pending_replace[amend.order_id if amend.order_id is not None
-                                      else amend.client_order_id or ""] = replace
-                self._submit(msg, self.trade.link.submit(amend))
+                self._pending_replace[self._replace_key(amend.order_id,
+                                                        amend.client_order_id)] = replace
+                core.submit(_FixPending(self, msg), amend)
             else:
-                query = mapping.status_request(config, self.account_id, msg)
-                fut = self.trade.link.ask_nowait(query)
-                fut.add_done_callback(lambda f: self._status_answer(msg, f))
+                query = mapping.status_request(config, account, msg)
+                core.ask(_FixPending(self, msg, query=True), query)
         except mapping.FixReject as exc:
             self._reject(msg, exc.code, exc.text)
         except RequestError as exc:
-            self._reject(msg, exc.code, exc.msg or MESSAGES[exc.code], exc.retry_after_ms)
-        except Overloaded as exc:
-            self._reject(msg, Code.OVERLOADED, "queue to the matcher is full",
-                         exc.retry_after_ms)
-        except Unavailable:
-            self._reject(msg, Code.INTERNAL, "matcher unavailable", 1000)
+            refused = refusal(exc, query=False, retry_after_ms=0)
+            assert refused is not None
+            self._refuse(msg, refused)
 
-    def _limit_orders(self, msg: FixMessage) -> None:
-        assert self.api_key is not None
-        wait = self.trade.order_buckets.get(self.api_key).take()
-        if wait:
-            raise RequestError(Code.RATE_LIMITED, "order rate limit", wait)
+    @staticmethod
+    def _replace_key(order_id: int | None, client_order_id: str | None) -> int | str:
+        """Where a replace waits for its report: by OrderID(37), else OrigClOrdID(41)."""
+        return order_id if order_id is not None else client_order_id or ""
 
-    def _submit(self, msg: FixMessage, ticket: asyncio.Future[Result | Refused]) -> None:
-        ticket.add_done_callback(lambda f: self._result(msg, f))
+    def _forget_replace(self, msg: FixMessage) -> None:
+        """A replace that will have no report (rejected, refused, outcome unknown)."""
+        if msg.msg_type == "G":
+            self._pending_replace.pop(self._replace_key(msg.get_int(37), msg.get(41)), None)
 
-    def _result(self, msg: FixMessage, fut: asyncio.Future[Result | Refused]) -> None:
-        exc = fut.exception() if not fut.cancelled() else Unavailable("cancelled")
-        if isinstance(exc, LinkDown):
-            # Sent but unanswered: neither a fill nor a reject may be claimed.
-            self._write(self.session.business_reject(
-                msg, 4, "5001 timeout: outcome unknown, send OrderStatusRequest (H)",
-                time.time()).data)
+    def _result(self, msg: FixMessage, result: Result) -> None:
+        """The matcher's answer to D, F or G. Every order event (accepted, fills, rejected,
+        canceled, replaced) reaches this session as an ExecutionReport through the registry:
+        only a rejection that is not an order event needs an answer here."""
+        refused = rejection(result)
+        if refused is None:
             return
-        if exc is not None:
-            self._reject(msg, Code.INTERNAL, "matcher unavailable", 1000)
+        first = result.events[0] if result.events else None
+        if isinstance(first, OrderRejected):
             return
-        answer = fut.result()
-        if isinstance(answer, Refused):
-            code, text = wire_code(answer.code)
-            self._reject(msg, code, answer.reason or text)
-            return
-        first = answer.events[0] if answer.events else None
         if isinstance(first, CancelRejected):
-            self._pending_replace.pop(first.order_id or first.client_order_id or "", None)
-            code, text = wire_code(first.code)
-            self._send("9", mapping.cancel_reject(code, msg.get(11) or "", msg.get(41),
+            self._forget_replace(msg)
+            self._send("9", mapping.cancel_reject(refused.code, msg.get(11) or "", msg.get(41),
                                                   first.order_id, replace=first.amend))
-        # Every order event (accepted, fills, rejected, canceled, replaced) reaches this
-        # session as an ExecutionReport through the registry: nothing more to send here.
-
-    def _status_answer(self, msg: FixMessage, fut: asyncio.Future[QueryResult]) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            self._write(self.session.business_reject(msg, 4, "matcher unavailable",
-                                                     time.time()).data)
             return
-        answer = fut.result()
-        if isinstance(answer, OrderState):
-            inst = self.trade.config.instruments[answer.symbol]
-            self._status_exec += 1
-            clordid = self._aliases.get(answer.order_id, (answer.client_order_id, ""))[0]
-            self._send("8", mapping.status_report(
-                inst, answer, f"S-{self.session_id}-{self._status_exec}", time.time_ns(),
-                clordid))
-        elif isinstance(answer, NotFound):
-            self._reject(msg, Code.UNKNOWN_ORDER, MESSAGES[Code.UNKNOWN_ORDER])
+        self._refuse(msg, refused)
+
+    def _status_answer(self, msg: FixMessage, answer: object) -> None:
+        if not isinstance(answer, OrderState):
+            self._refuse(msg, Refusal(Code.INTERNAL, "unexpected answer"))
+            return
+        inst = self.core.config.instruments[answer.symbol]
+        self._status_exec += 1
+        clordid = self._aliases.get(answer.order_id, (answer.client_order_id, ""))[0]
+        self._send("8", mapping.status_report(
+            inst, answer, f"S-{self.session_id}-{self._status_exec}", time.time_ns(), clordid))
+
+    def _refuse(self, msg: FixMessage, refused: Refusal) -> None:
+        """Answer a request the core refused, timed out or could not send (outcomes.py)."""
+        if refused.code != Code.TIMEOUT:  # outcome unknown: its report may still come
+            self._forget_replace(msg)
+        self._reject(msg, refused.code, refused.msg, refused.retry_after_ms)
 
     def _reject(self, msg: FixMessage, code: Code, text: str,
                 retry_after_ms: int | None = None) -> None:
-        """Answer a message that changed nothing: ExecutionReport, OrderCancelReject or j."""
+        """Answer a message that changed nothing, or whose outcome is unknown (5001):
+        ExecutionReport (D), OrderCancelReject (F, G) or BusinessMessageReject (H)."""
         detail = f"{int(code)} {text}"
         if retry_after_ms is not None:
             detail += f" retry_after_ms={retry_after_ms}"
@@ -332,20 +340,21 @@ class FixConnection:
         elif msg_type == "D":
             self._send("8", mapping.edge_reject(msg, code, detail))
         else:
-            self._write(self.session.business_reject(msg, 0, detail, time.time()).data)
+            reason = 4 if code in _UNAVAILABLE_CODES else 0
+            self._write(self.session.business_reject(msg, reason, detail, time.time()).data)
 
 
 class FixAcceptor:
     """The TCP listener of a gateway's FIX sessions."""
 
-    def __init__(self, trade: TradeGateway, *, comp_id: str = "EXCH",
+    def __init__(self, core: TradingCore, *, comp_id: str = "EXCH",
                  max_connections: int = 1_000, max_write_buffer: int = 4 * 1024 * 1024) -> None:
-        self.trade = trade
+        self.core = core
         self.comp_id = comp_id
         self.max_connections = max_connections
         self.max_write_buffer = max_write_buffer
         self.connections: set[FixConnection] = set()
-        metrics = trade.metrics
+        metrics = core.metrics
         self.messages_out = metrics.messages_out.labels("fix")
         self.bytes_out = metrics.bytes_out.labels("fix")
         self.messages_in = metrics.messages_in.labels("fix")
@@ -374,7 +383,7 @@ class FixAcceptor:
             return
         conn = FixConnection(self, reader, writer)
         self.connections.add(conn)
-        self.trade.sessions.add(conn)
+        self.core.opened(conn)
         log.info("fix_session_open", session_id=conn.session_id,
                  peer=writer.get_extra_info("peername"))
         try:

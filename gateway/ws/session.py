@@ -2,7 +2,7 @@
 
 Responses and pushed execution reports of a session are framed once and appended, in the
 order the gateway produced them, to the session's pending frames; a `Flusher` writes all of a
-session's frames of one event-loop iteration with one `transport.write` (ws_frames.py), so a
+session's frames of one event-loop iteration with one `transport.write` (gateway/frames.py), so a
 client sees them in order, `seq` of its reports is contiguous, and a busy gateway makes one
 system call per session per loop turn instead of one per message. The send buffer is what is
 pending plus the transport's write buffer, in bytes: `send_buffer` messages of
@@ -10,38 +10,30 @@ FRAME_BUDGET_BYTES each. When a client stops reading, its socket backs up and th
 passes that (or BURST_FACTOR times it, whatever the socket): the session is closed with a
 reason (1008 "send buffer full") rather than buffering without bound or dropping reports.
 Its orders stay (unless it asked for cancel-on-disconnect).
-
-`SessionRegistry` finds the sessions of an account for report fan-out and counts connections
-in total and per API key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import os
-from collections import defaultdict
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import structlog
 from aiohttp import WSCloseCode, web
 
-from exchange.model.events import ORDER_EVENTS, OrderEvent
+from exchange.model.events import OrderEvent
 from exchange.model.instruments import ExchangeConfig
 from gateway.core.ratelimit import TokenBucket
 from gateway.core.reports import execution_report
+from gateway.core.sessions import TradingSession
 from gateway.frames import Flusher, text_frame
 from gateway.metrics import GatewayMetrics
 
 log = structlog.get_logger("gateway.ws.session")
 
-CancelOnDisconnect = Literal["none", "session", "account"]
 _ENCODER = msgspec.json.Encoder()
-_PREFIX = os.urandom(3).hex()
-_COUNTER = itertools.count(1)
 _LINGER_S = 10.0
 # A burst (one cancel_all of many orders) may queue past `send_buffer` while the socket still
 # takes everything; only a socket that is backed up makes the client slow. This factor bounds
@@ -51,40 +43,19 @@ BURST_FACTOR = 8
 FRAME_BUDGET_BYTES = 512
 
 
-def new_session_id() -> str:
-    """Unique across gateway processes (random prefix) and cheap (counter)."""
-    return f"{_PREFIX}-{next(_COUNTER)}"
+class TradeSession(TradingSession):
+    """One /ws/trade connection: what the core needs of a session, and its send buffer."""
 
-
-class ReportSession(Protocol):
-    """What the registry needs of a session, WebSocket or FIX."""
-
-    session_id: str
-    account_id: int | None
-    api_key: str | None
-    cancel_on_disconnect: CancelOnDisconnect
-
-    def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None: ...
-
-    def close(self, reason: str, code: int = ...) -> None: ...
-
-
-class TradeSession:
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, *, send_buffer: int,
                  metrics: GatewayMetrics, requests_bucket: TokenBucket,
                  flusher: Flusher) -> None:
-        self.session_id = new_session_id()
+        super().__init__()
         self.ws = ws
         self.request = request
         self.metrics = metrics
         self._messages_out = metrics.tally(metrics.messages_out, "trade")
         self._bytes_out = metrics.tally(metrics.bytes_out, "trade")
         self.requests_bucket = requests_bucket
-        self.account_id: int | None = None
-        self.api_key: str | None = None
-        self.permissions: tuple[str, ...] = ()
-        self.orders_bucket: TokenBucket | None = None
-        self.cancel_on_disconnect: CancelOnDisconnect = "none"
         self.report_seq = 0
         self.close_reason: str | None = None
         self.last_rx = asyncio.get_running_loop().time()  # when the client last sent a message
@@ -98,10 +69,6 @@ class TradeSession:
         self._close_after: str | None = None
         self._closer: asyncio.Task[None] | None = None
         self.on_sent: Callable[[str, float], None] | None = None
-
-    @property
-    def logged_on(self) -> bool:
-        return self.account_id is not None
 
     def send(self, message: dict[str, Any], *, received_at: float | None = None,
              method: str = "") -> bool:
@@ -198,45 +165,3 @@ class TradeSession:
         if self._closer is not None:
             with contextlib.suppress(Exception):
                 await self._closer
-
-
-class SessionRegistry:
-    def __init__(self) -> None:
-        self.all: set[ReportSession] = set()
-        self.by_account: dict[int, set[ReportSession]] = defaultdict(set)
-        self.per_key: dict[str, int] = defaultdict(int)
-
-    def __len__(self) -> int:
-        return len(self.all)
-
-    def add(self, session: ReportSession) -> None:
-        self.all.add(session)
-
-    def logged_on(self, session: ReportSession) -> None:
-        assert session.account_id is not None and session.api_key is not None
-        self.by_account[session.account_id].add(session)
-        self.per_key[session.api_key] += 1
-
-    def remove(self, session: ReportSession) -> None:
-        self.all.discard(session)
-        if session.account_id is not None:
-            sessions = self.by_account.get(session.account_id)
-            if sessions is not None:
-                sessions.discard(session)
-                if not sessions:
-                    del self.by_account[session.account_id]
-        if session.api_key is not None and session.account_id is not None:
-            self.per_key[session.api_key] -= 1
-            if self.per_key[session.api_key] <= 0:
-                del self.per_key[session.api_key]
-
-    def deliver(self, config: ExchangeConfig, events: Sequence[object]) -> None:
-        """Push every order event to each local session of its account, in order."""
-        by_account = self.by_account
-        for event in events:
-            if not isinstance(event, ORDER_EVENTS):
-                continue
-            sessions = by_account.get(event.account_id)
-            if sessions:
-                for session in list(sessions):
-                    session.push_report(config, event)

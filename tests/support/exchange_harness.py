@@ -25,7 +25,7 @@ from aiohttp import web
 from gateway.app import FIX_KEY, LINK_KEY, GatewaySettings, create_app
 from gateway.client import Credentials, TradeClient, create_funded_account_via_link
 from gateway.core.matcher_link import LinkLimits, MatcherLink
-from gateway.ws.trade import TradeLimits
+from gateway.core.trading import TradeLimits
 from tests.support.matcher_harness import MatcherProcess, wait_until
 
 __all__ = ["RunningExchange", "running_exchange", "wait_until"]
