@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import os
 import signal
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import structlog
 
 from exchange.journal.log import MAX_COMMAND_BYTES, Journal, encode_batch
-from exchange.journal.snapshots import SnapshotStore, snapshot_name
+from exchange.journal.snapshots import SnapshotStore
 from exchange.link.codec import FrameTooLarge, append_frame, encode_command
 from exchange.link.messages import PROTOCOL_VERSION, Reports, Result, Welcome
 from exchange.marketdata.port import MarketDataPort, NullMarketData
@@ -47,10 +44,8 @@ from exchange.matcher.metrics import (
     QUEUE_DEPTH,
     QUEUE_FULL,
     REFUSED,
-    SNAPSHOT_FAILURES,
-    SNAPSHOT_SECONDS,
-    SNAPSHOT_STALL_SECONDS,
 )
+from exchange.matcher.snapshotting import Snapshotter
 from exchange.model.codes import Code
 from exchange.model.commands import CancelAll, Command
 from exchange.model.events import ORDER_EVENTS, Event
@@ -62,7 +57,6 @@ log = structlog.get_logger("exchange.matcher.loop")
 
 _ORDER_EVENT_TYPES = frozenset(ORDER_EVENTS)
 REPORTS_PER_FRAME = 4096  # keeps a Reports frame far below MAX_FRAME_BYTES
-_MAX_FD = os.sysconf("SC_OPEN_MAX")
 
 # A queued command: (link or None for the matcher's own, req_id, raw msgpack, decoded).
 Pending = tuple[GatewayLink | None, int, bytes, Command]
@@ -113,10 +107,11 @@ class Matcher:
         self._stopping = False
         self._failed: BaseException | None = None
         self._journal_exec = ThreadPoolExecutor(1, thread_name_prefix="journal")
-        self._snapshot_exec = ThreadPoolExecutor(1, thread_name_prefix="snapshot")
-        self._snapshot_task: asyncio.Task[None] | None = None
-        self._snapshot_seq = snapshot_seq
-        self._snapshot_time = time.monotonic()
+        self.snapshotter = Snapshotter(
+            engine=engine, snapshots=snapshots, journal=journal, journal_exec=self._journal_exec,
+            snapshot_seq=snapshot_seq, every=options.snapshot_every,
+            interval_s=options.snapshot_interval_s, fork=options.snapshot_fork,
+            prune_journal=options.prune_journal)
         self.ready: asyncio.Event | None = None
 
     # ---- LinkHandler ----------------------------------------------------------------------------
@@ -243,14 +238,14 @@ class Matcher:
     async def _shutdown(self, code: int) -> None:
         server = self.server
         assert server is not None
-        if self._snapshot_task is not None:
+        snapshotter = self.snapshotter
+        if snapshotter.task is not None:
             with contextlib.suppress(Exception):
-                await self._snapshot_task
-        unsnapped = self.engine.last_seq > self._snapshot_seq
-        if code == 0 and self.options.snapshot_on_stop and unsnapped:
-            self._take_snapshot()
-            if self._snapshot_task is not None:
-                await self._snapshot_task
+                await snapshotter.task
+        if code == 0 and self.options.snapshot_on_stop and snapshotter.behind:
+            snapshotter.take()
+            if snapshotter.task is not None:
+                await snapshotter.task
         if code == 0:
             server.close_links("matcher stopping")
         else:
@@ -264,7 +259,7 @@ class Matcher:
             await self.md_port.stop()
         await asyncio.get_running_loop().run_in_executor(self._journal_exec, self.journal.close)
         self._journal_exec.shutdown(wait=True)
-        self._snapshot_exec.shutdown(wait=True)
+        snapshotter.shutdown()
         log.info("matcher_stopped", code=code, last_seq=self.engine.last_seq,
                  state_hash=self.engine.state_hash())
 
@@ -409,104 +404,5 @@ class Matcher:
         self._maybe_snapshot()
 
     def _maybe_snapshot(self) -> None:
-        if self._snapshot_task is not None or self._failed is not None:
-            return
-        done = self.engine.last_seq - self._snapshot_seq
-        if done <= 0:
-            return
-        if done >= self.options.snapshot_every or (
-            time.monotonic() - self._snapshot_time >= self.options.snapshot_interval_s
-        ):
-            self._take_snapshot()
-
-    def _take_snapshot(self) -> None:
-        started = time.perf_counter()
-        seq = self.engine.last_seq
-        self._snapshot_seq = seq
-        self._snapshot_time = time.monotonic()
-        pid = 0
-        if self.options.snapshot_fork:
-            # Like Redis' BGSAVE: a forked child serializes its copy-on-write view of the
-            # engine and writes the file; matching stalls only for the fork itself.
-            try:
-                pid = self._fork_snapshot(seq)
-            except OSError as exc:  # no memory for a fork, process limit...
-                SNAPSHOT_FAILURES.inc()
-                log.error("snapshot_fork_failed", seq=seq, error=repr(exc),
-                          detail="serializing on the event loop instead")
-        if pid:
-            stall = time.perf_counter() - started
-            SNAPSHOT_STALL_SECONDS.observe(stall)
-            self._snapshot_task = asyncio.create_task(self._finish_snapshot(seq, stall, pid))
-        else:
-            data = self.engine.snapshot()
-            stall = time.perf_counter() - started
-            SNAPSHOT_STALL_SECONDS.observe(stall)
-            self._snapshot_task = asyncio.create_task(self._finish_snapshot(seq, stall, data))
-
-    def _fork_snapshot(self, seq: int) -> int:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            code = 1
-            try:
-                # Inherited sockets and files (listening socket, links, journal, data-dir lock)
-                # must not outlive the parent in an orphaned child: a restart would find the
-                # socket "in use" and the directory locked.
-                os.closerange(3, _MAX_FD)
-                gc.disable()  # a collection would touch (and copy) every page
-                self.snapshots.write(seq, self.engine.snapshot())
-                code = 0
-            finally:
-                os._exit(code)
-        return pid
-
-    async def _finish_snapshot(self, seq: int, stall: float, work: bytes | int) -> None:
-        """Write `work` (the bytes) or wait for the child `work` (a pid) that writes them;
-        then keep two snapshots and prune the journal they cover."""
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        try:
-            if isinstance(work, bytes):
-                await loop.run_in_executor(self._snapshot_exec, self.snapshots.write, seq, work)
-            else:
-                _, status = await loop.run_in_executor(self._snapshot_exec, os.waitpid, work, 0)
-                code = os.waitstatus_to_exitcode(status)
-                if code != 0:
-                    await loop.run_in_executor(self._snapshot_exec,
-                                               self.snapshots.remove_temp_files)
-                    raise OSError(f"snapshot child {work} exited with {code}")
-            path = self.snapshots.data_dir / snapshot_name(seq)
-            size = path.stat().st_size
-            keep_seq, removed = await loop.run_in_executor(self._snapshot_exec,
-                                                           self.snapshots.prune)
-            pruned: list[Path] = []
-            if self.options.prune_journal and keep_seq:
-                pruned = await loop.run_in_executor(self._journal_exec, self.journal.prune,
-                                                    keep_seq)
-            seconds = time.perf_counter() - started
-            SNAPSHOT_SECONDS.observe(seconds)
-            log.info("snapshot_written", path=str(path), seq=seq, bytes=size,
-                     forked=not isinstance(work, bytes), stall_ms=round(stall * 1e3, 3),
-                     write_ms=round(seconds * 1e3, 3), snapshots_removed=len(removed),
-                     segments_pruned=len(pruned))
-        except OSError as exc:
-            # The journal still holds everything; only start-up gets slower. Not fatal.
-            SNAPSHOT_FAILURES.inc()
-            log.error("snapshot_failed", seq=seq, error=repr(exc))
-        finally:
-            self._snapshot_task = None
-
-
-# Young-generation threshold well above the default 700: a batch allocates thousands of
-# short-lived containers (Results, event lists), and at 700 the collector ran every ~200
-# commands. Measured in-process on the bench mix: ~8% less CPU per command, and full
-# collections (which walk the whole book: tens of ms with ~100k orders) become rare.
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def freeze_gc() -> None:
-    """Move everything allocated during start-up and recovery out of the collector's sight,
-    and collect the young generation less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+        if self._failed is None:
+            self.snapshotter.maybe_take()

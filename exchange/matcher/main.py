@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import gc
 import os
 import signal
 import sys
@@ -32,13 +33,27 @@ from exchange.logs import configure_logging
 from exchange.marketdata import publish as md_publish
 from exchange.marketdata.port import MarketDataPort, SendToGateways
 from exchange.matcher.engine_port import ClassFactory, EngineFactory
-from exchange.matcher.loop import Matcher, MatcherOptions, freeze_gc
+from exchange.matcher.loop import Matcher, MatcherOptions
 from exchange.matcher.recovery import RecoveryError, recover
 from exchange.matcher.report_log import DEFAULT_CAPACITY, ReportingFactory
 from exchange.model.instruments import ConfigError, ExchangeConfig, load_config
 from exchange.model.queries import BookSnapshot, GetBook
 
 log = structlog.get_logger("exchange.matcher.main")
+
+# Young-generation threshold well above the default 700: a batch allocates thousands of
+# short-lived containers (Results, event lists), and at 700 the collector ran every ~200
+# commands. Measured in-process on the bench mix: ~8% less CPU per command, and full
+# collections (which walk the whole book: tens of ms with ~100k orders) become rare.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def freeze_gc() -> None:
+    """Move everything allocated during start-up and recovery out of the collector's sight,
+    and collect the young generation less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

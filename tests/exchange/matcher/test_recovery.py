@@ -38,7 +38,7 @@ async def run_load(data_dir: Path, commands: int, *, setup: bool, seed: int = 1,
         await load.start(address)
         await wait_until(lambda: len(load.acked) >= commands, 60)
         await load.stop()
-        await wait_until(lambda: matcher._snapshot_task is None)
+        await wait_until(lambda: matcher.snapshotter.task is None)
     return matcher.engine.last_seq, matcher.engine.state_hash()
 
 
