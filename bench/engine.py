@@ -1,6 +1,6 @@
 """Engine benchmark: `python -m bench.engine [--commands N] [--seed S] [--book K]`.
 
-Applies the DESIGN.md command mix (bench.engine_mix) to an engine whose book is first
+Applies the command mix of docs/ARCHITECTURE.md (bench.engine_mix) to an engine whose book is first
 filled to about K resting orders, timing every single apply() with perf_counter_ns. Prints
 throughput (commands over the summed apply() time), latency percentiles including the max,
 and ends with one line `RESULT engine commands_per_s=<int> p99_us=<float>`.
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--taker-lots", type=int, default=50,
         help="marketable orders are 1..N lots (resting ones 1..50); 150 with --taker-reach 40 "
-        "grows the book 10k -> ~45k per 1M commands, like the field benchmark in DESIGN.md",
+        "grows the book 10k -> ~45k per 1M commands, like the comparison in docs/ARCHITECTURE.md",
     )
     parser.add_argument("--taker-reach", type=int, default=10)
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""A seeded generator of the DESIGN.md engine command mix, for benchmarks and load tests.
+"""A seeded engine command mix (docs/ARCHITECTURE.md), for benchmarks and load tests.
 
 About 50% new limit orders near the touch, 35% cancels, 10% amends and 5% marketable orders
 (IOC limits through the touch and market orders), from a handful of accounts with huge

@@ -191,7 +191,7 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
             await admin_runner.setup()
             await web.TCPSite(admin_runner, "127.0.0.1", admin_port).start()
         # Start-up objects (config, routes, modules) never die: keep them out of the cyclic
-        # collector's generations so full collections stay short (DESIGN.md, tail latency).
+        # collector's generations so full collections stay short (docs/ARCHITECTURE.md: the tail).
         gc.collect()
         gc.freeze()
         log.info("gateway_listening", host=host, port=bound, admin_port=admin_port)

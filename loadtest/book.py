@@ -1,6 +1,6 @@
 """A subscriber's view of one symbol's book, rebuilt from /ws/md messages, and its checksum.
 
-The checksum rule is PROTOCOL.md's (Kraken's): CRC32 of the top 10 asks (low to high) then
+The checksum rule is docs/PROTOCOL.md's (Kraken's): CRC32 of the top 10 asks (low to high) then
 the top 10 bids (high to low), each level contributing its price then its quantity with the
 '.' removed and leading zeros stripped. Prices are ordered by their float value (exact for
 the ≤15 significant digits of any price here; longer ones fall back to `Decimal`).

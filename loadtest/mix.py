@@ -1,4 +1,4 @@
-"""The DESIGN.md order mix, per trading session, always on each instrument's grid.
+"""The benchmark order mix (docs/ARCHITECTURE.md) per trading session, on each instrument's grid.
 
 About 50% new limit orders near the touch, 35% cancels of the session's own open orders,
 10% amends, 5% marketable (IOC limit through the touch) orders, spread over several symbols.

@@ -1,4 +1,4 @@
-"""The few PROTOCOL.md messages the load generator sends and reads, as msgspec structs.
+"""The few docs/PROTOCOL.md messages the load generator sends and reads, as msgspec structs.
 
 One reused encoder/decoder per message shape: decoding only the fields we need is what
 keeps a generator process cheap enough not to become the bottleneck it is measuring.

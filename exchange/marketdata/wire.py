@@ -2,7 +2,7 @@
 
 This is what the matcher publishes (to Redis channel `md:<symbol>`, or as the payload of a
 link `MarketData` frame) and what gateways decode. It carries integers (ticks, lots); the
-gateway turns them into the canonical decimal strings of the subscriber wire (PROTOCOL.md).
+gateway turns them into the canonical decimal strings of the subscriber wire (docs/PROTOCOL.md).
 
 Sequencing, which lets a gateway see at once that it missed a batch:
 - `prev_seq`/`seq`: the symbol's book_seq before and after the batch. A batch whose

@@ -1,4 +1,4 @@
-"""Result codes shared by the engine, the gateway and the wire (PROTOCOL.md).
+"""Result codes shared by the engine, the gateway and the wire (docs/PROTOCOL.md).
 
 Business outcomes are result codes, not exceptions: the engine answers a bad command with
 one of these and changes nothing.
@@ -28,8 +28,8 @@ class Code(IntEnum):
     OVERLOADED = 4002
     TIMEOUT = 5001
     INTERNAL = 5002
-    # Codes below are engine/operator outcomes that PROTOCOL.md does not list; they reach
-    # trading clients as 1002/1003 (see STATUS_OF) and operators verbatim.
+    # Codes below are engine/operator outcomes that only operators see (docs/PROTOCOL.md,
+    # Error codes); trading clients get one of the codes above instead.
     SYMBOL_HALTED = 3007
     UNKNOWN_ACCOUNT = 3008
     DUPLICATE_API_KEY = 3009

@@ -20,7 +20,7 @@ Permission = Literal["trade", "read"]
 
 
 # gc=False: commands hold no containers that could form cycles, so the cyclic collector need
-# not track them (DESIGN.md: few tracked objects in the hot path).
+# not track them (docs/ARCHITECTURE.md: few tracked objects in the hot path).
 class _Command(
     msgspec.Struct,
     frozen=True,

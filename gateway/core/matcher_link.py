@@ -1,4 +1,4 @@
-"""The gateway's reconnecting link to the matcher, with the backpressure of DESIGN.md.
+"""The gateway's reconnecting link to the matcher, and its backpressure (docs/ARCHITECTURE.md).
 
 Commands go to the matcher through a bounded in-flight window. When the window is full they
 wait in a bounded queue; when that is full too, a new order is refused at once (4002).

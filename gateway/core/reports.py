@@ -2,7 +2,7 @@
 
 An order event carries the order's whole state after it, so an execution report needs
 nothing else. Prices have the instrument's tick decimals, quantities its lot decimals,
-fees the fee asset's decimals (PROTOCOL.md "Numbers").
+fees the fee asset's decimals (docs/PROTOCOL.md "Numbers").
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Wire JSON -> engine commands and queries, with every PROTOCOL.md rule checked at the edge.
+"""Wire JSON -> engine commands and queries, every docs/PROTOCOL.md rule checked at the edge.
 
-Anything rejected here answers with its code and never reaches the matcher. Choices where
-PROTOCOL.md is silent (docs/API.md): the envelope, a missing required parameter or an unknown
-parameter is 1001 (wrong shape); a parameter that is present with a bad type or value is 1002;
-an unknown symbol is 1003.
+Anything rejected here answers with its code and never reaches the matcher. As
+docs/PROTOCOL.md says: the envelope, a missing required parameter or an unknown parameter is
+1001 (wrong shape); a parameter that is present with a bad type or value is 1002; an unknown
+symbol is 1003.
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def place_order(config: ExchangeConfig, params: dict[str, Any], account_id: int,
         if post_only:
             raise RequestError(Code.INVALID_VALUE, "'post_only' needs a limit order")
         if "tif" not in params or params["tif"] is None:
-            # A market order never rests: IOC unless the client asked FOK (docs/API.md).
+            # A market order never rests: IOC unless the client asked FOK (docs/PROTOCOL.md).
             tif = "IOC"
         elif tif == "GTC":
             raise RequestError(Code.INVALID_VALUE, "a market order is IOC or FOK")

@@ -2,7 +2,7 @@
 
 Inbound: NewOrderSingle (D) -> PlaceOrder, OrderCancelRequest (F) -> CancelOrder,
 OrderCancelReplaceRequest (G) -> AmendOrder, OrderStatusRequest (H) -> GetOrder. Values are
-converted exactly as on the WebSocket (PROTOCOL.md, Numbers): off-grid, zero, signed or
+converted exactly as on the WebSocket (docs/PROTOCOL.md, Numbers): off-grid, zero, signed or
 exponent values are rejected, never rounded.
 Outbound: ExecutionReport (8) from order events, OrderCancelReject (9) from CancelRejected.
 """
@@ -34,7 +34,7 @@ ORD_STATUS: dict[OrdStatus, str] = {
     "rejected": "8",
     "expired": "C",
 }
-# PROTOCOL.md: exec_type / ord_status map one-to-one onto FIX tags 150 and 39.
+# docs/PROTOCOL.md: exec_type / ord_status map one-to-one onto FIX tags 150 and 39.
 FIX_EXEC_TYPE: dict[str, str] = {
     "new": "0",
     "trade": "F",

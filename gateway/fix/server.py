@@ -1,7 +1,7 @@
 """FIX 4.4 order entry over TCP: one acceptor per gateway, sessions beside the WebSocket ones.
 
 A FIX connection is a trading session like a /ws/trade one: it logs on with the same API
-keys (553 Username, 95/96 RawData = the PROTOCOL.md HMAC over SendingTime(52) and
+keys (553 Username, 95/96 RawData = the docs/PROTOCOL.md HMAC over SendingTime(52) and
 SenderCompID(49)), shares the per-key order rate limit and the matcher link's lanes, and
 receives an ExecutionReport for every event of its account's orders through the gateway's
 session registry. Replay protection: one logon per (SenderCompID, SendingTime) within the

@@ -4,7 +4,7 @@ It owns sequence numbers, heartbeats, test requests, resend requests and logout;
 nothing of sockets or of orders. `on_message` and `on_timer` return what to do: bytes to send,
 an application message to hand on, a logon to authenticate, or a disconnect.
 
-Rules kept here (PROTOCOL.md, FIX section):
+Rules kept here (docs/PROTOCOL.md, FIX section):
 - Logon first; anything else first is a disconnect. `141=Y` resets both sequence numbers.
 - MsgSeqNum too high: ResendRequest for the gap (the too-high message is not processed; the
   counterparty resends it). Too low without PossDupFlag(43=Y): Logout and disconnect.

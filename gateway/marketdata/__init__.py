@@ -1,4 +1,4 @@
-"""Market-data fan-out of the gateway: GET /ws/md (PROTOCOL.md, market data).
+"""Market-data fan-out of the gateway: GET /ws/md (docs/PROTOCOL.md, market data).
 
 `install(app, source=..., config=..., redis_url=...)` registers the route and the background
 tasks (feed reader, heartbeats) through `cleanup_ctx`; `health(app)` gives the /healthz

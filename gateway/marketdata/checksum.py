@@ -1,4 +1,4 @@
-"""Book checksum (PROTOCOL.md, Kraken's rule).
+"""Book checksum (docs/PROTOCOL.md, Kraken's rule).
 
 CRC32 (unsigned) of the top 10 asks (low to high) then the top 10 bids (high to low), each
 level contributing its price then its quantity as canonical decimal strings with the "."

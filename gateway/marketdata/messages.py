@@ -1,4 +1,4 @@
-"""Subscriber-facing /ws/md messages (PROTOCOL.md) and their WebSocket framing.
+"""Subscriber-facing /ws/md messages (docs/PROTOCOL.md) and their WebSocket framing.
 
 Each outgoing message is encoded to JSON once and framed once; the same bytes are then
 written to every subscriber that shares the view (`frame`).

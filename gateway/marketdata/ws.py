@@ -1,4 +1,4 @@
-"""GET /ws/md: the market-data WebSocket (PROTOCOL.md), no logon."""
+"""GET /ws/md: the market-data WebSocket (docs/PROTOCOL.md), no logon."""
 
 from __future__ import annotations
 

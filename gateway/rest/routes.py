@@ -1,6 +1,6 @@
 """Read-only REST: instruments, book, trades, health and metrics (no logon).
 
-Errors are `{"code", "msg"}` with the HTTP status of the code (PROTOCOL.md error table).
+Errors are `{"code", "msg"}` with the HTTP status of the code (docs/PROTOCOL.md error table).
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class TradeWebSocket(web.WebSocketResponse):
     """Answers 1004 before the 1009 close that aiohttp sends for an oversized frame.
 
     aiohttp detects the frame from its header and closes with 1009 without reading the
-    payload; this hook puts PROTOCOL.md's error response on the wire just before that close.
+    payload; this hook puts docs/PROTOCOL.md's error response on the wire just before that close.
     """
 
     too_large_answer: Callable[[], bytes] | None = None

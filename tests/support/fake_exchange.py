@@ -1,4 +1,4 @@
-"""A tiny /ws/trade + /ws/md server answering per PROTOCOL.md, for testing the generator.
+"""A tiny /ws/trade + /ws/md server answering per docs/PROTOCOL.md, for testing the generator.
 
 It keeps no books: it accepts every order, fills nothing, and pushes the execution reports
 a real exchange would for accepts, cancels and amends. Faults can be switched on to prove

@@ -179,7 +179,7 @@ async def test_cancel_on_disconnect_cancels_through_the_matcher(ex: RunningExcha
     await client.expect("8")
     await client.close()
     ws = await ex.client(creds)
-    # PROTOCOL.md: the cancels go through the journal within 1 s of the disconnect.
+    # docs/PROTOCOL.md: the cancels go through the journal at once (1 s allowed here).
     deadline = time.monotonic() + 1.0
     while await ws.open_orders("BTC-USD"):
         assert time.monotonic() < deadline, "orders still open 1 s after the disconnect"
