@@ -17,6 +17,7 @@ from collections import deque
 
 from exchange.engine.orders import OPEN_STATUSES, Level, Order
 from exchange.engine.templates import SymbolTemplates
+from exchange.model.candles import SymbolCandles
 from exchange.model.events import TradeExecuted
 from exchange.model.instruments import Instrument
 
@@ -202,6 +203,7 @@ class Book:
         "asks",
         "bids",
         "book_seq",
+        "candles",
         "halted",
         "inst",
         "last_price",
@@ -221,6 +223,7 @@ class Book:
         self.book_seq = 0
         self.trade_id = 0
         self.trades: deque[TradeExecuted] = deque(maxlen=TRADES_KEPT)
+        self.candles = SymbolCandles()  # OHLCV per interval, from this book's trades
         self.tpl = SymbolTemplates(inst.symbol, inst.base, inst.quote)
 
     def ref_price(self) -> int:

@@ -13,9 +13,11 @@ from exchange.model.queries import (
     Balance,
     BalanceList,
     BookSnapshot,
+    CandleList,
     GetApiKey,
     GetBalances,
     GetBook,
+    GetCandles,
     GetOpenOrders,
     GetOrder,
     GetTrades,
@@ -28,6 +30,7 @@ from exchange.model.queries import (
 )
 
 MAX_DEPTH = 1000
+MAX_CANDLES = 1000
 
 _order_fields = attrgetter(*ORDER_FIELDS)
 
@@ -92,6 +95,17 @@ class Queries(EngineBase):
                 limit = max(0, min(query.limit, len(book.trades)))
                 trades = list(book.trades)
                 return TradeList(trades=trades[len(trades) - limit :])
+            case GetCandles():
+                book = self._books.get(query.symbol)
+                if book is None:
+                    return NotFound(code=int(Code.UNKNOWN_SYMBOL))
+                series = book.candles.series.get(query.interval)
+                if series is None:
+                    return NotFound(code=int(Code.INVALID_VALUE))
+                before, candles = series.read(query.first, query.last,
+                                              max(0, min(query.limit, MAX_CANDLES)))
+                return CandleList(symbol=book.symbol, interval=query.interval, before=before,
+                                  candles=candles)
         raise TypeError(f"not a query: {query!r}")
 
     def _find_order(self, q: GetOrder) -> Order | None:

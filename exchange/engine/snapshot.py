@@ -20,6 +20,7 @@ from exchange.engine.state import (
     EngineState,
     OrderRecord,
 )
+from exchange.model.candles import SymbolCandles
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.orders import ORDER_FIELDS
 
@@ -74,6 +75,7 @@ class Snapshots(EngineBase):
                     b.symbol, b.halted, b.last_price, b.book_seq, b.trade_id, list(b.trades),
                     [_record(o) for o in b.bids.orders()],
                     [_record(o) for o in b.asks.orders()],
+                    b.candles.records(),
                 )
                 for b in self._books.values()
             ],
@@ -114,6 +116,7 @@ class Snapshots(EngineBase):
             book.book_seq = br2.book_seq
             book.trade_id = br2.trade_id
             book.trades.extend(br2.trades)
+            book.candles = SymbolCandles(br2.candles)
             for side, records in ((book.bids, br2.bids), (book.asks, br2.asks)):
                 for r in records:
                     o = _order(r)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from exchange.model.candles import Candle
 from exchange.model.commands import Permission
 from exchange.model.events import TradeExecuted
 from exchange.model.orders import OrderFields
@@ -46,6 +47,9 @@ class BookRecord(msgspec.Struct, array_like=True):
     trades: list[TradeExecuted]
     bids: list[OrderRecord]  # best level first, FIFO within a level
     asks: list[OrderRecord]
+    # Per interval in exchange.model.candles.INTERVALS order, oldest first. Last, with a
+    # default: snapshots written before candles existed still load (with no candles).
+    candles: list[list[Candle]] = []
 
 
 class EngineState(msgspec.Struct, array_like=True):

@@ -128,6 +128,7 @@ class Taking(EngineBase):
         taker_side = o.side
         symbol = book.symbol
         trades = book.trades
+        add_candle = book.candles.add
         closed = self._closed
         remaining = o.qty - o.cum_qty
         tpl = book.tpl
@@ -192,6 +193,7 @@ class Taking(EngineBase):
                     taker_side=taker_side, maker_order_id=m.order_id, taker_order_id=taker_id,
                 )
                 trades.append(trade)
+                add_candle(ts, px, q)
                 append(trade)
                 # Maker: always the head of the best level.
                 m_cum = m.cum_qty + q

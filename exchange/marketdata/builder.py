@@ -13,7 +13,8 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from exchange.marketdata.wire import BookDelta, MdBatch, TickerMsg, TradeMsg
+from exchange.marketdata.wire import BookDelta, CandleUpdate, MdBatch, TickerMsg, TradeMsg
+from exchange.model.candles import INTERVALS, Candle, CandleSeries
 from exchange.model.events import BookChanged, Event, TradeExecuted
 from exchange.model.queries import BookSnapshot
 
@@ -114,7 +115,9 @@ class RollingVolume:
 
 
 class _SymbolState:
-    __slots__ = ("book", "last_price", "last_ticker", "last_trade_id", "seq", "volume")
+    __slots__ = (
+        "book", "candles", "last_price", "last_ticker", "last_trade_id", "seq", "volume",
+    )
 
     def __init__(self) -> None:
         self.book = L2Book()
@@ -125,6 +128,20 @@ class _SymbolState:
         self.last_price: int | None = None
         self.volume = RollingVolume()
         self.last_ticker: TickerMsg | None = None
+        # The open candle per interval (the engine keeps the history; see prime_candles).
+        self.candles = {name: CandleSeries(width, 1) for name, width in INTERVALS.items()}
+
+    def candle_updates(self, fills: Sequence[TradeExecuted]) -> list[CandleUpdate]:
+        out: list[CandleUpdate] = []
+        for name, series in self.candles.items():
+            for fill in fills:
+                series.add(fill.ts, fill.price, fill.qty)
+            c = series.last()
+            if c is not None:
+                out.append(CandleUpdate(
+                    name, c.start, c.open, c.high, c.low, c.close, c.volume, c.trades
+                ))
+        return out
 
     def ticker(self) -> TickerMsg:
         bid = self.book.bids.best()
@@ -158,6 +175,16 @@ class MdBuilder:
         state.book.load(snapshot.bids, snapshot.asks)
         state.seq = snapshot.book_seq
         state.last_trade_id = snapshot.last_trade_id
+
+    def prime_candles(self, symbol: str, open_candles: dict[str, Candle]) -> None:
+        """Start a symbol's open candles from the engine's newest ones (after recovery), so
+        the first trade after a restart extends the candle rather than starting it again."""
+        state = self._state(symbol)
+        for name, candle in open_candles.items():
+            series = state.candles.get(name)
+            if series is not None:
+                series.candles.clear()
+                series.candles.append(candle)
 
     def on_batch(self, events: Sequence[Event], ts: int) -> list[MdBatch]:
         """One MdBatch per symbol that had market-data events in this matcher batch."""
@@ -213,6 +240,9 @@ class MdBuilder:
                 state.volume.add(fill.ts, fill.qty)
             state.last_trade_id = fills[-1].trade_id
             state.last_price = fills[-1].price
+            candles = state.candle_updates(fills)
+        else:
+            candles = []
         ticker = state.ticker()
         if ticker == state.last_ticker:
             ticker_out = None
@@ -228,6 +258,7 @@ class MdBuilder:
             book=delta,
             trades=trade_msgs,
             ticker=ticker_out,
+            candles=candles,
         )
 
     def on_tick(self, ts: int) -> list[MdBatch]:

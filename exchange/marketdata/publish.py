@@ -34,7 +34,7 @@ from exchange.marketdata.port import MarketDataPort, SendToGateways
 from exchange.marketdata.redis_conn import close_connection, connection_pool, open_connection
 from exchange.marketdata.wire import channel_of, encode_batch
 from exchange.model.events import Event
-from exchange.model.queries import BookSnapshot
+from exchange.model.queries import BookSnapshot, CandleList
 
 log = structlog.get_logger("exchange.marketdata.publish")
 
@@ -323,6 +323,12 @@ class MdPublisher:
         """Optional: seed the builder with the recovered books so tickers are right at once."""
         for snapshot in snapshots:
             self.builder.prime(snapshot)
+
+    def prime_candles(self, answers: Sequence[CandleList]) -> None:
+        """Optional: seed the open candles from the engine's newest ones (GetCandles limit 1)."""
+        for answer in answers:
+            if answer.candles:
+                self.builder.prime_candles(answer.symbol, {answer.interval: answer.candles[-1]})
 
     async def start(self) -> None:
         await self.transport.start()

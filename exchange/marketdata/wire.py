@@ -51,6 +51,19 @@ class TickerMsg(msgspec.Struct, frozen=True, array_like=True, gc=False):
     volume_24h: int  # lots traded over the last 24 hours of event time
 
 
+class CandleUpdate(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """The open candle of one interval after the batch's trades (absolute values)."""
+
+    interval: str  # a key of exchange.model.candles.INTERVALS
+    start: int  # ns
+    open: int  # ticks
+    high: int
+    low: int
+    close: int
+    volume: int  # lots
+    trades: int
+
+
 class MdBatch(msgspec.Struct, frozen=True, array_like=True, gc=False):
     symbol: str
     ts: int  # the batch's engine timestamp (ns)
@@ -62,6 +75,7 @@ class MdBatch(msgspec.Struct, frozen=True, array_like=True, gc=False):
     trades: list[TradeMsg] = []
     ticker: TickerMsg | None = None
     heartbeat: bool = False
+    candles: list[CandleUpdate] = []  # one per interval when the batch had trades
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -36,8 +36,9 @@ from exchange.matcher.engine_port import ClassFactory, EngineFactory
 from exchange.matcher.loop import Matcher, MatcherOptions
 from exchange.matcher.recovery import RecoveryError, recover
 from exchange.matcher.report_log import DEFAULT_CAPACITY, ReportingFactory
+from exchange.model.candles import INTERVALS, LAST_BUCKET
 from exchange.model.instruments import ConfigError, ExchangeConfig, load_config
-from exchange.model.queries import BookSnapshot, GetBook
+from exchange.model.queries import BookSnapshot, CandleList, GetBook, GetCandles
 
 log = structlog.get_logger("exchange.matcher.main")
 
@@ -175,6 +176,10 @@ def open_matcher(
         snapshots = [recovered.engine.answer(GetBook(symbol=symbol, depth=MAX_DEPTH))
                      for symbol in config.instruments]
         port.prime([s for s in snapshots if isinstance(s, BookSnapshot)])
+        newest = [recovered.engine.answer(GetCandles(symbol=symbol, interval=interval, first=0,
+                                                     last=LAST_BUCKET, limit=1))
+                  for symbol in config.instruments for interval in INTERVALS]
+        port.prime_candles([c for c in newest if isinstance(c, CandleList)])
     matcher.md_port = port
     return matcher
 

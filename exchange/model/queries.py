@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from exchange.model.candles import Candle
 from exchange.model.commands import Permission
 from exchange.model.events import OrderEvent, TradeExecuted
 from exchange.model.orders import OrderFields
@@ -60,7 +61,20 @@ class GetReports(_Query, tag="reports", kw_only=True, frozen=True):
     limit: int = 100
 
 
-Query = GetBook | GetOrder | GetOpenOrders | GetBalances | GetApiKey | GetTrades | GetReports
+class GetCandles(_Query, tag="candles", kw_only=True, frozen=True):
+    """Stored (non-empty) candles of `interval` with start in [first, last], newest `limit`."""
+
+    symbol: str
+    interval: str  # a key of exchange.model.candles.INTERVALS
+    first: int  # bucket starts, ns
+    last: int
+    limit: int = 500
+
+
+Query = (
+    GetBook | GetOrder | GetOpenOrders | GetBalances | GetApiKey | GetTrades | GetReports
+    | GetCandles
+)
 
 
 class _Answer(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
@@ -123,7 +137,14 @@ class ReportPage(_Answer, tag="reports", kw_only=True, frozen=True):
     gap: bool = False
 
 
+class CandleList(_Answer, tag="candles", kw_only=True, frozen=True):
+    symbol: str
+    interval: str
+    before: Candle | None  # the newest stored candle before `first`: the close to carry
+    candles: list[Candle]  # oldest first, non-empty buckets only
+
+
 QueryResult = (
     BookSnapshot | OrderState | OrderList | BalanceList | ApiKeyInfo | TradeList | ReportPage
-    | NotFound
+    | CandleList | NotFound
 )

@@ -50,6 +50,22 @@ class TickerOut(msgspec.Struct, frozen=True, kw_only=True):
     volume_24h: str
 
 
+class CandleOut(msgspec.Struct, frozen=True, kw_only=True):
+    """The open candle of one interval, sent whenever a trade changed it."""
+
+    channel: Literal["candles"] = "candles"
+    symbol: str
+    ts: int
+    interval: str
+    start: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+    trades: int
+
+
 class HeartbeatOut(msgspec.Struct, frozen=True, kw_only=True):
     channel: Literal["heartbeat"] = "heartbeat"
     symbol: str
@@ -84,7 +100,7 @@ class StatusOut(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     error: ErrorInfo | None = None
 
 
-OutMessage = BookOut | TradeOut | TickerOut | HeartbeatOut | StatusOut
+OutMessage = BookOut | TradeOut | TickerOut | CandleOut | HeartbeatOut | StatusOut
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True):

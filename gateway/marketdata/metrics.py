@@ -27,5 +27,6 @@ RESYNC_BUFFER_DROPS = Counter(
 SENT_BOOK = SENT.labels("book")
 SENT_TRADES = SENT.labels("trades")
 SENT_TICKER = SENT.labels("ticker")
+SENT_CANDLES = SENT.labels("candles")
 SENT_HEARTBEAT = SENT.labels("heartbeat")
 SENT_STATUS = SENT.labels("status")

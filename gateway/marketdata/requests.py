@@ -8,7 +8,7 @@ import msgspec
 
 from exchange.model.instruments import ExchangeConfig
 
-CHANNELS: Final = frozenset({"book", "trades", "ticker", "heartbeat"})
+CHANNELS: Final = frozenset({"book", "trades", "ticker", "candles", "heartbeat"})
 SUBSCRIBE_PARAMS: Final = frozenset({"channels", "symbols", "depth", "interval_ms"})
 
 
@@ -63,7 +63,9 @@ def parse_subscribe(
     channels = params.get("channels")
     if not isinstance(channels, list) or not channels or not all(c in CHANNELS for c in channels):
         raise RequestError(
-            1001, "params.channels must be a non-empty list of: book, trades, ticker, heartbeat"
+            1001,
+            "params.channels must be a non-empty list of: book, trades, ticker, candles, "
+            "heartbeat",
         )
     symbols = parse_symbols(params, config)
     depth = params.get("depth", lim.default_depth)

@@ -16,13 +16,20 @@ from typing import Final
 import structlog
 
 from exchange.marketdata.builder import L2Book
-from exchange.marketdata.wire import BookDelta, MdBatch, TradeMsg
+from exchange.marketdata.wire import BookDelta, CandleUpdate, MdBatch, TradeMsg
 from exchange.model.events import TradeExecuted
 from exchange.model.instruments import Instrument
 from exchange.model.queries import BookSnapshot
 from gateway.marketdata import metrics
 from gateway.marketdata.client import MdClient
-from gateway.marketdata.messages import HeartbeatOut, StatusOut, TickerOut, TradeOut, encode
+from gateway.marketdata.messages import (
+    CandleOut,
+    HeartbeatOut,
+    StatusOut,
+    TickerOut,
+    TradeOut,
+    encode,
+)
 from gateway.marketdata.views import BookView
 
 log = structlog.get_logger("gateway.marketdata")
@@ -77,6 +84,8 @@ class SymbolFeed:
         self.groups: dict[tuple[int, int], BookView] = {}
         self.trade_fan: tuple[MdClient, ...] = ()
         self.ticker_fan: tuple[MdClient, ...] = ()
+        self.candle_fan: tuple[MdClient, ...] = ()
+        self.last_candles: dict[str, bytes] = {}  # interval -> last candle sent, for newcomers
         self.last_ticker: bytes | None = None  # the last ticker sent, for new subscribers
         self.ticker_key: tuple[int | None, ...] | None = None
         self.last_price: int | None = None
@@ -107,6 +116,9 @@ class SymbolFeed:
         self._rebuild_fans()
         if "ticker" in sub.channels and self.ready and self.last_ticker is not None:
             client.send(self.last_ticker)
+        if "candles" in sub.channels:
+            for data in self.last_candles.values():
+                client.send(data)
 
     def remove(self, client: MdClient) -> None:
         sub = self.subs.pop(client, None)
@@ -141,6 +153,7 @@ class SymbolFeed:
     def _rebuild_fans(self) -> None:
         self.trade_fan = tuple(c for c, s in self.subs.items() if "trades" in s.channels)
         self.ticker_fan = tuple(c for c, s in self.subs.items() if "ticker" in s.channels)
+        self.candle_fan = tuple(c for c, s in self.subs.items() if "candles" in s.channels)
 
     def close(self) -> None:
         self.closed = True
@@ -222,6 +235,25 @@ class SymbolFeed:
                 self.last_price = batch.ticker.last
             self.volume_24h = batch.ticker.volume_24h
         self._maybe_ticker(batch.ts)
+        if batch.candles:
+            self._send_candles(batch.candles, batch.ts)
+
+    def _send_candles(self, candles: Sequence[CandleUpdate], ts: int) -> None:
+        """Candles are absolute values: one lost with a gap is made good by the next."""
+        inst = self.instrument
+        fan = self.candle_fan
+        for c in candles:
+            self.last_candles[c.interval] = data = encode(
+                CandleOut(
+                    symbol=self.symbol, ts=ts, interval=c.interval, start=c.start,
+                    open=inst.ticks_to_price(c.open), high=inst.ticks_to_price(c.high),
+                    low=inst.ticks_to_price(c.low), close=inst.ticks_to_price(c.close),
+                    volume=inst.lots_to_qty(c.volume), trades=c.trades,
+                )
+            )
+            for client in fan:
+                client.send(data)
+        metrics.SENT_CANDLES.inc(len(fan) * len(candles))
 
     def _ticker_key(self) -> tuple[int | None, ...]:
         bid = self.book.bids.best()

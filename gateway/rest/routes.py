@@ -14,11 +14,19 @@ from aiohttp import web
 from exchange.link.client import LinkDown
 from exchange.model.codes import MESSAGES, STATUS_OF, Code
 from exchange.model.instruments import ExchangeConfig, Instrument
-from exchange.model.queries import BookSnapshot, GetBook, GetTrades, QueryResult, TradeList
+from exchange.model.queries import (
+    BookSnapshot,
+    GetBook,
+    GetTrades,
+    Query,
+    QueryResult,
+    TradeList,
+)
 from gateway import marketdata
 from gateway.core.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
 from gateway.metrics import GatewayMetrics
+from gateway.rest.candles import candles_response
 
 MAX_DEPTH = 1000
 DEFAULT_DEPTH = 50
@@ -62,10 +70,11 @@ class RestApi:
         app.router.add_get("/api/instruments", self.instruments)
         app.router.add_get("/api/book/{symbol}", self.book)
         app.router.add_get("/api/trades/{symbol}", self.trades)
+        app.router.add_get("/api/candles/{symbol}", self.candles)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/metrics", self.metrics_text)
 
-    async def _ask(self, query: GetBook | GetTrades) -> QueryResult | web.Response:
+    async def _ask(self, query: Query) -> QueryResult | web.Response:
         try:
             async with asyncio.timeout(QUERY_TIMEOUT_S):
                 return await self.link.ask_nowait(query)
@@ -126,6 +135,9 @@ class RestApi:
                 for t in answer.trades
             ],
         })
+
+    async def candles(self, request: web.Request) -> web.Response:
+        return await candles_response(self.config, self._ask, request)
 
     async def healthz(self, request: web.Request) -> web.Response:
         link = self.link

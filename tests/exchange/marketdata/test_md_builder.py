@@ -109,3 +109,26 @@ def test_l2_side_orders_best_first() -> None:
     assert bids.top(5) == [(7, 7), (5, 5)]
     assert asks.top(5) == [(5, 5), (9, 9)]
     assert bids.rank(6) == 1 and asks.rank(9) == 1
+
+
+def test_trades_send_the_open_candle_of_every_interval() -> None:
+    from exchange.model.candles import INTERVALS, Candle
+
+    minute = INTERVALS["1m"]
+    b = MdBuilder()
+    quiet = b.on_batch([book("A", 1, [(100, 5)], [])], ts=1)[0]
+    assert quiet.candles == [], "no trade, no candle update"
+    b.prime_candles("A", {"1m": Candle(0, 90, 95, 80, 91, 4, 2)})
+    first = b.on_batch([trade("A", 1, 101, 2, ts=10), trade("A", 2, 99, 1, ts=20)], ts=20)[0]
+    assert [c.interval for c in first.candles] == list(INTERVALS)
+    one = first.candles[0]
+    # Primed: the open minute continues from the engine's candle rather than restarting.
+    assert (one.start, one.open, one.high, one.low, one.close, one.volume, one.trades) == (
+        0, 90, 101, 80, 99, 7, 4)
+    day = first.candles[-1]
+    assert (day.open, day.high, day.low, day.close, day.volume, day.trades) == (
+        101, 101, 99, 99, 3, 2)
+    later = b.on_batch([trade("A", 3, 105, 1, ts=minute + 5)], ts=minute + 5)[0]
+    assert (later.candles[0].start, later.candles[0].open, later.candles[0].trades) == (
+        minute, 105, 1)
+    assert decode_batch(encode_batch(later)) == later
