@@ -1,4 +1,5 @@
-"""The gateway's aiohttp application: /ws/trade, /ws/md, read-only REST, /healthz, /metrics.
+"""The gateway's aiohttp application: /ws/trade, /ws/md, read-only REST, /healthz, /metrics,
+and the trading page at /.
 
     settings = GatewaySettings(matcher="unix:/run/exchange/matcher.sock")
     app = await create_app(settings)          # links to the matcher first (its config)
@@ -22,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from exchange.model.instruments import ExchangeConfig
+from gateway import web as web_page
 from gateway.core.auth import SharedNonces
 from gateway.core.matcher_link import LinkLimits, MatcherLink
 from gateway.core.trading import TradeLimits, TradingCore
@@ -87,6 +89,7 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
     app[TRADE_KEY] = core
     app.router.add_get("/ws/trade", TradeGateway(core).handle)
     RestApi(link, config, metrics).add_routes(app)
+    web_page.install(app)
     if settings.market_data:
         from gateway import marketdata
 
