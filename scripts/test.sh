@@ -21,6 +21,20 @@ if ! command -v redis-server >/dev/null 2>&1; then
     fi
 fi
 
+# The trading page's tests drive a real headless Chromium (Debian's chromium + chromium-driver).
+if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing chromium and chromium-driver (Debian packages) for the browser tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+            install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "chromium or chromedriver is not installed: install the 'chromium' and" >&2
+        echo "'chromium-driver' packages (e.g. sudo apt-get install chromium chromium-driver);" >&2
+        echo "the browser tests start their own exchange on free ports." >&2
+        exit 1
+    fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 

@@ -261,7 +261,7 @@ async def test_heartbeat_once_a_second_with_seq(config: ExchangeConfig) -> None:
     [
         ("not json", 1001),
         ({"method": "subscribe", "params": {"channels": ["book"], "symbols": ["NOPE-X"]}}, 1003),
-        ({"method": "subscribe", "params": {"channels": ["candles"], "symbols": [SYMBOL]}}, 1001),
+        ({"method": "subscribe", "params": {"channels": ["level3"], "symbols": [SYMBOL]}}, 1001),
         (
             {"method": "subscribe", "params": {"channels": ["book"], "symbols": [SYMBOL],
                                                "depth": 0}},
