@@ -218,6 +218,12 @@ class TradingCore:
             nonce=nonce, replay_key=replay_key, signature=signature)
         if session.logged_on:  # a concurrent logon on the same connection won the race
             raise RequestError(Code.MALFORMED, "already logged on")
+        self.bind(session, info, cancel_on_disconnect)
+        return info
+
+    def bind(self, session: TradingSession, info: ApiKeyInfo,
+             cancel_on_disconnect: CancelOnDisconnect) -> None:
+        """Make `session` a logged-on session of the key's account (after `authenticate`)."""
         session.account_id = info.account_id
         session.api_key = info.api_key
         session.permissions = tuple(info.permissions)
@@ -228,7 +234,6 @@ class TradingCore:
         if cancel_on_disconnect is not CancelOnDisconnect.NONE:
             self.link.session_opened(session.session_id, info.account_id,
                                      cancel_on_disconnect)
-        return info
 
     async def authenticate(self, *, api_key: str, timestamp_ms: int,
                            signed_timestamp: int | str, nonce: str, replay_key: str,

@@ -217,9 +217,12 @@ class FixConnection(TradingSession):
                 exc.msg or MESSAGES[exc.code])
             self._act(self.session.reject_logon(text, now))
             return
-        if self._finished:  # the connection went away while the logon was checked
-            self.core.closed(self)
+        if self._finished:
+            # The connection went away while the logon was checked: it never became a
+            # session, so there is nothing to bind (and nothing to cancel for it).
             return
+        self.core.bind(self, info, COD_TAG_VALUES.get(logon.get(8013) or "N",
+                                                      CancelOnDisconnect.NONE))
         log.info("fix_logon", session_id=self.session_id, account_id=info.account_id,
                  sender=logon.get(49), cancel_on_disconnect=self.cancel_on_disconnect)
         self._act(self.session.accept_logon(logon, time.time()))
@@ -234,11 +237,9 @@ class FixConnection(TradingSession):
             raise RequestError(Code.BAD_CREDENTIALS)
         # The signature's nonce is SenderCompID; what may not be replayed is the
         # (SenderCompID, SendingTime) pair, so a client can reconnect at once.
-        return await self.core.logon(
-            self, api_key=api_key, timestamp_ms=stamp, signed_timestamp=sending, nonce=sender,
-            replay_key=f"{sender}|{sending}", signature=signature,
-            cancel_on_disconnect=COD_TAG_VALUES.get(logon.get(8013) or "N",
-                                                    CancelOnDisconnect.NONE))
+        return await self.core.authenticate(
+            api_key=api_key, timestamp_ms=stamp, signed_timestamp=sending, nonce=sender,
+            replay_key=f"{sender}|{sending}", signature=signature)
 
     # ---- application messages --------------------------------------------------------------
 

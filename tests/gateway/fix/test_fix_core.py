@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,8 +18,11 @@ import pytest
 
 from exchange.link.client import LinkClient
 from exchange.model.queries import GetOpenOrders, OrderList
+from gateway.app import TRADE_KEY
+from gateway.core import auth
 from gateway.core.matcher_link import LinkLimits
 from gateway.fix.client import FixClient
+from gateway.fix.session import sending_time
 from tests.gateway.conftest import FUNDS
 from tests.support.exchange_harness import RunningExchange, limits, running_exchange, wait_until
 
@@ -141,3 +145,37 @@ async def test_fix_session_scoped_cancel_on_disconnect_keeps_other_sessions_orde
     while report["client_order_id"] != "fix-1" or report["exec_type"] != "canceled":
         report = await ws.next_report()
     assert report["cancel_reason"] == "disconnect"
+
+
+async def test_a_logon_checked_after_its_connection_closed_leaves_nothing_behind(
+        ex: RunningExchange) -> None:
+    """The key lookup waits for a stalled matcher; the client hangs up meanwhile."""
+    creds = await ex.new_account(FUNDS)
+    ws = await ex.client(creds)
+    await ws.place(SYM, "buy", "0.1", "49000.00", client_order_id="keep")
+    assert ex.runner is not None
+    core = ex.runner.app[TRADE_KEY]
+    core.keys = type(core.keys)()  # forget the key, so the FIX logon has to ask the matcher
+    ws_session = next(iter(core.sessions.all))
+    client = await connect(ex, "", "", logon=False)
+    sent_at = sending_time(time.time())
+    sig = auth.sign_logon(creds.secret, sent_at, client.sender, creds.api_key)
+    pid = ex.matcher.proc.pid if ex.matcher.proc else 0
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await client.send("A", [(98, "0"), (108, "30"), (553, creds.api_key),
+                                (95, str(len(sig))), (96, sig), (8013, "Y"), (141, "Y")],
+                          when=sent_at)
+        await wait_until(lambda: len(core.sessions) == 2, 5)
+        await client.close()
+        await wait_until(lambda: len(core.sessions) == 1, 5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # The key's answer comes once the matcher runs again, for a connection that is gone.
+    await wait_until(lambda: core.keys.get(creds.api_key) is not None, 5)
+    await wait_until(lambda: core.unanswered == 0 and ex.link.in_flight == 0, 5)
+    assert core.sessions.all == {ws_session}
+    assert core.sessions.by_account == {creds.account_id: {ws_session}}
+    assert core.sessions.per_key == {creds.api_key: 1}
+    # Its 8013=Y was never accepted: nothing is canceled for it.
+    assert await open_ids(ex, creds.account_id) == {"keep"}
