@@ -11,6 +11,7 @@ fits the message.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import final
 
 from exchange.link.client import LinkDown
 from exchange.link.messages import Refused, Result
@@ -37,6 +38,7 @@ def wire_code(code: int) -> tuple[Code, str]:
     return _WIRE_CODE.get(engine, engine), MESSAGES[engine]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """A request's answer other than success: nothing changed, or the outcome is unknown."""

@@ -282,23 +282,23 @@ class TradingCore:
     # ---- requests -------------------------------------------------------------------------
 
     @staticmethod
-    def require(session: TradingSession, permission: str) -> None:
-        """1003 unless the session's key has `permission` (TRADE or READ)."""
+    def admit(session: TradingSession, permission: str, *, order: bool = False) -> None:
+        """1003 unless the session's key has `permission` (TRADE or READ); for a new or
+        changed order (`order`: place, amend) also one token of the key's order budget, or
+        4001 with the wait. One call: it runs for every request."""
         if permission not in session.permissions:
             raise RequestError(Code.NO_PERMISSION, f"key lacks '{permission}' permission")
-
-    @staticmethod
-    def take_order(session: TradingSession) -> None:
-        """One token of the key's order budget (place, amend), or 4001 with the wait."""
-        bucket = session.orders_bucket
-        assert bucket is not None, "not logged on"
-        wait = bucket.take()
-        if wait:
-            raise RequestError(Code.RATE_LIMITED, "order rate limit", wait)
+        if order:
+            bucket = session.orders_bucket
+            assert bucket is not None, "not logged on"
+            wait = bucket.take()
+            if wait:
+                raise RequestError(Code.RATE_LIMITED, "order rate limit", wait)
 
     def submit(self, pending: Pending, command: Command, *, cancel: bool = False) -> None:
         """Send `command` (cancels in their own lane); `pending` is answered exactly once."""
-        self._track(pending)
+        self._unanswered += 1  # `_settled` undoes it, as `pending` is answered
+        self._deadlines.add(pending)
         try:
             self.link.submit_to(command, pending.finish, cancel=cancel)
         except (Overloaded, Unavailable) as exc:  # refused at once: nothing was sent
@@ -306,18 +306,14 @@ class TradingCore:
 
     def ask(self, pending: Pending, query: Query) -> None:
         """Ask a read-only query; `pending` is answered exactly once."""
-        self._track(pending)
+        self._unanswered += 1
+        self._deadlines.add(pending)
         try:
             fut: asyncio.Future[QueryResult] = self.link.ask_nowait(query)
         except (Overloaded, Unavailable) as exc:
             pending.finish(exc)
             return
         fut.add_done_callback(pending.finish_future)
-
-    def _track(self, pending: Pending) -> None:
-        """Count `pending` as unanswered and give it its deadline (`_settled` undoes it)."""
-        self._unanswered += 1
-        self._deadlines.add(pending)
 
     def _settled(self) -> None:
         self._unanswered -= 1

@@ -254,16 +254,14 @@ class FixConnection(TradingSession):
         core = self.core
         config = core.config
         try:
-            core.require(self, READ if msg_type == "H" else TRADE)
+            core.admit(self, READ if msg_type == "H" else TRADE, order=msg_type in "DG")
             if msg_type == "D":
-                core.take_order(self)
                 place = mapping.new_order_single(config, account, self.session_id, msg)
                 core.submit(_FixPending(self, msg), place)
             elif msg_type == "F":
                 cancel = mapping.cancel_request(config, account, msg)
                 core.submit(_FixPending(self, msg), cancel, cancel=True)
             elif msg_type == "G":
-                core.take_order(self)
                 amend = mapping.cancel_replace_request(config, account, msg)
                 replace = (msg.get(11) or "", msg.get(41) or amend.client_order_id or "")
                 self._pending_replace[self._replace_key(amend.order_id,

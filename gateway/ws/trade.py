@@ -35,6 +35,8 @@ from gateway.ws.session import TradeSession
 log = structlog.get_logger("gateway.trade")
 
 Renderer = Callable[[Any, Any], render.Rendered]
+# Methods that take a token of the API key's order budget.
+_ORDER_METHODS = frozenset({validation.PLACE, validation.AMEND})
 
 
 class _WsPending(Pending):
@@ -44,7 +46,11 @@ class _WsPending(Pending):
 
     def __init__(self, gateway: TradeGateway, session: TradeSession, req: Request,
                  received_at: float, renderer: Renderer, *, query: bool = False) -> None:
-        super().__init__(gateway.core, received_at, query=query)
+        # Pending.__init__, inline: this runs for every request.
+        self.core = core = gateway.core
+        self.deadline = received_at + core.request_timeout_s
+        self.query = query
+        self.answered = False
         self.gateway = gateway
         self.session = session
         self.req = req
@@ -54,7 +60,7 @@ class _WsPending(Pending):
     def answer(self, outcome: Any) -> None:
         gateway, req = self.gateway, self.req
         rendered = self.render(gateway.config, outcome)
-        if isinstance(rendered, Refusal):
+        if type(rendered) is Refusal:
             self.refuse(rendered)
         else:
             gateway._reply(self.session, req.id, req.method, Code.OK, rendered,
@@ -299,9 +305,8 @@ class TradeGateway:
             self._reply(session, req.id, method, Code.OK, {}, received_at=received_at)
             return
         core = self.core
-        core.require(session, TRADE if method in validation.TRADE_METHODS else READ)
-        if method in (validation.PLACE, validation.AMEND):
-            core.take_order(session)
+        core.admit(session, TRADE if method in validation.TRADE_METHODS else READ,
+                   order=method in _ORDER_METHODS)
         config = self.config
         if method == validation.PLACE:
             place = validation.place_order(config, params, account, session.session_id)

@@ -240,14 +240,16 @@ async def test_permission_and_order_budget_are_checked_by_the_core() -> None:
     session = Session(7, CancelOnDisconnect.NONE)
     session.permissions = ("read",)
     session.orders_bucket = core.order_buckets.get("key-7")
-    core.require(session, "read")
+    core.admit(session, "read")
     with pytest.raises(RequestError) as denied:
-        core.require(session, "trade")
+        core.admit(session, "trade", order=True)
     assert denied.value.code == Code.NO_PERMISSION
+    session.permissions = ("read", "trade")
     for _ in range(core.limits.orders.limit):
-        core.take_order(session)
+        core.admit(session, "trade", order=True)
+    core.admit(session, "trade")  # a cancel does not need an order token
     with pytest.raises(RequestError) as limited:
-        core.take_order(session)
+        core.admit(session, "trade", order=True)
     assert limited.value.code == Code.RATE_LIMITED and limited.value.retry_after_ms
 
 
