@@ -69,8 +69,11 @@ async def test_probe_checks_books_and_reports_a_server_hang_up(
     v = Violations()
     checker = BookChecker("p", v)
     rec = recorder.Recorder(0)
+    # Hanging up must end the probe long before its deadline, however loaded the machine is;
+    # a server that stays is read until the (short) deadline.
+    run_ns = 20_000_000_000 if hang_up else 500_000_000
     t0 = time.monotonic_ns()
-    await run_probe(url, ["BTC-USD"], rec, checker, t0 + 500_000_000)
+    await run_probe(url, ["BTC-USD"], rec, checker, t0 + run_ns)
     elapsed = time.monotonic_ns() - t0
     assert v.counts.get(checks.BOOK_CHECKSUM) == 1
     # The snapshot, and (unless the server hung up first) the snapshot after the resync.
@@ -79,7 +82,7 @@ async def test_probe_checks_books_and_reports_a_server_hang_up(
     if hang_up:
         assert v.counts.get(checks.MD_CLOSED) == 1
         assert "close code 1011" in v.examples[checks.MD_CLOSED][0]
-        assert elapsed < 450_000_000  # returned when the server hung up
+        assert elapsed < run_ns // 2  # returned when the server hung up
     else:
         assert checks.MD_CLOSED not in v.counts
-        assert elapsed >= 500_000_000  # read until the deadline
+        assert elapsed >= run_ns  # read until the deadline
