@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from exchange.marketdata.wire import BookDelta, CandleUpdate, MdBatch, TickerMsg, TradeMsg
-from exchange.model.candles import INTERVALS, Candle, CandleSeries
+from exchange.model.candles import Candle, SymbolCandles
 from exchange.model.events import BookChanged, Event, TradeExecuted
 from exchange.model.queries import BookSnapshot
 
@@ -129,13 +129,14 @@ class _SymbolState:
         self.volume = RollingVolume()
         self.last_ticker: TickerMsg | None = None
         # The open candle per interval (the engine keeps the history; see prime_candles).
-        self.candles = {name: CandleSeries(width, 1) for name, width in INTERVALS.items()}
+        self.candles = SymbolCandles(keep=1)
 
     def candle_updates(self, fills: Sequence[TradeExecuted]) -> list[CandleUpdate]:
+        add = self.candles.add
+        for fill in fills:
+            add(fill.ts, fill.price, fill.qty)
         out: list[CandleUpdate] = []
-        for name, series in self.candles.items():
-            for fill in fills:
-                series.add(fill.ts, fill.price, fill.qty)
+        for name, series in self.candles.series.items():
             c = series.last()
             if c is not None:
                 out.append(CandleUpdate(
@@ -181,10 +182,11 @@ class MdBuilder:
         the first trade after a restart extends the candle rather than starting it again."""
         state = self._state(symbol)
         for name, candle in open_candles.items():
-            series = state.candles.get(name)
+            series = state.candles.series.get(name)
             if series is not None:
                 series.candles.clear()
                 series.candles.append(candle)
+        state.candles.reopen()
 
     def on_batch(self, events: Sequence[Event], ts: int) -> list[MdBatch]:
         """One MdBatch per symbol that had market-data events in this matcher batch."""

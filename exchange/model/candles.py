@@ -104,22 +104,55 @@ def _copy(c: Candle) -> Candle:
 
 
 class SymbolCandles:
-    """The four series of one symbol, updated together by each trade."""
+    """The four series of one symbol, updated together by each trade.
 
-    __slots__ = ("series",)
+    Every series' newest candle is the bucket of the newest trade, and the buckets nest (a
+    minute lies in one 5-minute bucket, one hour, one day), so a trade within the newest
+    candle's minute updates the four open candles directly: the common case costs no
+    bucket arithmetic (it runs on the matching path, once per trade).
+    """
 
-    def __init__(self, stored: list[list[Candle]] | None = None) -> None:
+    __slots__ = ("_hi", "_lo", "_open", "series")
+
+    def __init__(
+        self, stored: list[list[Candle]] | None = None, *, keep: int | None = None
+    ) -> None:
         stored = stored or []
         self.series: dict[str, CandleSeries] = {
             name: CandleSeries(
-                width, RETENTION[name], stored[i] if i < len(stored) else None
+                width, keep or RETENTION[name], stored[i] if i < len(stored) else None
             )
             for i, (name, width) in enumerate(INTERVALS.items())
         }
+        self._open: tuple[Candle, ...] = ()
+        self._lo = self._hi = 0  # [start, end) of the newest one-minute candle
+        self.reopen()
+
+    def reopen(self) -> None:
+        """Find the open candles again (after a bucket change, or series set directly)."""
+        newest = [s.last() for s in self.series.values()]
+        first = newest[0]
+        if first is None or any(c is None for c in newest):
+            self._open, self._lo, self._hi = (), 0, 0
+            return
+        self._open = tuple(c for c in newest if c is not None)
+        self._lo = first.start
+        self._hi = first.start + self.series[INTERVAL_NAMES[0]].width
 
     def add(self, ts: int, price: int, qty: int) -> None:
+        if self._lo <= ts < self._hi:
+            for c in self._open:
+                if price > c.high:
+                    c.high = price
+                elif price < c.low:
+                    c.low = price
+                c.close = price
+                c.volume += qty
+                c.trades += 1
+            return
         for series in self.series.values():
             series.add(ts, price, qty)
+        self.reopen()
 
     def records(self) -> list[list[Candle]]:
         """Every series as plain lists, in INTERVALS order (snapshot records)."""

@@ -118,3 +118,22 @@ def test_deterministic_for_the_same_trades() -> None:
         b.add(*t)
     assert a.records() == b.records()
     assert SymbolCandles(a.records()).records() == a.records()
+
+
+@given(st.lists(st.tuples(st.integers(0, 3 * 86400 * 10**9), st.integers(1, 1000),
+                          st.integers(1, 9)), min_size=1, max_size=80),
+       st.integers(0, 80))
+def test_the_open_candle_shortcut_equals_series_by_series(
+    trades: list[tuple[int, int, int]], cut: int
+) -> None:
+    """Unsorted timestamps too (a clock that steps back), and a restore half way."""
+    trades.sort(key=lambda t: t[0] // (7 * MIN))  # runs of nearby trades, some out of order
+    fast = SymbolCandles()
+    slow = [CandleSeries(width, RETENTION[name]) for name, width in INTERVALS.items()]
+    for i, (ts, price, qty) in enumerate(trades):
+        if i == cut:
+            fast = SymbolCandles(fast.records())
+        fast.add(ts, price, qty)
+        for series in slow:
+            series.add(ts, price, qty)
+    assert fast.records() == [list(s.candles) for s in slow]
