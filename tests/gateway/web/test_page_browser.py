@@ -127,8 +127,12 @@ def test_page_trades_end_to_end(exchange: dict[str, Any], browser: Any, tmp_path
     from selenium.webdriver.support.ui import Select
 
     url = exchange["url"]
-    other_account(exchange, lambda c: c.place(SYMBOL, "sell", "0.0500", "50010.00"))
-    other_account(exchange, lambda c: c.place(SYMBOL, "sell", "0.1000", "50025.00"))
+    # The other account's book: asks to trade against, bids around, for a deeper picture.
+    for side, qty, price in (("sell", "0.0500", "50010.00"), ("sell", "0.1000", "50025.00"),
+                             ("sell", "0.2500", "50040.00"), ("sell", "0.4000", "50080.00"),
+                             ("buy", "0.0800", "48990.00"), ("buy", "0.2000", "48970.00"),
+                             ("buy", "0.3500", "48940.00")):
+        other_account(exchange, lambda c, s=side, q=qty, p=price: c.place(SYMBOL, s, q, p))
 
     d = browser
     d.get(url + "/")
@@ -283,3 +287,50 @@ def test_md_client_resyncs_on_gap_and_reconnects(exchange: dict[str, Any], brows
     other_account(exchange, lambda c: c.place(SYMBOL, "buy", "0.0010", next(price)))
     wait_for("the book right after reconnecting", synced_and_right)
     other_account(exchange, lambda c: c.cancel_all(SYMBOL))
+
+
+def test_trading_client_reconnects_and_replays_missed_reports(
+    exchange: dict[str, Any], browser: Any
+) -> None:
+    """The page's trading connection drops: it logs on again by itself with the key and
+    secret it holds, and shows the reports it missed meanwhile (executions.replay)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(exchange["url"] + "/")
+    creds = exchange["creds"][1]
+    ws_url = exchange["url"].replace("http", "ws") + "/ws/trade"
+    browser.execute_async_script(
+        """const [url, key, secret, done] = arguments;
+        Promise.all([import('/static/js/trading.js'), import('/static/js/account.js')])
+          .then(([{Trading}, {Account}]) => {
+            window.testSessions = [];
+            const trading = new Trading(url, {
+              report: (r) => window.testAccount.onReport(r),
+              session: (on, text) => {
+                window.testSessions.push(on);
+                window.testAccount.onSession(on, text);
+              },
+            });
+            window.testTrading = trading;
+            window.testAccount = new Account(trading, () => {});
+            trading.logon(key, secret).then(() => done(), (e) => done(String(e.msg || e)));
+          });""",
+        ws_url, creds["api_key"], creds["secret"],
+    )
+
+    def js(expr: str) -> Any:
+        return browser.execute_script(f"return {expr};")
+
+    wait_for("the first logon", lambda: js("window.testAccount.lastAccountSeq") is not None)
+    before = js("window.testAccount.lastAccountSeq")
+    js("window.testTrading.ws.close()")
+    wait_for("the drop to be seen", lambda: js("window.testSessions").count(False) >= 1)
+    placed = other_account(exchange, lambda c: c.place(SYMBOL, "sell", "0.0010", "51000.00"))
+    order_id = placed["order_id"]
+    wait_for("logged on again", lambda: js("window.testSessions").count(True) >= 2)
+    wait_for("the missed report shown", lambda: browser.find_elements(
+        By.CSS_SELECTOR, f"#reports li[data-order-id='{order_id}']"))
+    assert js("window.testAccount.lastAccountSeq") > before
+    wait_for("the order among the open orders", lambda: browser.find_elements(
+        By.CSS_SELECTOR, f"#orders tr[data-order-id='{order_id}']"))
+    other_account(exchange, lambda c: c.cancel(SYMBOL, order_id=order_id))

@@ -1,10 +1,14 @@
 // The account side of the page: logon, order ticket, open orders (cancel, amend),
-// balances and execution reports.
+// balances and execution reports. Reports carry the account's own contiguous `account_seq`;
+// after a reconnect the page asks for those it missed (`executions.replay`), then reloads
+// open orders and balances, which are the authority.
 
 import { describeError } from "./errors.js";
 import { $, el } from "./views.js";
 
 const REPORTS_KEPT = 100;
+const REPLAY_PAGE = 500;
+const REPLAY_PAGES_MAX = 20; // past that, the reloaded open orders are enough
 const OPEN = new Set(["new", "partially_filled"]);
 
 function clientOrderId() {
@@ -19,6 +23,8 @@ export class Account {
     this.orders = new Map(); // order_id -> order (API form)
     this.side = "buy";
     this.balanceTimer = null;
+    this.lastAccountSeq = null; // the newest account_seq seen; null before the first logon
+    this.held = null; // live reports that arrive during a replay, shown after it
   }
 
   // ---- session -----------------------------------------------------------------------
@@ -46,6 +52,7 @@ export class Account {
   }
 
   async refresh() {
+    await this.resume();
     try {
       const orders = await this.trading.request("orders.open", {});
       this.orders = new Map(orders.map((o) => [o.order_id, o]));
@@ -54,6 +61,36 @@ export class Account {
       this.say("ticket-result", describeError(err), false);
     }
     this.loadBalances();
+  }
+
+  // Reports after the newest account_seq seen (none on the first logon: start from now).
+  async resume() {
+    this.held = [];
+    try {
+      if (this.lastAccountSeq === null) {
+        const page = await this.trading.request("executions.replay", { after_seq: 0, limit: 1 });
+        this.lastAccountSeq = page.last_seq;
+        return;
+      }
+      for (let n = 0; n < REPLAY_PAGES_MAX; n++) {
+        const page = await this.trading.request(
+          "executions.replay", { after_seq: this.lastAccountSeq, limit: REPLAY_PAGE });
+        if (page.gap) {
+          this.say("ticket-result",
+            "Some execution reports from while the page was away are no longer kept.", false);
+          this.lastAccountSeq = page.last_seq;
+          return;
+        }
+        for (const r of page.reports) this.show(r);
+        if (!page.more || !page.reports.length) return;
+      }
+    } catch (err) {
+      this.say("ticket-result", `Could not replay missed reports: ${describeError(err)}`, false);
+    } finally {
+      const held = this.held;
+      this.held = null;
+      for (const r of held) this.show(r);
+    }
   }
 
   async loadBalances() {
@@ -157,7 +194,17 @@ export class Account {
 
   // ---- execution reports -------------------------------------------------------------
 
+  // A pushed report: held back while missed ones are being replayed, so they stay in order.
   onReport(r) {
+    if (this.held) this.held.push(r);
+    else this.show(r);
+  }
+
+  show(r) {
+    if (typeof r.account_seq === "number") {
+      if (this.lastAccountSeq !== null && r.account_seq <= this.lastAccountSeq) return; // seen
+      this.lastAccountSeq = r.account_seq;
+    }
     const known = this.orders.get(r.order_id);
     if (OPEN.has(r.ord_status)) {
       this.orders.set(r.order_id, {
