@@ -8,9 +8,11 @@ Rules kept here (docs/PROTOCOL.md, FIX section):
 - Logon first; anything else first is a disconnect. `141=Y` resets both sequence numbers.
 - MsgSeqNum too high: ResendRequest for the gap (the too-high message is not processed; the
   counterparty resends it). Too low without PossDupFlag(43=Y): Logout and disconnect.
-- ResendRequest is answered with SequenceReset-GapFill over the whole range: this acceptor
-  does not store sent messages for replay, so every one of them is gap-filled ("gap fill for
-  anything not stored"); clients query OrderStatusRequest (H) after a reconnect.
+- Sequence numbers belong to the session (SenderCompID, TargetCompID), not the connection:
+  with a store (gateway.fix.store) they are loaded at the Logon and saved as they move, and
+  the application messages sent are kept. A ResendRequest replays those with
+  PossDupFlag(43)=Y and OrigSendingTime(122); runs of session-level or no longer stored
+  messages become one SequenceReset-GapFill each.
 - Heartbeat when we have sent nothing for HeartBtInt; TestRequest when we have heard nothing
   for HeartBtInt plus a grace; disconnect when the TestRequest goes unanswered.
 """
@@ -22,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from gateway.fix.codec import FixMessage, encode
+from gateway.fix.store import SessionStore
 
 MIN_HEARTBEAT_S = 1
 MAX_HEARTBEAT_S = 300
@@ -87,29 +90,62 @@ class FixSession:
         self._test_request_pending: str | None = None
         self._resend_requested_up_to = 0
         self._logon_seq = 0
+        self.store: SessionStore | None = None
+        self.resent = 0  # application messages replayed for ResendRequests
+        self.gap_filled = 0  # sequence numbers covered by GapFills instead
 
     # ----- outgoing -----
     def build(self, msg_type: str, body: list[tuple[int, str]], now: float) -> bytes:
+        seq = self.next_out
+        stamp = sending_time(now)
         header = [
             (49, self.our_comp_id),
             (56, self.their_comp_id),
-            (34, str(self.next_out)),
-            (52, sending_time(now)),
+            (34, str(seq)),
+            (52, stamp),
         ]
-        self.next_out += 1
+        self.next_out = seq + 1
         self._last_sent = now
+        store = self.store
+        if store is not None:
+            # Stored before it is written: a resend can always replay what was sent.
+            if msg_type not in ADMIN_TYPES:
+                store.save(seq, stamp, msg_type, body)
+            store.next_out = self.next_out
+            store.save_numbers()
         return encode(msg_type, header, body)
+
+    def _received(self) -> None:
+        """The expected inbound MsgSeqNum moved: keep it with the session."""
+        store = self.store
+        if store is not None:
+            store.next_in = self.next_in
+            store.save_numbers()
 
     def send(self, msg_type: str, body: list[tuple[int, str]], now: float) -> Send:
         return Send(self.build(msg_type, body, now))
 
     # ----- logon outcome -----
-    def accept_logon(self, logon: FixMessage, now: float) -> list[Action]:
+    def accept_logon(self, logon: FixMessage, now: float,
+                     store: SessionStore | None = None) -> list[Action]:
+        """Confirm an authenticated Logon; with `store`, the session continues from the
+        sequence numbers it had (or starts again from 1 with 141=Y)."""
         if self.state is not State.AUTHENTICATING:
             return []
+        reset = logon.get(141) == "Y"
+        if store is not None:
+            if reset:
+                store.reset(int(now))
+            else:
+                self.next_in, self.next_out = store.next_in, store.next_out
+        if self._logon_seq < self.next_in:
+            return self.reject_logon(
+                f"MsgSeqNum too low, expecting {self.next_in} but received {self._logon_seq}",
+                now)
+        self.store = store
         self.state = State.ACTIVE
         body = [(98, "0"), (108, str(self.heartbeat_s))]
-        if logon.get(141) == "Y":
+        if reset:
             body.append((141, "Y"))
         actions: list[Action] = [self.send("A", body, now)]
         if self._logon_seq > self.next_in:
@@ -117,6 +153,7 @@ class FixSession:
             actions += self._request_resend(self._logon_seq, now)
         else:
             self.next_in = self._logon_seq + 1
+            self._received()
         return actions
 
     def reject_logon(self, text: str, now: float) -> list[Action]:
@@ -152,6 +189,7 @@ class FixSession:
                 f"MsgSeqNum too low, expecting {self.next_in} but received {seq}", now
             )
         self.next_in += 1
+        self._received()
         return self._dispatch(msg, msg_type, now)
 
     def _on_first_message(self, msg: FixMessage, seq: int | None, now: float) -> list[Action]:
@@ -173,10 +211,7 @@ class FixSession:
             if seq != 1:
                 return self.reject_logon("ResetSeqNumFlag with MsgSeqNum other than 1", now)
             self.next_in = 1
-        if seq < self.next_in:
-            return self.reject_logon(
-                f"MsgSeqNum too low, expecting {self.next_in} but received {seq}", now
-            )
+        # MsgSeqNum is checked once the session's numbers are known (accept_logon).
         # A too-high Logon is accepted and then followed by a ResendRequest.
         self._logon_seq = seq
         self.state = State.AUTHENTICATING
@@ -208,17 +243,48 @@ class FixSession:
         if begin is None or begin < 1:
             return [self._session_reject(msg, msg.get_int(34) or 0, 7, 5,
                                          "Value is incorrect for BeginSeqNo", now)]
-        # Nothing is stored for replay: one GapFill over the whole range up to our next seq.
-        header = [
+        last = self.next_out - 1
+        end = msg.get_int(16) or 0
+        if end == 0 or end > last:
+            end = last  # 0: everything up to the newest sent
+        if begin > end:
+            return []
+        self._last_sent = now
+        stored = self.store.stored(begin, end) if self.store is not None else []
+        actions: list[Action] = []
+        gap_start = begin
+        for message in stored:
+            if message.seq > gap_start:
+                actions.append(self._gap_fill(gap_start, message.seq, now))
+            actions.append(self._resend(message.seq, message.msg_type, message.body,
+                                        message.sending_time, now))
+            gap_start = message.seq + 1
+        if gap_start <= end:
+            actions.append(self._gap_fill(gap_start, end + 1, now))
+        return actions
+
+    def _possdup_header(self, seq: int, orig_sending_time: str, now: float
+                        ) -> list[tuple[int, str]]:
+        return [
             (49, self.our_comp_id),
             (56, self.their_comp_id),
-            (34, str(begin)),
+            (34, str(seq)),
             (43, "Y"),
             (52, sending_time(now)),
-            (122, sending_time(now)),
+            (122, orig_sending_time),
         ]
-        self._last_sent = now
-        return [Send(encode("4", header, [(123, "Y"), (36, str(self.next_out))]))]
+
+    def _resend(self, seq: int, msg_type: str, body: list[tuple[int, str]],
+                orig_sending_time: str, now: float) -> Send:
+        self.resent += 1
+        return Send(encode(msg_type, self._possdup_header(seq, orig_sending_time, now), body))
+
+    def _gap_fill(self, first: int, new_seq: int, now: float) -> Send:
+        """SequenceReset-GapFill standing for `first` .. `new_seq` - 1."""
+        self.gap_filled += new_seq - first
+        stamp = sending_time(now)
+        return Send(encode("4", self._possdup_header(first, stamp, now),
+                           [(123, "Y"), (36, str(new_seq))]))
 
     def _on_sequence_reset(self, msg: FixMessage, now: float) -> list[Action]:
         new_seq = msg.get_int(36)
@@ -229,6 +295,7 @@ class FixSession:
             return [self._session_reject(msg, msg.get_int(34) or 0, 36, 5,
                                          "NewSeqNo may not lower the expected MsgSeqNum", now)]
         self.next_in = new_seq
+        self._received()
         return []
 
     def _request_resend(self, seq: int, now: float) -> list[Action]:
