@@ -254,21 +254,48 @@ def cancel_reject(code: Code, clordid: str, orig_clordid: str | None, order_id: 
     ]
 
 
-def edge_reject(msg: FixMessage, code: Code, text: str) -> list[tuple[int, str]]:
-    """ExecutionReport (8) rejecting a NewOrderSingle that never reached the engine."""
-    return [
+def edge_reject(msg: FixMessage, code: Code, text: str, inst: Instrument | None,
+                exec_id: str) -> list[tuple[int, str]]:
+    """ExecutionReport (8) rejecting a NewOrderSingle that never reached the engine.
+
+    `exec_id` is unique to this report (the engine's ExecIDs are numbers; these are not).
+    What the order said is echoed only where it is valid, and in canonical form: an off-grid
+    quantity or price is left out rather than repeated; zeros carry the instrument's decimals.
+    """
+    side = msg.get(54)
+    body: list[tuple[int, str]] = [
         (37, "NONE"),
-        (11, msg.get(11) or ""),
-        (17, "0"),
+        (11, msg.get(11) or "NONE"),
+        (17, exec_id),
         (150, "8"),
         (39, "8"),
-        (55, msg.get(55) or ""),
-        (54, msg.get(54) or "1"),
-        (38, msg.get(38) or "0"),
-        (14, "0"),
-        (151, "0"),
-        (6, "0"),
+    ]
+    symbol = msg.get(55)
+    if symbol:
+        body.append((55, symbol))
+    body.append((54, side if side is not None and side in _SIDE_CODES.values() else "1"))
+    ord_type = msg.get(40)
+    if ord_type is not None and ord_type in ("1", "2"):
+        body.append((40, ord_type))
+    tif = msg.get(59)
+    if tif is not None and tif in _TIFS:
+        body.append((59, tif))
+    qty = inst.qty_to_lots(msg.get(38)) if inst is not None else None
+    if inst is not None and qty is not None:
+        body.append((38, inst.lots_to_qty(qty)))
+    price = inst.price_to_ticks(msg.get(44)) if inst is not None else None
+    if inst is not None and price is not None and ord_type == "2":
+        body.append((44, inst.ticks_to_price(price)))
+    zero_qty = inst.lots_to_qty(0) if inst is not None else "0"
+    zero_px = inst.ticks_to_price(0) if inst is not None else "0"
+    body += [
+        (14, zero_qty),
+        (151, zero_qty),
+        (6, zero_px),
+        (31, zero_px),
+        (32, zero_qty),
         (60, transact_time(time.time_ns())),
         (103, ORD_REJ_REASON.get(code, "99")),
         (58, text),
     ]
+    return body

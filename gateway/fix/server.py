@@ -102,6 +102,7 @@ class FixConnection(TradingSession):
         self._aliases: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._pending_replace: dict[int | str, tuple[str, str]] = {}
         self._status_exec = 0
+        self._edge_rejects = 0
         self._closed = asyncio.Event()
         self._finished = False  # the core was told the session is gone
 
@@ -337,7 +338,10 @@ class FixConnection(TradingSession):
             body[-1] = (58, detail)
             self._send("9", body)
         elif msg_type == "D":
-            self._send("8", mapping.edge_reject(msg, code, detail))
+            self._edge_rejects += 1
+            inst = self.trade.config.instruments.get(msg.get(55) or "")
+            exec_id = f"R-{self.session_id}-{self._edge_rejects}"
+            self._send("8", mapping.edge_reject(msg, code, detail, inst, exec_id))
         else:
             reason = 4 if code in _UNAVAILABLE_CODES else 0
             self._write(self.session.business_reject(msg, reason, detail, time.time()).data)

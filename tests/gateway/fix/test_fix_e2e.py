@@ -13,6 +13,7 @@ from gateway.core import auth
 from gateway.fix.client import FixClient
 from gateway.fix.session import sending_time
 from tests.support.exchange_harness import RunningExchange, running_exchange
+from tests.support.fix_dictionary import CheckedFixClient
 
 FUNDS = {"USD": "1000000", "BTC": "100"}
 
@@ -24,8 +25,10 @@ async def ex(tmp_path: Path) -> AsyncIterator[RunningExchange]:
 
 
 async def fix_client(ex: RunningExchange, creds: Credentials, **kw: object) -> FixClient:
-    client = await FixClient.connect("127.0.0.1", ex.fix_port, api_key=creds.api_key,
-                                     secret=creds.secret, **kw)  # type: ignore[arg-type]
+    # Every message received is checked against QuickFIX's FIX 4.4 dictionary.
+    client = await CheckedFixClient.connect(
+        "127.0.0.1", ex.fix_port, api_key=creds.api_key, secret=creds.secret,
+        **kw)  # type: ignore[arg-type]
     return client
 
 
@@ -114,6 +117,16 @@ async def test_off_grid_price_is_rejected_at_the_edge(ex: RunningExchange) -> No
     reject = await client.expect("8")
     assert reject.get(150) == "8" and reject.get(39) == "8" and reject.get(37) == "NONE"
     assert (reject.get(58) or "").startswith("1002")
+    # The full field list in canonical form; the off-grid price is not echoed.
+    assert [(t, reject.get(t)) for t in (40, 59, 38, 44, 14, 151, 6, 31, 32)] == [
+        (40, "2"), (59, "1"), (38, "0.5000"), (44, None), (14, "0.0000"), (151, "0.0000"),
+        (6, "0.00"), (31, "0.00"), (32, "0.0000")]
+    await client.send("D", limit("bad2", qty="0.01", price="50000.001"))
+    second = await client.expect("8")
+    assert second.get(38) == "0.0100"
+    # Every report has its own ExecID, rejects that never reached the engine included.
+    assert reject.get(17) != second.get(17)
+    assert not (reject.get(17) or "0").isdigit()
     await client.close()
 
 
