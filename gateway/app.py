@@ -14,10 +14,13 @@ order entry answers 5002 until the link is back.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -28,6 +31,7 @@ from gateway.core.auth import SharedNonces
 from gateway.core.matcher_link import LinkLimits, MatcherLink
 from gateway.core.trading import TradeLimits, TradingCore
 from gateway.fix.server import FixAcceptor
+from gateway.fix.store import DEFAULT_MAX_MESSAGES, FixStore
 from gateway.metrics import GatewayMetrics
 from gateway.rest.routes import RestApi
 from gateway.ws.trade import TradeGateway
@@ -51,6 +55,11 @@ class GatewaySettings:
     fix_port: int | None = None  # FIX 4.4 acceptor on the gateway's host; 0 picks a free port
     fix_comp_id: str = "EXCH"  # our CompID: clients send it as TargetCompID(56)
     host: str = "127.0.0.1"  # where the FIX acceptor listens
+    # FIX sessions' sequence numbers and sent messages (gateway.fix.store); gateways that
+    # share the directory resume each other's sessions. None: a directory of this process.
+    fix_store: Path | None = None
+    fix_store_messages: int = DEFAULT_MAX_MESSAGES  # kept per session for resends
+    fix_reset_at: datetime.time | None = None  # daily session reset (UTC), QuickFIX StartTime
 
 
 LINK_KEY = web.AppKey("matcher_link", MatcherLink)
@@ -109,7 +118,10 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
     app.on_shutdown.append(on_shutdown)
     app.cleanup_ctx.append(link_ctx)
     if settings.fix_port is not None:
-        fix = FixAcceptor(core, comp_id=settings.fix_comp_id)
+        root = settings.fix_store or Path(tempfile.mkdtemp(prefix="exchange-fix-store-"))
+        store = FixStore(root, max_messages=settings.fix_store_messages,
+                         reset_at=settings.fix_reset_at)
+        fix = FixAcceptor(core, comp_id=settings.fix_comp_id, store=store)
         app[FIX_KEY] = fix
 
         async def fix_ctx(app: web.Application) -> AsyncIterator[None]:

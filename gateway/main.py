@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import errno
 import gc
 import signal
@@ -28,6 +29,7 @@ from gateway.app import GatewaySettings, create_app, default_gateway_id
 from gateway.core.matcher_link import LinkLimits
 from gateway.core.ratelimit import RateLimit
 from gateway.core.trading import TradeLimits
+from gateway.fix.store import DEFAULT_MAX_MESSAGES
 
 log = structlog.get_logger("gateway.main")
 
@@ -76,6 +78,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also accept FIX 4.4 order entry on this TCP port")
     parser.add_argument("--fix-comp-id", default="EXCH",
                         help="the gateway's FIX CompID (clients' TargetCompID)")
+    parser.add_argument("--fix-store", default=None, metavar="DIR",
+                        help="FIX sessions' sequence numbers and sent messages; gateways "
+                        "sharing DIR resume each other's sessions (default: a new temp dir)")
+    parser.add_argument("--fix-store-messages", type=int, default=DEFAULT_MAX_MESSAGES,
+                        metavar="N", help="sent messages kept per FIX session for resends")
+    parser.add_argument("--fix-reset-at", default=None, metavar="HH:MM",
+                        help="daily FIX session reset (UTC): a session first logging on "
+                        "after it starts again from MsgSeqNum 1")
 
 
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
@@ -100,7 +110,19 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
                       cancel_reserve=args.cancel_reserve)
     return GatewaySettings(matcher=args.matcher, gateway_id=args.gateway_id or
                            default_gateway_id(), redis_url=args.redis, trade=trade, link=link,
-                           fix_port=args.fix_port, fix_comp_id=args.fix_comp_id, host=args.host)
+                           fix_port=args.fix_port, fix_comp_id=args.fix_comp_id, host=args.host,
+                           fix_store=Path(args.fix_store) if args.fix_store else None,
+                           fix_store_messages=args.fix_store_messages,
+                           fix_reset_at=_reset_time(args.fix_reset_at))
+
+
+def _reset_time(text: str | None) -> datetime.time | None:
+    if text is None:
+        return None
+    try:
+        return datetime.time.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"exchange gateway: --fix-reset-at: {text!r} is not HH:MM") from None
 
 
 class PortInUse(OSError):

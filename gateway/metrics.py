@@ -73,6 +73,17 @@ class GatewayMetrics:
         self.bytes_out = Counter(
             "gateway_ws_bytes_out", "WebSocket payload bytes sent", ["endpoint"], registry=r,
         )
+        self.fix_store_messages = Gauge(
+            "gateway_fix_store_messages",
+            "Sent FIX messages kept for resends, over the sessions open on this gateway "
+            "(bounded per session by --fix-store-messages)", registry=r,
+        )
+        self.fix_resent = Counter(
+            "gateway_fix_resent",
+            "FIX sequence numbers answered for ResendRequests: replayed (stored application "
+            "messages, PossDupFlag=Y) or gap_filled (session-level or no longer stored)",
+            ["kind"], registry=r,
+        )
         self.reports = Counter(
             "gateway_execution_reports", "Execution reports pushed, by symbol", ["symbol"],
             registry=r,

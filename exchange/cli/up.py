@@ -187,7 +187,8 @@ async def _up(args: argparse.Namespace) -> int:
 
         watcher = asyncio.create_task(watch_matcher())
         settings = GatewaySettings(matcher=address, gateway_id="exchange-up",
-                                   redis_url=args.redis, fix_port=args.fix_port, host=args.host)
+                                   redis_url=args.redis, fix_port=args.fix_port, host=args.host,
+                                   fix_store=args.data_dir / "fix-store")
         await serve(settings, args.host, args.port, stop=stop, on_ready=ready, sock=listening)
         if failure:
             say(failure[0])

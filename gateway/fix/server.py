@@ -16,16 +16,32 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import structlog
 
 from exchange.link.messages import Result
 from exchange.model.codes import MESSAGES, Code
-from exchange.model.events import CancelRejected, OrderAmended, OrderEvent, OrderRejected
+from exchange.model.commands import AmendOrder, CancelOrder
+from exchange.model.events import (
+    CancelRejected,
+    OrderAmended,
+    OrderCanceled,
+    OrderEvent,
+    OrderRejected,
+)
 from exchange.model.instruments import ExchangeConfig
-from exchange.model.queries import ApiKeyInfo, OrderState
+from exchange.model.queries import (
+    MAX_REPORTS_PAGE,
+    ApiKeyInfo,
+    GetOrder,
+    GetReports,
+    OrderState,
+    ReportPage,
+)
 from exchange.model.sessions import CancelOnDisconnect
+from gateway.core.matcher_link import Overloaded, Unavailable
 from gateway.core.outcomes import Refusal, refusal, rejection
 from gateway.core.sessions import TradingSession
 from gateway.core.trading import READ, TRADE, Pending, TradingCore
@@ -33,6 +49,7 @@ from gateway.core.validation import RequestError
 from gateway.fix import mapping
 from gateway.fix.codec import FixMessage, FixStreamParser
 from gateway.fix.session import Authenticate, Deliver, Disconnect, FixSession, Send, State
+from gateway.fix.store import FixStore, SessionBusy, SessionOwned, SessionStore
 
 log = structlog.get_logger("gateway.fix")
 
@@ -45,6 +62,7 @@ COD_TAG_VALUES: dict[str, CancelOnDisconnect] = {
 # Open orders whose latest ClOrdID differs from the engine's (after a replace): bounded.
 _MAX_CLORDID_ALIASES = 10_000
 _READ_CHUNK = 65_536
+_Named = TypeVar("_Named", CancelOrder, AmendOrder, GetOrder)
 # BusinessRejectReason (380) for a refused OrderStatusRequest: 4 application not available.
 _UNAVAILABLE_CODES = (Code.TIMEOUT, Code.INTERNAL)
 
@@ -99,32 +117,77 @@ class FixConnection(TradingSession):
         self.session = FixSession(acceptor.comp_id)
         self.parser = FixStreamParser()
         self.close_reason: str | None = None
+        # Replaced orders: order id -> (newest ClOrdID, the one before), and back.
         self._aliases: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self._by_clordid: dict[str, int] = {}
         self._pending_replace: dict[int | str, tuple[str, str]] = {}
         self._status_exec = 0
         self._edge_rejects = 0
+        self._pending_cancel: dict[int | str, tuple[str, str]] = {}
         self._closed = asyncio.Event()
         self._finished = False  # the core was told the session is gone
+        self.store: SessionStore | None = None
+        # Reports pushed before the session is ready (logon confirmed, missed reports sent)
+        # wait here, in order; None once it is ready.
+        self._held: list[OrderEvent] | None = []
 
     # ---- TradingSession --------------------------------------------------------------------
 
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
+        if self._held is not None:
+            self._held.append(event)
+            return
+        self._report(config, event)
+
+    def _report(self, config: ExchangeConfig, event: OrderEvent) -> None:
+        """One ExecutionReport, once: the session remembers the newest account_seq sent."""
+        store = self.store
+        if store is not None and event.account_seq:
+            if event.account_seq <= store.last_account_seq:
+                return  # sent already (the catch-up after a logon overlaps live reports)
+            store.last_account_seq = event.account_seq  # saved with the MsgSeqNum it takes
         inst = config.instruments[event.symbol]
+        clordid, orig = self._clordids(event)
+        self._send("8", mapping.execution_report(inst, event, clordid, orig))
+
+    def _clordids(self, event: OrderEvent) -> tuple[str, str | None]:
+        """ClOrdID(11) and OrigClOrdID(41) of a report, as FIX 4.4 wants them: a cancel or
+        replace answers with the request's own ClOrdID and the one it named; later reports
+        of a replaced order carry its newest ClOrdID."""
         clordid, orig = event.client_order_id, None
+        request: tuple[str, str] | None = None
         if isinstance(event, OrderAmended):
-            key: int | str = event.order_id
-            replace = self._pending_replace.pop(key, None) or self._pending_replace.pop(
-                event.client_order_id, None)
-            if replace is not None:
-                clordid, orig = replace
-                self._aliases[event.order_id] = replace
-                if len(self._aliases) > _MAX_CLORDID_ALIASES:
-                    self._aliases.popitem(last=False)
+            request = self._pending_replace.pop(event.order_id, None) or \
+                self._pending_replace.pop(event.client_order_id, None)
+        elif isinstance(event, OrderCanceled) and event.reason == "user":
+            request = self._pending_cancel.pop(event.order_id, None) or \
+                self._pending_cancel.pop(event.client_order_id, None)
+        if request is not None:
+            clordid, orig = request
+            if isinstance(event, OrderAmended):
+                self._rename(event.order_id, clordid, orig)
         elif event.order_id in self._aliases:
             clordid = self._aliases[event.order_id][0]
         if event.leaves_qty == 0:
-            self._aliases.pop(event.order_id, None)
-        self._send("8", mapping.execution_report(inst, event, clordid, orig))
+            self._forget_alias(event.order_id)
+        return clordid, orig
+
+    def _rename(self, order_id: int, clordid: str, orig: str) -> None:
+        self._forget_alias(order_id)
+        self._aliases[order_id] = (clordid, orig)
+        self._by_clordid[clordid] = order_id
+        if len(self._aliases) > _MAX_CLORDID_ALIASES:
+            _, (old_clordid, _) = self._aliases.popitem(last=False)
+            self._by_clordid.pop(old_clordid, None)
+
+    def _forget_alias(self, order_id: int) -> None:
+        alias = self._aliases.pop(order_id, None)
+        if alias is not None:
+            self._by_clordid.pop(alias[0], None)
+
+    def _named(self, clordid: str | None) -> int | None:
+        """The order a ClOrdID given after a replace names (None: not a renamed one)."""
+        return self._by_clordid.get(clordid) if clordid else None
 
     def close(self, reason: str, code: int = 0) -> None:
         del code  # a WebSocket close code; FIX says goodbye with a Logout
@@ -180,9 +243,14 @@ class FixConnection(TradingSession):
                     self.close_reason = self.close_reason or "client closed"
                     break
                 self.acceptor.bytes_in.inc(len(data))
+                session = self.session
                 for message in self.parser.feed(data):
                     self.acceptor.messages_in.inc()
-                    self._act(self.session.on_message(message, time.time()))
+                    resent, gap_filled = session.resent, session.gap_filled
+                    self._act(session.on_message(message, time.time()))
+                    if session.resent != resent or session.gap_filled != gap_filled:
+                        self.acceptor.resent.inc(session.resent - resent)
+                        self.acceptor.gap_filled.inc(session.gap_filled - gap_filled)
                     if self._closed.is_set():
                         break
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -201,6 +269,9 @@ class FixConnection(TradingSession):
     def _finish(self) -> None:
         self._finished = True
         self.core.closed(self)  # and cancel-on-disconnect, if the session asked for it
+        if self.store is not None:
+            self.acceptor.store.release(self.store)
+            self.store = None
         log.info("fix_session_closed", session_id=self.session_id,
                  reason=self.close_reason, garbled=self.parser.garbled)
         with contextlib.suppress(Exception):
@@ -222,11 +293,70 @@ class FixConnection(TradingSession):
             # The connection went away while the logon was checked: it never became a
             # session, so there is nothing to bind (and nothing to cancel for it).
             return
+        sender, target = logon.get(49) or "", logon.get(56) or ""
+        try:
+            store = self.acceptor.store.open(sender, target, info.account_id, now)
+        except SessionBusy:
+            log.info("fix_logon_rejected", session_id=self.session_id, reason="session busy")
+            self._act(self.session.reject_logon("session already logged on", now))
+            return
+        except SessionOwned:
+            log.info("fix_logon_rejected", session_id=self.session_id, reason="other account")
+            self._act(self.session.reject_logon("logon rejected", now))
+            return
+        self.store = store
+        # Bound from here: the account's reports come (held until the catch-up is done).
         self.core.bind(self, info, COD_TAG_VALUES.get(logon.get(8013) or "N",
                                                       CancelOnDisconnect.NONE))
         log.info("fix_logon", session_id=self.session_id, account_id=info.account_id,
-                 sender=logon.get(49), cancel_on_disconnect=self.cancel_on_disconnect)
-        self._act(self.session.accept_logon(logon, time.time()))
+                 sender=sender, cancel_on_disconnect=self.cancel_on_disconnect,
+                 next_in=store.next_in, next_out=store.next_out,
+                 last_account_seq=store.last_account_seq)
+        self._act(self.session.accept_logon(logon, time.time(), store))
+        if self.session.state is State.ACTIVE:
+            await self._catch_up(info.account_id, fresh=store.fresh)
+
+    async def _catch_up(self, account_id: int, *, fresh: bool) -> None:
+        """Send the account's reports the session has not sent yet (those that came while it
+        was away), then the ones pushed meanwhile; from then on reports go out as they come.
+
+        A new session starts from the account's newest report: it was never sent older ones.
+        If the matcher cannot say what was missed, the session logs out rather than go on
+        with a hole in it (the client reconnects and the catch-up runs again)."""
+        store = self.store
+        assert store is not None
+        config = self.core.config
+        try:
+            while True:
+                after = (1 << 62) if fresh else store.last_account_seq
+                async with asyncio.timeout(self.core.request_timeout_s):
+                    page = await self.core.link.ask_nowait(
+                        GetReports(account_id=account_id, after_seq=after,
+                                   limit=MAX_REPORTS_PAGE))
+                if not isinstance(page, ReportPage):
+                    raise LookupError(f"unexpected answer {type(page).__name__}")
+                if fresh:
+                    store.last_account_seq = page.last_seq
+                    store.save_numbers()
+                    break
+                if page.gap:
+                    # Evicted from the matcher's report log: say so, and go on from what is
+                    # kept (OrderStatusRequest tells the state of any order).
+                    log.warning("fix_reports_gap", session_id=self.session_id,
+                                after=store.last_account_seq, first_kept=page.first_kept)
+                    store.last_account_seq = page.first_kept - 1
+                    continue
+                for event in page.events:
+                    self._report(config, event)
+                if not page.events or page.events[-1].account_seq >= page.last_seq:
+                    break
+        except (TimeoutError, OSError, LookupError, Overloaded, Unavailable) as exc:
+            log.warning("fix_catch_up_failed", session_id=self.session_id, error=repr(exc))
+            self.close("reports unavailable, log on again")
+            return
+        held, self._held = self._held or [], None
+        for event in held:
+            self._report(config, event)
 
     async def _check_logon(self, logon: FixMessage) -> ApiKeyInfo:
         api_key = logon.get(553) or ""
@@ -260,16 +390,19 @@ class FixConnection(TradingSession):
                 place = mapping.new_order_single(config, account, self.session_id, msg)
                 core.submit(_FixPending(self, msg), place)
             elif msg_type == "F":
-                cancel = mapping.cancel_request(config, account, msg)
+                cancel = self._by_alias(mapping.cancel_request(config, account, msg))
+                self._pending_cancel[self._replace_key(cancel.order_id,
+                                                       cancel.client_order_id)] = (
+                    msg.get(11) or "", msg.get(41) or cancel.client_order_id or "")
                 core.submit(_FixPending(self, msg), cancel, cancel=True)
             elif msg_type == "G":
-                amend = mapping.cancel_replace_request(config, account, msg)
+                amend = self._by_alias(mapping.cancel_replace_request(config, account, msg))
                 replace = (msg.get(11) or "", msg.get(41) or amend.client_order_id or "")
                 self._pending_replace[self._replace_key(amend.order_id,
                                                         amend.client_order_id)] = replace
                 core.submit(_FixPending(self, msg), amend)
             else:
-                query = mapping.status_request(config, account, msg)
+                query = self._by_alias(mapping.status_request(config, account, msg))
                 core.ask(_FixPending(self, msg, query=True), query)
         except mapping.FixReject as exc:
             self._reject(msg, exc.code, exc.text)
@@ -278,15 +411,28 @@ class FixConnection(TradingSession):
             assert refused is not None
             self._refuse(msg, refused)
 
+    def _by_alias(self, request: _Named) -> _Named:
+        """A request naming an order by a ClOrdID it got in a replace: by its OrderID."""
+        if request.order_id is None:
+            order_id = self._named(request.client_order_id)
+            if order_id is not None:
+                return msgspec.structs.replace(request, order_id=order_id,
+                                               client_order_id=None)
+        return request
+
     @staticmethod
     def _replace_key(order_id: int | None, client_order_id: str | None) -> int | str:
         """Where a replace waits for its report: by OrderID(37), else OrigClOrdID(41)."""
         return order_id if order_id is not None else client_order_id or ""
 
     def _forget_replace(self, msg: FixMessage) -> None:
-        """A replace that will have no report (rejected, refused, outcome unknown)."""
-        if msg.msg_type == "G":
-            self._pending_replace.pop(self._replace_key(msg.get_int(37), msg.get(41)), None)
+        """A cancel or replace that will have no report (rejected, refused, unknown)."""
+        pending = {"G": self._pending_replace, "F": self._pending_cancel}.get(msg.msg_type)
+        if pending is not None:
+            order_id = msg.get_int(37)
+            if order_id is None:
+                order_id = self._named(msg.get(41))
+            pending.pop(self._replace_key(order_id, msg.get(41)), None)
 
     def _result(self, msg: FixMessage, result: Result) -> None:
         """The matcher's answer to D, F or G. Every order event (accepted, fills, rejected,
@@ -339,7 +485,7 @@ class FixConnection(TradingSession):
             self._send("9", body)
         elif msg_type == "D":
             self._edge_rejects += 1
-            inst = self.trade.config.instruments.get(msg.get(55) or "")
+            inst = self.core.config.instruments.get(msg.get(55) or "")
             exec_id = f"R-{self.session_id}-{self._edge_rejects}"
             self._send("8", mapping.edge_reject(msg, code, detail, inst, exec_id))
         else:
@@ -350,9 +496,10 @@ class FixConnection(TradingSession):
 class FixAcceptor:
     """The TCP listener of a gateway's FIX sessions."""
 
-    def __init__(self, core: TradingCore, *, comp_id: str = "EXCH",
+    def __init__(self, core: TradingCore, *, store: FixStore, comp_id: str = "EXCH",
                  max_connections: int = 1_000, max_write_buffer: int = 4 * 1024 * 1024) -> None:
         self.core = core
+        self.store = store
         self.comp_id = comp_id
         self.max_connections = max_connections
         self.max_write_buffer = max_write_buffer
@@ -362,6 +509,9 @@ class FixAcceptor:
         self.bytes_out = metrics.bytes_out.labels("fix")
         self.messages_in = metrics.messages_in.labels("fix")
         self.bytes_in = metrics.bytes_in.labels("fix")
+        metrics.fix_store_messages.set_function(store.messages_kept)
+        self.resent = metrics.fix_resent.labels("replayed")
+        self.gap_filled = metrics.fix_resent.labels("gap_filled")
         self.port = 0
         self._server: asyncio.Server | None = None
 

@@ -94,6 +94,7 @@ class SessionStore:
         self.last_account_seq = 0
         self.account_id = 0
         self.created = 0  # epoch seconds
+        self.fresh = False  # created by this open: nothing was ever sent on it
         self._seq_fd = os.open(path / "seqnums", os.O_RDWR | os.O_CREAT, 0o600)
         raw = os.pread(self._seq_fd, _SEQNUMS_SIZE, 0)
         if len(raw) == _SEQNUMS_SIZE:
@@ -227,6 +228,7 @@ class FixStore:
         if not store.account_id:
             store.account_id = account_id
             store.created = int(now_s)
+            store.fresh = True
             store.save_numbers()
         boundary = self.last_reset(now_s)
         if boundary is not None and store.created < boundary:

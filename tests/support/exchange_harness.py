@@ -137,6 +137,7 @@ async def running_exchange(
             market_data=market_data,
             redis_url=redis_url,
             fix_port=0 if fix else None,
+            fix_store=tmp_path / "fix-store" if fix else None,
         )
         ex = RunningExchange(matcher=matcher, settings=settings)
         await ex.start_gateway()

@@ -86,7 +86,8 @@ async def test_fix_requests_unanswered_by_the_deadline_get_5001(ex: RunningExcha
     # The matcher took both after all: their reports come, the late answers add nothing.
     first, second = await client.expect("8"), await client.expect("8")
     assert (first.get(11), first.get(150)) == ("late", "0")
-    assert (second.get(11), second.get(150)) == ("rest", "4")
+    # FIX 4.4: a cancel's report carries the cancel's ClOrdID and names the original in 41.
+    assert (second.get(11), second.get(41), second.get(150)) == ("cx", "rest", "4")
     await wait_until(lambda: ex.link.in_flight == 0, 5)
     await client.send("1", [(112, "after")])
     answer = await client.expect("0")  # anything but a heartbeat first fails here
