@@ -1,11 +1,8 @@
-"""Operator commands: admin_ops over a link to the real engine, and the `exchange admin` CLI."""
+"""Operator commands: admin_ops over a link to the real engine (the `exchange admin` command
+line is tested in tests/exchange/cli/test_admin_cli.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from exchange.link.client import LinkClient
 from exchange.matcher.engine_port import default_factory
 from exchange.model.codes import Code
 from exchange.model.queries import ApiKeyInfo, GetApiKey
-from tests.support.matcher_harness import REPO, MatcherProcess, inprocess_matcher
+from tests.support.matcher_harness import inprocess_matcher
 
 
 async def test_admin_ops_round_trip(tmp_path: Path) -> None:
@@ -72,42 +69,3 @@ async def test_engine_rejections_and_bad_input(tmp_path: Path) -> None:
             await admin_ops.halt(client, "DOGE-USD")
         assert bad_symbol.value.code == Code.UNKNOWN_SYMBOL
         await client.close()
-
-
-def _admin(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exchange.cli.main", "admin", "--matcher", address, *args],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-    )
-
-
-async def test_admin_cli(tmp_path: Path) -> None:
-    async with MatcherProcess.started(tmp_path / "d") as proc:
-        def run(*args: str) -> subprocess.CompletedProcess[str]:
-            return _admin(proc.address, *args)
-
-        out = await asyncio.to_thread(run, "create-account", "--label", "bob")
-        assert out.returncode == 0, out.stderr
-        account = json.loads(out.stdout)["account_id"]
-        out = await asyncio.to_thread(run, "create-key", "--account", str(account),
-                                      "--permissions", "trade,read")
-        assert out.returncode == 0, out.stderr
-        doc = json.loads(out.stdout)
-        assert doc["permissions"] == ["trade", "read"] and len(doc["secret"]) == 64
-        out = await asyncio.to_thread(run, "deposit", "--account", str(account), "--asset",
-                                      "USD", "--amount", "100.5")
-        assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout)["available"] == "100.500000"
-        out = await asyncio.to_thread(run, "deposit", "--account", str(account), "--asset",
-                                      "USD", "--amount", "1e3")
-        assert out.returncode == 1
-        assert json.loads(out.stderr)["error"]["code"] == 1002
-        out = await asyncio.to_thread(run, "halt", "BTC-USD")
-        assert out.returncode == 0 and json.loads(out.stdout) == {"symbol": "BTC-USD",
-                                                                  "halted": True}
-        out = await asyncio.to_thread(run, "balances", "--account", str(account))
-        assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout)["balances"][0]["available"] == "100.500000"
-    out = await asyncio.to_thread(_admin, "unix:/nonexistent/m.sock", "balances",
-                                  "--account", "1")
-    assert out.returncode == 2 and "outcome unknown" in out.stderr

@@ -1,10 +1,9 @@
-"""Heartbeat timeouts, market-data routing and its skip-when-slow bound, metrics endpoint."""
+"""Heartbeat timeouts, market-data routing and its skip-when-slow bound."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from exchange.matcher import link_server
 from exchange.matcher.metrics import MD_SKIPPED
 from exchange.model.commands import CreateAccount, PlaceOrder
 from exchange.model.queries import GetOrder, OrderState
-from tests.support.matcher_harness import MatcherProcess, inprocess_matcher, wait_until
+from tests.support.matcher_harness import inprocess_matcher, wait_until
 
 
 async def test_silent_link_times_out_and_cancels_its_sessions(
@@ -81,25 +80,3 @@ async def test_market_data_to_subscribers_and_skip_when_slow(tmp_path: Path) -> 
         await wait_until(lambda: len(got) == 201, 10)  # the reading gateway got every frame
         sock.close()
         await sub.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def test_metrics_endpoint(tmp_path: Path) -> None:
-    port = _free_port()
-    async with MatcherProcess.started(tmp_path / "d",
-                                      extra_args=["--metrics-port", str(port)]) as proc:
-        client = await LinkClient.connect(proc.address, "gw")
-        await client.submit(CreateAccount())
-        await client.close()
-        url = f"http://127.0.0.1:{port}/metrics"
-        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
-        body = text.decode()
-        for name in ("matcher_batch_commands_bucket", "matcher_journal_write_seconds_bucket",
-                     "matcher_commands_applied_total", "matcher_gateways_connected"):
-            assert name in body

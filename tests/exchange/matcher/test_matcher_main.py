@@ -1,8 +1,11 @@
-"""`exchange matcher` as a process: fsync-never warning, data-dir lock, bad config, clean stop."""
+"""`exchange matcher` as a process: fsync-never warning, data-dir lock, bad config, clean stop,
+the metrics endpoint."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import urllib.request
 from pathlib import Path
 
 from exchange.journal.snapshots import list_snapshots
@@ -58,3 +61,25 @@ async def test_foreign_directory_refused_with_one_line_on_stderr(tmp_path: Path)
     assert (f"exchange matcher: cannot start: {data} is not an exchange data directory "
             "(it holds thesis.tex)") in proc.log_text()
     assert sorted(p.name for p in data.iterdir()) == ["thesis.tex"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_metrics_endpoint(tmp_path: Path) -> None:
+    port = _free_port()
+    async with MatcherProcess.started(tmp_path / "d",
+                                      extra_args=["--metrics-port", str(port)]) as proc:
+        client = await LinkClient.connect(proc.address, "gw")
+        await client.submit(CreateAccount())
+        await client.close()
+        url = f"http://127.0.0.1:{port}/metrics"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+        body = text.decode()
+        for name in ("matcher_batch_commands_bucket", "matcher_journal_write_seconds_bucket",
+                     "matcher_commands_applied_total", "matcher_gateways_connected"):
+            assert name in body

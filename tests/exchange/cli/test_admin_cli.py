@@ -1,0 +1,50 @@
+"""`exchange admin` against a matcher process: JSON out, clear errors, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.matcher_harness import REPO, MatcherProcess
+
+
+def _admin(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exchange.cli.main", "admin", "--matcher", address, *args],
+        capture_output=True, text=True, timeout=60, cwd=REPO,
+    )
+
+
+async def test_admin_cli(tmp_path: Path) -> None:
+    async with MatcherProcess.started(tmp_path / "d") as proc:
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return _admin(proc.address, *args)
+
+        out = await asyncio.to_thread(run, "create-account", "--label", "bob")
+        assert out.returncode == 0, out.stderr
+        account = json.loads(out.stdout)["account_id"]
+        out = await asyncio.to_thread(run, "create-key", "--account", str(account),
+                                      "--permissions", "trade,read")
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["permissions"] == ["trade", "read"] and len(doc["secret"]) == 64
+        out = await asyncio.to_thread(run, "deposit", "--account", str(account), "--asset",
+                                      "USD", "--amount", "100.5")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["available"] == "100.500000"
+        out = await asyncio.to_thread(run, "deposit", "--account", str(account), "--asset",
+                                      "USD", "--amount", "1e3")
+        assert out.returncode == 1
+        assert json.loads(out.stderr)["error"]["code"] == 1002
+        out = await asyncio.to_thread(run, "halt", "BTC-USD")
+        assert out.returncode == 0 and json.loads(out.stdout) == {"symbol": "BTC-USD",
+                                                                  "halted": True}
+        out = await asyncio.to_thread(run, "balances", "--account", str(account))
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["balances"][0]["available"] == "100.500000"
+    out = await asyncio.to_thread(_admin, "unix:/nonexistent/m.sock", "balances",
+                                  "--account", "1")
+    assert out.returncode == 2 and "outcome unknown" in out.stderr
