@@ -24,6 +24,7 @@ from exchange.model.queries import (
 )
 from gateway import marketdata
 from gateway.core.matcher_link import MatcherLink, Overloaded, Unavailable
+from gateway.core.outcomes import QUERY_LOST, Refusal, refusal
 from gateway.marketdata.checksum import CHECKSUM_LEVELS, checksum_units
 from gateway.metrics import GatewayMetrics
 from gateway.rest.candles import candles_response
@@ -78,12 +79,15 @@ class RestApi:
         try:
             async with asyncio.timeout(QUERY_TIMEOUT_S):
                 return await self.link.ask_nowait(query)
-        except Unavailable:
-            return _error(Code.INTERNAL, "matcher unavailable", retry_after_ms=1000)
-        except Overloaded as exc:
-            return _error(Code.OVERLOADED, retry_after_ms=exc.retry_after_ms)
-        except (TimeoutError, LinkDown):
-            return _error(Code.TIMEOUT)
+        except TimeoutError:
+            refused: Refusal | None = QUERY_LOST
+        except (Unavailable, Overloaded, LinkDown) as exc:
+            # The trading core's one mapping of outcomes to codes (gateway/core/outcomes.py).
+            refused = refusal(exc, query=True, retry_after_ms=self.link.limits.retry_after_ms)
+        assert refused is not None
+        extra = {} if refused.retry_after_ms is None else {
+            "retry_after_ms": refused.retry_after_ms}
+        return _error(refused.code, refused.msg, **extra)
 
     async def instruments(self, request: web.Request) -> web.Response:
         return web.json_response(
