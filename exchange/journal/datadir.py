@@ -9,6 +9,8 @@
       matcher.sock               the link socket of `exchange up` (when the path is short enough)
       demo-credentials.json      `exchange up --demo` accounts
       fix-store/                 `exchange up --fix-port`: FIX sessions' numbers and messages
+      instruments.json           the asset and instrument parameters the state was written
+                                 with (exchange.matcher.params)
 
 A matcher refuses a directory that is neither empty nor its own: pointed by mistake at a home
 directory, or at the older `exchange up` layout that kept the journal in DATA_DIR/matcher, it
@@ -25,8 +27,9 @@ MARKER = "EXCHANGE_DATA"
 FORMAT = 1
 # Names that may sit in a directory before it is marked (written by older versions, or by
 # `exchange up` before its matcher first starts).
-_KNOWN_NAMES = {"LOCK", "matcher.log", "matcher.sock", "demo-credentials.json", "fix-store"}
-_KNOWN_PREFIXES = ("journal-", "snapshot-", ".snapshot-", f".{MARKER}")
+_KNOWN_NAMES = {"LOCK", "matcher.log", "matcher.sock", "demo-credentials.json", "fix-store",
+                "instruments.json"}
+_KNOWN_PREFIXES = ("journal-", "snapshot-", ".snapshot-", f".{MARKER}", ".instruments.json")
 
 
 class NotADataDir(RuntimeError):

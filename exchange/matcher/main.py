@@ -6,9 +6,11 @@
                      [--stop-with-parent PID]
 
 Start-up: check that the data directory is an exchange's own (exchange.journal.datadir; an
-empty or new one is marked), lock it, recover (newest valid snapshot + journal), cut a torn
-journal tail, then listen. Exit codes: 0 stopped on SIGTERM/SIGINT, 1 could not start
-(corrupt journal, bad config, data dir locked...), 2 journal write/fsync failed, 3 bug.
+empty or new one is marked), lock it, check the config against the instrument parameters
+the state was written with (exchange.matcher.params), recover (newest valid snapshot +
+journal), cut a torn journal tail, then listen. Exit codes: 0 stopped on SIGTERM/SIGINT,
+1 could not start (corrupt journal, bad or changed config, data dir locked...), 2 journal
+write/fsync failed, 3 bug.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from exchange.marketdata import publish as md_publish
 from exchange.marketdata.port import MarketDataPort, SendToGateways
 from exchange.matcher.engine_port import ClassFactory, EngineFactory
 from exchange.matcher.loop import Matcher, MatcherOptions
+from exchange.matcher.params import ParamsChanged, check_or_record
 from exchange.matcher.recovery import RecoveryError, recover
 from exchange.matcher.report_log import DEFAULT_CAPACITY, ReportingFactory
 from exchange.model.candles import INTERVALS, LAST_BUCKET
@@ -231,6 +234,11 @@ def run(args: argparse.Namespace, factory: EngineFactory | None = None) -> int:
         claim(data_dir)
         lock_fd = lock_data_dir(data_dir)
     except (ConfigError, OSError, DataDirLocked, NotADataDir, ParentGone) as exc:
+        return start_failed(str(exc))
+    try:
+        check_or_record(data_dir, config)
+    except (ParamsChanged, OSError) as exc:
+        os.close(lock_fd)
         return start_failed(str(exc))
     if args.metrics_port is not None:
         from prometheus_client import start_http_server

@@ -63,7 +63,10 @@ def recover(
         for path, why in rejected:
             log.error("snapshot_unusable", path=str(path), reason=why)
         if snap is not None:
-            engine = factory.restore(config, snap.data)
+            try:
+                engine = factory.restore(config, snap.data)
+            except ValueError as exc:  # e.g. made for other symbols than this config's
+                raise RecoveryError(f"{snap.path}: {exc}") from None
             if engine.last_seq != snap.seq:
                 raise RecoveryError(
                     f"{snap.path}: engine restored at seq {engine.last_seq}, file says {snap.seq}"

@@ -12,7 +12,7 @@ from exchange.journal.snapshots import list_snapshots
 from exchange.link.client import LinkClient
 from exchange.link.messages import Result
 from exchange.model.commands import CreateAccount
-from tests.support.matcher_harness import MatcherProcess
+from tests.support.matcher_harness import REPO, MatcherProcess
 
 
 async def test_fsync_never_warns_loudly(tmp_path: Path) -> None:
@@ -83,3 +83,24 @@ async def test_metrics_endpoint(tmp_path: Path) -> None:
         for name in ("matcher_batch_commands_bucket", "matcher_journal_write_seconds_bucket",
                      "matcher_commands_applied_total", "matcher_gateways_connected"):
             assert name in body
+
+
+async def test_restart_with_another_tick_size_refused_with_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    async with MatcherProcess.started(data, extra_args=["--fsync", "never"]) as first:
+        client = await LinkClient.connect(first.address, "gw")
+        assert isinstance(await client.submit(CreateAccount()), Result)
+        await client.close()
+    text = (REPO / "exchange" / "config" / "default.toml").read_text()
+    changed = tmp_path / "changed.toml"
+    changed.write_text(text.replace('tick_size = "0.01"', 'tick_size = "0.10"', 1)
+                       .replace('"50000.00"', '"50000.0"'))
+    before = sorted(p.name for p in data.iterdir())
+    proc = MatcherProcess(data, extra_args=["--config", str(changed)])
+    proc.start()
+    assert await proc.wait_exit(60) == 1
+    lines = [line for line in proc.log_text().splitlines()
+             if line.startswith("exchange matcher: cannot start:")]
+    assert len(lines) == 1
+    assert "changes BTC-USD tick_size from 0.01 to 0.10" in lines[0]
+    assert sorted(p.name for p in data.iterdir()) == before
