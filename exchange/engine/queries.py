@@ -53,6 +53,7 @@ class Queries(EngineBase):
                 return BookSnapshot(
                     symbol=book.symbol, book_seq=book.book_seq, last_trade_id=book.trade_id,
                     bids=book.bids.depth(depth), asks=book.asks.depth(depth),
+                    last_price=book.last_price, halted=book.halted,
                 )
             case GetOrder():
                 found = self._find_order(query)

@@ -15,7 +15,7 @@ from typing import Final
 
 from exchange.marketdata.wire import BookDelta, CandleUpdate, MdBatch, TickerMsg, TradeMsg
 from exchange.model.candles import Candle, SymbolCandles
-from exchange.model.events import BookChanged, Event, TradeExecuted
+from exchange.model.events import BookChanged, Event, SymbolHalted, SymbolResumed, TradeExecuted
 from exchange.model.queries import BookSnapshot
 
 NS_PER_MINUTE: Final = 60 * 1_000_000_000
@@ -116,7 +116,8 @@ class RollingVolume:
 
 class _SymbolState:
     __slots__ = (
-        "book", "candles", "last_price", "last_ticker", "last_trade_id", "seq", "volume",
+        "book", "candles", "halted", "last_price", "last_ticker", "last_trade_id", "seq",
+        "volume",
     )
 
     def __init__(self) -> None:
@@ -128,6 +129,7 @@ class _SymbolState:
         self.last_price: int | None = None
         self.volume = RollingVolume()
         self.last_ticker: TickerMsg | None = None
+        self.halted = False
         # The open candle per interval (the engine keeps the history; see prime_candles).
         self.candles = SymbolCandles(keep=1)
 
@@ -154,6 +156,7 @@ class _SymbolState:
             best_ask_qty=ask[1] if ask else None,
             last=self.last_price,
             volume_24h=self.volume.total,
+            halted=self.halted,
         )
 
 
@@ -176,6 +179,8 @@ class MdBuilder:
         state.book.load(snapshot.bids, snapshot.asks)
         state.seq = snapshot.book_seq
         state.last_trade_id = snapshot.last_trade_id
+        state.last_price = snapshot.last_price or None
+        state.halted = snapshot.halted
 
     def prime_candles(self, symbol: str, open_candles: dict[str, Candle]) -> None:
         """Start a symbol's open candles from the engine's newest ones (after recovery), so
@@ -202,6 +207,12 @@ class MdBuilder:
                 if event.symbol not in books and event.symbol not in trades:
                     order.append(event.symbol)
                 trades.setdefault(event.symbol, []).append(event)
+            elif isinstance(event, SymbolHalted | SymbolResumed):
+                # Rare: a ticker tells subscribers; the symbol gets a batch of its own.
+                self._state(event.symbol).halted = isinstance(event, SymbolHalted)
+                if event.symbol not in books and event.symbol not in trades:
+                    order.append(event.symbol)
+                    books[event.symbol] = []
         return [
             self._symbol_batch(symbol, books.get(symbol, []), trades.get(symbol, []), ts)
             for symbol in order

@@ -49,6 +49,7 @@ class TickerMsg(msgspec.Struct, frozen=True, array_like=True, gc=False):
     best_ask_qty: int | None
     last: int | None  # ticks of the last trade; None before the first
     volume_24h: int  # lots traded over the last 24 hours of event time
+    halted: bool = False  # trading in the symbol is halted by the operator
 
 
 class CandleUpdate(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -50,6 +50,17 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     base_units_per_lot: int = 1
     quote_units_per_tick_lot: int = 1
 
+    def band(self, last_price: int) -> tuple[int, int, int]:
+        """(reference, low, high) in ticks: the band orders must be priced in.
+
+        The reference is the last trade's price, or `reference_price` before the first; a
+        limit price p is accepted when |p - reference| <= reference * price_band_pct / 100
+        (the engine's check), so low rounds up and high rounds down.
+        """
+        ref = last_price or self.reference_ticks
+        pct = self.price_band_pct
+        return ref, -((-ref * (100 - pct)) // 100), ref * (100 + pct) // 100
+
     # Edge conversions. `None` means "reject with 1002"; callers never round.
     def price_to_ticks(self, text: object) -> int | None:
         return parse_steps(text, self.tick_units, self.price_decimals)

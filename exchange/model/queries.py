@@ -87,6 +87,8 @@ class BookSnapshot(_Answer, tag="book", kw_only=True, frozen=True):
     last_trade_id: int
     bids: list[tuple[int, int]]  # (ticks, total lots), best first
     asks: list[tuple[int, int]]
+    last_price: int = 0  # ticks of the last trade; 0 before the first (the band's reference
+    halted: bool = False  # is then the instrument's reference_price)
 
 
 class OrderState(OrderFields, _Answer, tag="order", kw_only=True, frozen=True):  # type: ignore[misc]

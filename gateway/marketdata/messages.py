@@ -48,6 +48,12 @@ class TickerOut(msgspec.Struct, frozen=True, kw_only=True):
     best_ask_qty: str | None
     last: str | None
     volume_24h: str
+    # The price band orders must be priced in: around the last trade, or the instrument's
+    # reference price before the first one.
+    reference_price: str
+    band_low: str
+    band_high: str
+    halted: bool
 
 
 class CandleOut(msgspec.Struct, frozen=True, kw_only=True):

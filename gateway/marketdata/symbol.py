@@ -89,6 +89,7 @@ class SymbolFeed:
         self.last_ticker: bytes | None = None  # the last ticker sent, for new subscribers
         self.ticker_key: tuple[int | None, ...] | None = None
         self.last_price: int | None = None
+        self.halted = False
         self.volume_24h: int | None = None
         self.pending: deque[MdBatch] = deque()
         self.pending_overflow = False
@@ -234,6 +235,7 @@ class SymbolFeed:
             if batch.ticker.last is not None:
                 self.last_price = batch.ticker.last
             self.volume_24h = batch.ticker.volume_24h
+            self.halted = batch.ticker.halted
         self._maybe_ticker(batch.ts)
         if batch.candles:
             self._send_candles(batch.candles, batch.ts)
@@ -265,6 +267,7 @@ class SymbolFeed:
             ask[1] if ask else None,
             self.last_price,
             self.volume_24h,
+            int(self.halted),
         )
 
     def _maybe_ticker(self, ts: int) -> None:
@@ -277,8 +280,9 @@ class SymbolFeed:
         if key == self.ticker_key:
             return
         self.ticker_key = key
-        bid, bid_qty, ask, ask_qty, last, volume = key
+        bid, bid_qty, ask, ask_qty, last, volume, halted = key
         inst = self.instrument
+        ref, low, high = inst.band(last or 0)
         self.last_ticker = data = encode(
             TickerOut(
                 symbol=self.symbol,
@@ -289,6 +293,10 @@ class SymbolFeed:
                 best_ask_qty=None if ask_qty is None else inst.lots_to_qty(ask_qty),
                 last=None if last is None else inst.ticks_to_price(last),
                 volume_24h=inst.lots_to_qty(volume or 0),
+                reference_price=inst.ticks_to_price(ref),
+                band_low=inst.ticks_to_price(low),
+                band_high=inst.ticks_to_price(high),
+                halted=bool(halted),
             )
         )
         for client in self.ticker_fan:
@@ -463,6 +471,9 @@ class SymbolFeed:
         self.book.load(snapshot.bids, snapshot.asks)
         self.seq = snapshot.book_seq
         self.last_trade_id = snapshot.last_trade_id
+        if snapshot.last_price:
+            self.last_price = snapshot.last_price
+        self.halted = snapshot.halted
         self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= SNAPSHOT_DEPTH else None
         self.ask_ceiling = snapshot.asks[-1][0] if len(snapshot.asks) >= SNAPSHOT_DEPTH else None
         self.ready = True

@@ -61,6 +61,17 @@ def instrument_json(inst: Instrument) -> dict[str, Any]:
     }
 
 
+def band_json(inst: Instrument, answer: BookSnapshot) -> dict[str, Any]:
+    """Where orders may be priced now, and whether the symbol trades at all."""
+    ref, low, high = inst.band(answer.last_price)
+    return {
+        "reference_price": inst.ticks_to_price(ref),
+        "band_low": inst.ticks_to_price(low),
+        "band_high": inst.ticks_to_price(high),
+        "halted": answer.halted,
+    }
+
+
 class RestApi:
     def __init__(self, link: MatcherLink, config: ExchangeConfig, metrics: GatewayMetrics):
         self.link = link
@@ -90,9 +101,15 @@ class RestApi:
         return _error(refused.code, refused.msg, **extra)
 
     async def instruments(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"instruments": [instrument_json(i) for i in self.config.instruments.values()]}
-        )
+        out = []
+        for inst in self.config.instruments.values():
+            answer = await self._ask(GetBook(symbol=inst.symbol, depth=1))
+            if isinstance(answer, web.Response):
+                return answer
+            if not isinstance(answer, BookSnapshot):
+                return _error(Code.INTERNAL, "unexpected answer")
+            out.append(instrument_json(inst) | band_json(inst, answer))
+        return web.json_response({"instruments": out})
 
     async def book(self, request: web.Request) -> web.Response:
         inst = self.config.instruments.get(request.match_info["symbol"])
@@ -117,6 +134,7 @@ class RestApi:
             "asks": [[inst.ticks_to_price(p), inst.lots_to_qty(q)] for p, q in asks],
             "checksum": checksum_units(answer.asks, answer.bids, inst.tick_units,
                                        inst.lot_units),
+            **band_json(inst, answer),
         })
 
     async def trades(self, request: web.Request) -> web.Response:

@@ -132,3 +132,18 @@ def test_trades_send_the_open_candle_of_every_interval() -> None:
     assert (later.candles[0].start, later.candles[0].open, later.candles[0].trades) == (
         minute, 105, 1)
     assert decode_batch(encode_batch(later)) == later
+
+
+def test_halt_and_resume_reach_the_ticker_and_prime_keeps_last_and_halted() -> None:
+    from exchange.model.events import SymbolHalted, SymbolResumed
+
+    b = MdBuilder()
+    b.prime(BookSnapshot(symbol="A", book_seq=7, last_trade_id=3, bids=[(10, 1)], asks=[],
+                         last_price=11, halted=True))
+    [beat] = b.on_tick(0)
+    assert beat.ticker is not None and beat.ticker.last == 11 and beat.ticker.halted
+    [batch] = b.on_batch([SymbolResumed(seq=8, ts=5, symbol="A")], 5)
+    assert batch.ticker is not None and not batch.ticker.halted
+    assert (batch.prev_seq, batch.seq, batch.book, batch.trades) == (7, 7, None, [])
+    [batch] = b.on_batch([SymbolHalted(seq=9, ts=6, symbol="A")], 6)
+    assert batch.ticker is not None and batch.ticker.halted

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from exchange.model.instruments import ConfigError, load_config, parse_config
@@ -126,3 +127,19 @@ def test_load_config_from_file(tmp_path: Path) -> None:
     assert cfg.asset_to_units("USD", "0") is None
     assert cfg.asset_to_units("EUR", "1") is None
     assert cfg.units_to_asset("USD", 125) == "1.25"
+
+
+def test_band_matches_the_engine_check_at_its_edges() -> None:
+    inst = load_config().instruments["BTC-USD"]
+    assert inst.band(0) == (inst.reference_ticks, 4_500_000, 5_500_000)
+    for ref in (3, 7, 99, 101, 12_345, 5_000_001):
+        for pct in (1, 7, 10, 33, 100):
+            odd = msgspec.structs.replace(inst, price_band_pct=pct)
+            got_ref, low, high = odd.band(ref)
+            assert got_ref == ref
+
+            def accepted(price: int, ref: int = ref, pct: int = pct) -> bool:
+                return abs(price - ref) * 100 <= ref * pct  # as exchange.engine.placing
+
+            assert accepted(low) and not accepted(low - 1)
+            assert accepted(high) and not accepted(high + 1)

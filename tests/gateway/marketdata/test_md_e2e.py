@@ -117,3 +117,41 @@ async def test_redis_outage_resyncs_md_and_order_entry_keeps_working(
         await sub.wait_for(lambda: same_book(sub.replica, snap), within=20)
         await sub.close()
         await other.close()
+
+
+async def test_band_and_halt_published_in_rest_and_ticker(tmp_path: Path) -> None:
+    from exchange.model.commands import HaltSymbol, ResumeSymbol
+
+    async with running_exchange(tmp_path) as ex, aiohttp.ClientSession() as session:
+        # Before the first trade: the band is around the configured reference price.
+        status, body = await ex.get("/api/instruments")
+        assert status == 200
+        btc = {i["symbol"]: i for i in body["instruments"]}[SYMBOL]
+        assert (btc["reference_price"], btc["band_low"], btc["band_high"], btc["halted"]) == (
+            "50000.00", "45000.00", "55000.00", False)
+        sub = await md_subscriber(ex, session)
+        funds = {"USD": "10000000", "BTC": "1000"}
+        seller = await ex.client(await ex.new_account(funds))
+        buyer = await ex.client(await ex.new_account(funds))
+        await seller.place(SYMBOL, "sell", "0.0100", "52000.00")
+        await buyer.place(SYMBOL, "buy", "0.0100", "52000.00")  # trades: reference 52000.00
+
+        def ticker_with(**fields: object) -> bool:
+            tickers = [m for m in sub.messages if m["channel"] == "ticker"]
+            return bool(tickers) and all(tickers[-1][k] == v for k, v in fields.items())
+
+        await sub.wait_for(lambda: ticker_with(last="52000.00", reference_price="52000.00",
+                                               band_low="46800.00", band_high="57200.00",
+                                               halted=False))
+        status, book = await ex.get(f"/api/book/{SYMBOL}")
+        assert (book["reference_price"], book["band_low"], book["band_high"], book["halted"]) == (
+            "52000.00", "46800.00", "57200.00", False)
+
+        assert (await ex.link.submit(HaltSymbol(symbol=SYMBOL))).events  # type: ignore[union-attr]
+        await sub.wait_for(lambda: ticker_with(halted=True))
+        assert (await ex.get(f"/api/book/{SYMBOL}"))[1]["halted"] is True
+        instruments = (await ex.get("/api/instruments"))[1]["instruments"]
+        assert {i["symbol"]: i["halted"] for i in instruments}[SYMBOL] is True
+        await ex.link.submit(ResumeSymbol(symbol=SYMBOL))
+        await sub.wait_for(lambda: ticker_with(halted=False))
+        await sub.close()
