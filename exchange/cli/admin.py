@@ -7,9 +7,11 @@
     exchange admin --matcher ADDR halt BTC-USD | resume BTC-USD
     exchange admin --matcher ADDR balances --account N
 
---matcher defaults to $EXCHANGE_MATCHER. Exit code 0 on success; 1 with a JSON error on
-stderr ({"error": {"code", "msg"}}) when refused; 2 when the matcher is unreachable or the link
-drops (the outcome of a state change is then unknown: check with `balances`).
+--matcher defaults to $EXCHANGE_MATCHER and may come before or after the command. Exit code 0
+on success; 1 with a JSON error on stderr ({"error": {"code", "msg"}}) when refused; 2 when
+the matcher cannot be reached (nothing was sent: code 5002, "cannot reach the matcher") or the
+link drops after the command was sent (code 5001: the outcome of a state change is then
+unknown, check with `balances`).
 """
 
 from __future__ import annotations
@@ -24,29 +26,37 @@ from typing import Any
 from exchange.link import admin_ops
 from exchange.link.admin_ops import AdminError
 from exchange.link.client import LinkClient, LinkDown
+from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
 from exchange.model.instruments import ExchangeConfig
+
+MATCHER_HELP = "matcher link address, unix:/path or tcp:host:port (default: $EXCHANGE_MATCHER)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", default=os.environ.get("EXCHANGE_MATCHER"),
-                        help="matcher link address, unix:/path or tcp:host:port "
-                        "(default: $EXCHANGE_MATCHER)")
+                        help=MATCHER_HELP)
+    # The same option after the command: SUPPRESS keeps a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--matcher", default=argparse.SUPPRESS, help=MATCHER_HELP)
     sub = parser.add_subparsers(dest="admin_command", required=True)
-    p = sub.add_parser("create-account", help="create an account; prints its id")
+    p = sub.add_parser("create-account", help="create an account; prints its id",
+                       parents=[common])
     p.add_argument("--label", default="")
-    p = sub.add_parser("create-key", help="create an API key; prints key and secret once")
+    p = sub.add_parser("create-key", help="create an API key; prints key and secret once",
+                       parents=[common])
     p.add_argument("--account", type=int, required=True)
     p.add_argument("--permissions", default="trade,read")
     for name in ("deposit", "withdraw"):
-        p = sub.add_parser(name, help=f"{name} an amount (decimal string) of an asset")
+        p = sub.add_parser(name, help=f"{name} an amount (decimal string) of an asset",
+                           parents=[common])
         p.add_argument("--account", type=int, required=True)
         p.add_argument("--asset", required=True)
         p.add_argument("--amount", required=True)
     for name in ("halt", "resume"):
-        p = sub.add_parser(name, help=f"{name} trading in a symbol")
+        p = sub.add_parser(name, help=f"{name} trading in a symbol", parents=[common])
         p.add_argument("symbol")
-    p = sub.add_parser("balances", help="an account's balances")
+    p = sub.add_parser("balances", help="an account's balances", parents=[common])
     p.add_argument("--account", type=int, required=True)
 
 
@@ -81,8 +91,15 @@ async def execute(client: LinkClient, args: argparse.Namespace) -> dict[str, Any
     raise AdminError(1001, f"unknown admin command {args.admin_command}")
 
 
+class Unreachable(Exception):
+    """The link could not be opened: nothing was sent."""
+
+
 async def _main(args: argparse.Namespace) -> int:
-    client = await LinkClient.connect(args.matcher, f"admin-{os.getpid()}")
+    try:
+        client = await LinkClient.connect(args.matcher, f"admin-{os.getpid()}")
+    except (LinkDown, OSError) as exc:
+        raise Unreachable(str(exc) or type(exc).__name__) from None
     try:
         print(json.dumps(await execute(client, args)))
         return 0
@@ -101,10 +118,19 @@ def run(args: argparse.Namespace) -> int:
         _error(1001, "no matcher address: pass --matcher or set EXCHANGE_MATCHER")
         return 1
     try:
+        parse_address(args.matcher)
+    except ValueError as exc:
+        _error(1002, f"--matcher {args.matcher!r}: {exc}")
+        return 1
+    try:
         return asyncio.run(_main(args))
     except AdminError as exc:
         _error(exc.code, exc.message)
         return 1
-    except (LinkDown, ValueError) as exc:
-        _error(5001, f"matcher link: {exc} (outcome unknown)")
+    except Unreachable as exc:
+        _error(5002, f"cannot reach the matcher at {args.matcher}: {exc} (nothing was sent)")
+        return 2
+    except (LinkDown, OSError) as exc:
+        _error(5001, f"the link to the matcher dropped: {exc} (outcome unknown; check "
+               "with `exchange admin balances`)")
         return 2

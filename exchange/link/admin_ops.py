@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Iterable
 from typing import TypeVar
 
+from exchange.engine.accounts import FEE_ACCOUNT
 from exchange.link.client import LinkClient
 from exchange.link.messages import Refused
 from exchange.model.codes import MESSAGES, Code
@@ -114,6 +115,9 @@ async def create_api_key(
 ) -> tuple[str, str]:
     """A new key for the account: returns (api_key, secret). The secret is shown only now."""
     perms = parse_permissions(permissions)
+    if account_id == FEE_ACCOUNT:
+        raise AdminError(Code.INVALID_VALUE, f"account {FEE_ACCOUNT} is the exchange's fee "
+                         "account and cannot have API keys; create an account first")
     api_key = secrets.token_hex(16)
     secret = secrets.token_hex(32)
     command = CreateApiKey(account_id=account_id, api_key=api_key, secret=secret,

@@ -45,6 +45,20 @@ async def test_admin_cli(tmp_path: Path) -> None:
         out = await asyncio.to_thread(run, "balances", "--account", str(account))
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["balances"][0]["available"] == "100.500000"
+        # Options may follow the command, overriding the one before it.
+        out = await asyncio.to_thread(
+            _admin, "unix:/nonexistent/m.sock", "balances", "--account", str(account),
+            "--matcher", proc.address)
+        assert out.returncode == 0, out.stderr
+        out = await asyncio.to_thread(run, "create-key", "--account", "0")
+        assert out.returncode == 1
+        assert "fee account and cannot have API keys" in json.loads(out.stderr)["error"]["msg"]
     out = await asyncio.to_thread(_admin, "unix:/nonexistent/m.sock", "balances",
                                   "--account", "1")
-    assert out.returncode == 2 and "outcome unknown" in out.stderr
+    assert out.returncode == 2
+    error = json.loads(out.stderr)["error"]
+    assert error["code"] == 5002
+    assert error["msg"].startswith("cannot reach the matcher at unix:/nonexistent/m.sock: ")
+    assert error["msg"].endswith("(nothing was sent)")
+    out = await asyncio.to_thread(_admin, "nowhere", "balances", "--account", "1")
+    assert out.returncode == 1 and json.loads(out.stderr)["error"]["code"] == 1002
