@@ -265,12 +265,30 @@ class MdHub:
             next_at += HEARTBEAT_S
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             if not self.feed.connected:
+                self.flowing()
                 continue  # silence tells subscribers the feed is down
             ts = time.time_ns()
             now = time.monotonic()
             for feed in tuple(self.symbols.values()):
                 feed.check_silence(now, self.limits.feed_silence_s)
                 feed.heartbeat(ts)
+            self.flowing()
+
+    def flowing(self) -> str | None:
+        """None while market data flows, else why not (also the md_flowing gauge).
+
+        Not flowing: the feed is disconnected, or a subscribed symbol's book is stale (its
+        publisher went silent for longer than the silence limit).
+        """
+        why: str | None = None
+        if not self.feed.connected:
+            why = f"market-data feed ({self.feed.name}) disconnected"
+        else:
+            stale = [symbol for symbol, feed in sorted(self.symbols.items()) if feed.stale]
+            if stale:
+                why = f"no market data for {', '.join(stale)}: the publisher went silent"
+        metrics.FLOWING.set(0 if why else 1)
+        return why
 
     def close(self) -> None:
         for feed in self.symbols.values():
@@ -278,7 +296,10 @@ class MdHub:
 
     def health(self) -> dict[str, object]:
         now = time.monotonic()
+        not_flowing = self.flowing()
         return {
+            "flowing": not_flowing is None,
+            **({"reason": not_flowing} if not_flowing else {}),
             "feed": self.feed.name,
             "feed_connected": self.feed.connected,
             "connections": len(self.clients),

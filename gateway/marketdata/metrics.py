@@ -13,6 +13,11 @@ SLOW_CONSUMERS = Counter(
     "md_slow_consumers_total", "Subscribers closed because their send buffer overflowed"
 )
 FEED_CONNECTED = Gauge("md_feed_connected", "1 while the gateway's market-data feed is up")
+FLOWING = Gauge(
+    "md_flowing",
+    "1 while market data flows: the feed is connected and no subscribed symbol is silent "
+    "or stale (/healthz says degraded otherwise)",
+)
 FEED_BATCHES = Counter("md_feed_batches_total", "Feed batches received", ["symbol"])
 GAPS = Counter("md_gaps_total", "Sequence gaps seen on the feed", ["symbol"])
 RESYNCS = Counter("md_resyncs_total", "Book resyncs (snapshot fetches)", ["symbol", "reason"])

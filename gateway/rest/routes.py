@@ -163,13 +163,17 @@ class RestApi:
 
     async def healthz(self, request: web.Request) -> web.Response:
         link = self.link
-        # Market data is reported, not judged: order entry keeps working while the feed
-        # repairs itself, so a feed outage alone does not make the gateway unhealthy.
+        # Order entry keeps working while the market-data feed repairs itself, so a feed
+        # outage alone answers 200 (the gateway stays in rotation) but says "degraded".
         market_data = marketdata.health(request.app)
         if link.up:
-            return web.json_response({"status": "ok", "matcher": "up",
-                                      "in_flight": link.in_flight, "queued": link.queued,
-                                      "market_data": market_data})
+            body: dict[str, Any] = {"status": "ok", "matcher": "up",
+                                    "in_flight": link.in_flight, "queued": link.queued,
+                                    "market_data": market_data}
+            if market_data.get("flowing") is False:
+                body["status"] = "degraded"
+                body["reason"] = market_data.get("reason")
+            return web.json_response(body)
         return web.json_response(
             {"status": "unavailable", "matcher": "down", "reason": link.last_error,
              "market_data": market_data},

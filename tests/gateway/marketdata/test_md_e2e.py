@@ -108,10 +108,18 @@ async def test_redis_outage_resyncs_md_and_order_entry_keeps_working(
         async with asyncio.timeout(5):
             await trade_some(ex, client, 6, start=6)
         assert health(ex.runner.app)["feed_connected"] is False  # type: ignore[union-attr]
+        # Health says so while the feed is down, and so does the metric.
+        status, body = await ex.get("/healthz")
+        assert status == 200 and body["status"] == "degraded"
+        assert body["reason"] == "market-data feed (redis) disconnected"
+        assert "\nmd_flowing 0.0\n" in (await ex.get("/metrics"))[1]
 
         await asyncio.to_thread(redis_server.start)
         await sub.wait_for(lambda: sub.replica.snapshots == 2, within=20)
         await other.wait_for(lambda: other.replica.snapshots == 2, within=20)
+        status, body = await ex.get("/healthz")
+        assert status == 200 and body["status"] == "ok" and body["market_data"]["flowing"]
+        assert "\nmd_flowing 1.0\n" in (await ex.get("/metrics"))[1]
         await trade_some(ex, client, 6, start=12)
         snap = await engine_book(ex)
         await sub.wait_for(lambda: same_book(sub.replica, snap), within=20)

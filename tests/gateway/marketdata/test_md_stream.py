@@ -418,11 +418,14 @@ async def test_silent_feed_is_reported_and_verified_when_it_returns(
         await sub.wait_for(lambda: sub.replica.resyncs == 1, within=5)
         feed = client.app[HUB_KEY].symbols[SYMBOL]
         assert not feed.ready and feed.stale
+        hub = client.app[HUB_KEY]
+        assert hub.flowing() == f"no market data for {SYMBOL}: the publisher went silent"
         source.drop = lambda symbol, payload: False
         await run_flow(flow, 20)
         end = final_seq(flow)
         await sub.wait_for(lambda: sub.replica.seq == end)
         assert sub.replica.snapshots == 2
+        assert hub.flowing() is None
         await sub.close()
 
 
