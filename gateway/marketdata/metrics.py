@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 CONNECTIONS = Gauge("md_ws_connections", "Open /ws/md connections")
 REJECTED = Counter(
@@ -21,6 +21,13 @@ FLOWING = Gauge(
 FEED_BATCHES = Counter("md_feed_batches_total", "Feed batches received", ["symbol"])
 GAPS = Counter("md_gaps_total", "Sequence gaps seen on the feed", ["symbol"])
 RESYNCS = Counter("md_resyncs_total", "Book resyncs (snapshot fetches)", ["symbol", "reason"])
+# Wall clock at the gateway minus the batch's engine timestamp: how far behind the matcher
+# the fan-out runs (both clocks are the hosts' own, so across hosts it includes their skew).
+FEED_LAG = Histogram(
+    "md_feed_lag_seconds", "Age of market-data batches when they reach the gateway",
+    buckets=(1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0,
+             2.5, 5.0),
+)
 BOOK_SEQ = Gauge("md_book_seq", "Book sequence the gateway holds", ["symbol"])
 RESYNC_BUFFER_DROPS = Counter(
     "md_resync_buffer_overflows_total",

@@ -168,6 +168,7 @@ class SymbolFeed:
     def on_batch(self, batch: MdBatch) -> None:
         self._m_batches.inc()
         self.last_batch_at = time.monotonic()
+        metrics.FEED_LAG.observe(max(0, time.time_ns() - batch.ts) / 1e9)
         self._process(batch)
 
     def _process(self, batch: MdBatch) -> None:
