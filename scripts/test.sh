@@ -35,6 +35,19 @@ if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null
     fi
 fi
 
+# promtool checks and unit-tests the Prometheus alert rules in deploy/ (tests/deploy).
+if ! command -v promtool >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing prometheus (Debian package, for promtool) for the deploy tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+            install -y -qq prometheus >/dev/null
+    else
+        echo "promtool is not installed: install the 'prometheus' package (e.g. sudo apt-get" >&2
+        echo "install prometheus); the tests run promtool on deploy/prometheus only." >&2
+        exit 1
+    fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 

@@ -19,8 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
+def parse_args(args_list: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line (exits with usage on a bad one), without running anything."""
     chosen = next((a for a in args_list if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="exchange", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,7 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub_parser)
-    args = parser.parse_args(args_list)
+    return parser.parse_args(list(args_list))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     code: int = module.run(args)
     return code
