@@ -19,13 +19,25 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """--help shows every option's default, also for options without a help text."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        default = action.default
+        if (action.option_strings and default not in (None, False, argparse.SUPPRESS)
+                and "%(default)" not in (action.help or "")):
+            action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
+        super().add_argument(action)
+
+
 def parse_args(args_list: Sequence[str]) -> argparse.Namespace:
     """The parsed command line (exits with usage on a bad one), without running anything."""
     chosen = next((a for a in args_list if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(prog="exchange", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text,
+                                    formatter_class=DefaultsFormatter)
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub_parser)
     return parser.parse_args(list(args_list))
