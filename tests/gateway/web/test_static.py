@@ -61,3 +61,11 @@ async def test_nothing_outside_the_static_folder() -> None:
             assert resp.status in (403, 404), path
     finally:
         await c.close()
+
+
+def test_every_error_code_has_words() -> None:
+    from exchange.model.codes import Code
+
+    text = (web_page.STATIC_DIR / "js" / "errors.js").read_text()
+    described = {int(code) for code in re.findall(r"^\s*(\d{4}): \"[A-Z]", text, re.M)}
+    assert described == {int(code) for code in Code if code is not Code.OK}

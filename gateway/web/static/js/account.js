@@ -225,6 +225,9 @@ export class Account {
     } else if (r.price) {
       text += `: ${r.qty} @ ${r.price}`;
     }
+    if (r.exec_type === "rejected" && r.reject_code) {
+      text += ` (${describeError({ code: r.reject_code })})`;
+    }
     const item = el("li", { textContent: text, className: r.exec_type,
                             dataset: { execType: r.exec_type, orderId: String(r.order_id) } });
     const log = $("reports");

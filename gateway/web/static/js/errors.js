@@ -18,6 +18,10 @@ export const ERROR_TEXT = {
   4002: "The exchange is overloaded: try again shortly.",
   5001: "Timed out: the outcome is unknown; check the order's status.",
   5002: "Internal error in the exchange.",
+  // The engine's own codes: in a rejected report's reject_code (and the operator's tools).
+  3007: "The symbol is halted.",
+  3008: "Unknown account.",
+  3009: "Duplicate API key.",
 };
 
 // "Insufficient balance: ... (code 3001)"; retry_after_ms and the server's own words added.
