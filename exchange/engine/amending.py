@@ -19,7 +19,7 @@ from exchange.engine.orders import (
     InvalidStateTransition,
     Order,
 )
-from exchange.engine.taking import Taking
+from exchange.engine.stops import Stops
 from exchange.engine.templates import replace
 from exchange.model.commands import (
     AmendOrder,
@@ -30,23 +30,12 @@ from exchange.model.events import (
     AllCanceled,
     BookChanged,
     CancelReason,
-    CancelRejected,
     CommandRejected,
     Event,
 )
 
 
-class Amending(Taking):
-    def _cancel_rejected(
-        self, c: CancelOrder | AmendOrder, code: int, seq: int, ts: int
-    ) -> list[Event]:
-        return [
-            CancelRejected(
-                seq=seq, ts=ts, account_id=c.account_id, symbol=c.symbol, order_id=c.order_id,
-                client_order_id=c.client_order_id, code=code, amend=type(c) is AmendOrder,
-            )
-        ]
-
+class Amending(Stops):
     def _cancel(self, c: CancelOrder, seq: int, ts: int) -> list[Event]:
         # The hot path of the mix, hence written out: one order, one level, one BookChanged.
         book = self._books.get(c.symbol)
@@ -70,6 +59,11 @@ class Amending(Taking):
         status = NEXT_ON_CANCEL.get(o.status)
         if status is None:
             raise InvalidStateTransition(f"cancel in status {o.status!r}")
+        level = o.level
+        if level is None:  # a stop order not yet triggered: off the book
+            events: list[Event] = []
+            self._cancel_order(book, o, "user", events, seq, ts)
+            return events
         inst = book.inst
         price: int = o.price  # type: ignore[assignment]
         leaves = o.qty - o.cum_qty
@@ -84,9 +78,7 @@ class Amending(Taking):
             side = book.asks
         bal.held -= amount
         bal.available += amount
-        level = o.level
-        assert level is not None
-        total = level.total - leaves
+        total = level.total - (o.shown_qty or leaves)  # an iceberg's level shows its slice
         level.total = total
         prev = o.prev
         nxt = o.next
@@ -105,6 +97,7 @@ class Amending(Taking):
         del acct.open[oid]
         del acct.by_coid[o.client_order_id]
         self._closed[oid & CLOSED_MASK] = o
+        acct.closed.append(o)
         o.status = status
         o.updated_ts = ts
         exec_id = self._exec_id + 1
@@ -136,7 +129,7 @@ class Amending(Taking):
         new_price = c.new_price
         if (
             (c.order_id is None and c.client_order_id is None)
-            or (new_qty is None and new_price is None)
+            or (new_qty is None and new_price is None and c.new_stop_price is None)
             or (new_qty is not None and (new_qty < 0 or new_qty > inst.max_lots))
             or (new_price is not None and new_price <= 0)
         ):
@@ -144,6 +137,10 @@ class Amending(Taking):
         o = self._find_open(c.account_id, c.symbol, c.order_id, c.client_order_id)
         if o is None:
             return self._cancel_rejected(c, _UNKNOWN_ORDER, seq, ts)
+        if o.level is None:  # a stop order not yet triggered
+            return self._amend_stop(c, book, o, seq, ts)
+        if c.new_stop_price is not None:
+            return self._cancel_rejected(c, _INVALID, seq, ts)
         old_price = o.price
         assert old_price is not None
         qty = o.qty if new_qty is None else new_qty
@@ -182,6 +179,18 @@ class Amending(Taking):
         if extra > bal.available:
             return self._cancel_rejected(c, _BALANCE, seq, ts)
         kept = price == old_price and qty <= o.qty
+        display = o.display_qty
+        if display:
+            # An iceberg's level shows its slice: a kept place keeps the slice (no larger
+            # than what is left), a new place starts a full one.
+            old_vis = o.shown_qty
+            if kept:
+                vis = old_vis if old_vis < leaves else leaves
+            else:
+                vis = display if display < leaves else leaves
+        else:
+            old_vis = old_leaves
+            vis = leaves
         side = book.bids if is_buy else book.asks
         status = NEXT_ON_AMEND.get(o.status)
         if status is None:
@@ -199,6 +208,8 @@ class Amending(Taking):
                 session_id=o.session_id,
             )
         )
+        if o.stop_price is not None:  # a triggered stop keeps reporting its stop price
+            events[-1] = replace(events[-1], stop_price=o.stop_price)
         level = o.level
         assert level is not None
         if kept or not crosses:
@@ -206,14 +217,16 @@ class Amending(Taking):
             bal.available -= extra
             bal.held += extra
             o.qty = qty
+            if display:
+                o.shown_qty = vis
             if kept:
-                if leaves == old_leaves:
+                if vis == old_vis:
                     return events
-                total = level.total + leaves - old_leaves
+                total = level.total + vis - old_vis
                 level.total = total
                 change = [(price, total)]
             else:
-                old_total = level.total - old_leaves
+                old_total = level.total - old_vis
                 level.total = old_total
                 prev = o.prev
                 nxt = o.next
@@ -229,8 +242,10 @@ class Amending(Taking):
                 if level.head is None:
                     side.drop_level(old_price)
                 o.price = price
-                total = side.rest(o, price, leaves)
+                total = side.rest(o, price, vis)
                 if price == old_price:
+                    if total == old_total + old_vis:
+                        return events  # an iceberg's slice moved back: nothing shows
                     change = [(price, total)]
                 elif (price > old_price) is is_buy:
                     change = [(price, total), (old_price, old_total)]
@@ -256,6 +271,8 @@ class Amending(Taking):
         if o.status not in ("new", "partially_filled"):
             del acct.open[o.order_id]
             del acct.by_coid[o.client_order_id]
+        if book.stop_buys or book.stop_sells:
+            self._run_stops(book, events, seq, ts)
         self._book_changed(book, events, seq, ts)
         return events
 

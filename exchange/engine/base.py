@@ -18,11 +18,13 @@ from exchange.engine.orders import (
     Order,
     transition,
 )
-from exchange.engine.templates import SymbolTemplates, replace
+from exchange.engine.templates import REJECTED, SymbolTemplates, replace
 from exchange.model.codes import Code
+from exchange.model.commands import AmendOrder, CancelOrder, PlaceOrder
 from exchange.model.events import (
     BookChanged,
     CancelReason,
+    CancelRejected,
     Event,
     OrderCanceled,
     OrderFilled,
@@ -79,6 +81,27 @@ class EngineBase:
         self._exec_id = 0  # last exec_id handed out
         self._closed: list[Order | None] = [None] * CLOSED_SLOTS
 
+    def _reject(self, c: PlaceOrder, code: int, seq: int, ts: int) -> list[Event]:
+        self._exec_id += 1
+        return [
+            replace(
+                REJECTED, seq=seq, ts=ts, exec_id=self._exec_id, account_id=c.account_id,
+                client_order_id=c.client_order_id, symbol=c.symbol, side=c.side,
+                order_type=c.order_type, tif=c.tif, price=c.price, qty=c.qty,
+                session_id=c.session_id, code=code,
+            )
+        ]
+
+    def _cancel_rejected(
+        self, c: CancelOrder | AmendOrder, code: int, seq: int, ts: int
+    ) -> list[Event]:
+        return [
+            CancelRejected(
+                seq=seq, ts=ts, account_id=c.account_id, symbol=c.symbol, order_id=c.order_id,
+                client_order_id=c.client_order_id, code=code, amend=type(c) is AmendOrder,
+            )
+        ]
+
     def _book_changed(self, book: Book, events: list[Event], seq: int, ts: int) -> None:
         bids = book.bids.changes() if book.bids.touched else []
         asks = book.asks.changes() if book.asks.touched else []
@@ -98,14 +121,15 @@ class EngineBase:
         price = o.price
         assert price is not None
         acct = self._accounts[o.account_id]
+        shown = o.shown_qty or leaves  # an iceberg's level holds only its shown lots
         if o.side == "buy":
             amount = price * leaves * inst.quote_units_per_tick_lot
             bal = acct.balances[inst.quote]
-            book.bids.unlink(o, leaves)
+            book.bids.unlink(o, shown)
         else:
             amount = leaves * inst.base_units_per_lot
             bal = acct.balances[inst.base]
-            book.asks.unlink(o, leaves)
+            book.asks.unlink(o, shown)
         bal.held -= amount
         bal.available += amount
         return bal
@@ -113,8 +137,12 @@ class EngineBase:
     def _cancel_order(
         self, book: Book, o: Order, reason: CancelReason, events: list[Event], seq: int, ts: int
     ) -> None:
-        """Cancel a resting order: release, forget, OrderCanceled."""
-        self._release(book, o, o.qty - o.cum_qty)
+        """Cancel an open order (resting, or a stop not yet triggered): release, forget,
+        OrderCanceled."""
+        if o.level is None:
+            self._release_stop(book, o)
+        else:
+            self._release(book, o, o.qty - o.cum_qty)
         self._forget_open(self._accounts[o.account_id], o)
         o.status = transition(o.status, CANCEL)
         o.updated_ts = ts
@@ -128,6 +156,31 @@ class EngineBase:
 
     def _remember_closed(self, o: Order) -> None:
         self._closed[o.order_id & CLOSED_MASK] = o
+        self._accounts[o.account_id].closed.append(o)
+
+    # ------------------------------------------------------------------ stop orders
+    def _stop_hold(self, book: Book, o: Order) -> tuple[Balance, int]:
+        """What a stop order not yet triggered holds: as the order it becomes, a stop_market
+        buy at the top of the band around its stop price (what it could pay were it to
+        enter right at its stop)."""
+        inst = book.inst
+        acct = self._accounts[o.account_id]
+        leaves = o.qty - o.cum_qty
+        if o.side == "sell":
+            return acct.balances[inst.base], leaves * inst.base_units_per_lot
+        price = o.price
+        if price is None:
+            stop = o.stop_price
+            assert stop is not None
+            price = stop * (100 + inst.price_band_pct) // 100
+        return acct.balances[inst.quote], price * leaves * inst.quote_units_per_tick_lot
+
+    def _release_stop(self, book: Book, o: Order) -> None:
+        """Take a stop order not yet triggered out of its book's stop list; release its hold."""
+        bal, amount = self._stop_hold(book, o)
+        bal.held -= amount
+        bal.available += amount
+        book.remove_stop(o)
 
     def _find_open(
         self, account_id: int, symbol: str, order_id: int | None, coid: str | None

@@ -5,6 +5,9 @@ the best level last so that taking the best level is `keys[-1]` and removing it 
 The key of a bid level is its price, the key of an ask level is minus its price, so that for
 both sides "better" means "larger key".
 
+Stop orders not yet triggered wait off the book in `stop_buys` and `stop_sells`, sorted so
+that the ones a trade price reaches first come first (see `add_stop`).
+
 The book also carries the symbol's market-data counters and the levels touched by the
 command being applied (`touched`: price -> total before the command), from which the engine
 builds at most one BookChanged per command.
@@ -12,7 +15,7 @@ builds at most one BookChanged per command.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 
 from exchange.engine.orders import OPEN_STATUSES, Level, Order
@@ -189,13 +192,23 @@ class Side:
                 assert order.order_type == "limit" and order.tif == "GTC"
                 leaves = order.qty - order.cum_qty
                 assert leaves > 0
-                total += leaves
+                if order.display_qty:
+                    # An iceberg shows one slice at a time; the level counts only that.
+                    assert 0 < order.shown_qty <= min(order.display_qty, leaves), "iceberg slice"
+                    total += order.shown_qty
+                else:
+                    assert order.shown_qty == 0
+                    total += leaves
                 count += 1
                 prev = order
                 order = order.next
             assert prev is level.tail
             assert total == level.total, "level total differs from its orders"
         return count
+
+
+def _order_id(o: Order) -> int:
+    return o.order_id
 
 
 class Book:
@@ -207,6 +220,8 @@ class Book:
         "halted",
         "inst",
         "last_price",
+        "stop_buys",
+        "stop_sells",
         "symbol",
         "tpl",
         "trade_id",
@@ -225,12 +240,57 @@ class Book:
         self.trades: deque[TradeExecuted] = deque(maxlen=TRADES_KEPT)
         self.candles = SymbolCandles()  # OHLCV per interval, from this book's trades
         self.tpl = SymbolTemplates(inst.symbol, inst.base, inst.quote)
+        # (key, order_id, order), ascending: a buy stop's key is its stop price, a sell
+        # stop's minus its stop price, so a trade at `px` reaches exactly the buy stops with
+        # key <= px and the sell stops with key <= -px, a prefix of each list.
+        self.stop_buys: list[tuple[int, int, Order]] = []
+        self.stop_sells: list[tuple[int, int, Order]] = []
+
+    def add_stop(self, o: Order) -> None:
+        stop = o.stop_price
+        assert stop is not None
+        if o.side == "buy":
+            insort(self.stop_buys, (stop, o.order_id, o))
+        else:
+            insort(self.stop_sells, (-stop, o.order_id, o))
+
+    def remove_stop(self, o: Order) -> None:
+        stop = o.stop_price
+        assert stop is not None
+        stops, key = (self.stop_buys, stop) if o.side == "buy" else (self.stop_sells, -stop)
+        i = bisect_left(stops, (key, o.order_id))
+        assert stops[i][2] is o, "stop order not in its list"
+        del stops[i]
+
+    def reached_stops(self, px: int) -> list[Order]:
+        """Take out and return the stops a trade at `px` reaches, in order-id order."""
+        out: list[Order] = []
+        for stops, key in ((self.stop_buys, px), (self.stop_sells, -px)):
+            if stops and stops[0][0] <= key:
+                n = bisect_right(stops, (key, 1 << 62))
+                out.extend(t[2] for t in stops[:n])
+                del stops[:n]
+        out.sort(key=_order_id)
+        return out
+
+    def stop_orders(self) -> list[Order]:
+        """Every stop order not yet triggered, in order-id order."""
+        out = [t[2] for t in self.stop_buys] + [t[2] for t in self.stop_sells]
+        out.sort(key=_order_id)
+        return out
 
     def ref_price(self) -> int:
         return self.last_price or self.inst.reference_ticks
 
     def validate(self) -> int:
         count = self.bids.validate(self.symbol) + self.asks.validate(self.symbol)
+        for stops, side, sign in ((self.stop_buys, "buy", 1), (self.stop_sells, "sell", -1)):
+            assert stops == sorted(stops, key=lambda t: (t[0], t[1])), "stop list order"
+            for key, order_id, o in stops:
+                assert o.order_id == order_id and o.stop_price is not None
+                assert key == sign * o.stop_price and o.side == side
+                assert o.symbol == self.symbol and o.level is None and o.cum_qty == 0
+                assert o.order_type in ("stop_market", "stop_limit") and o.status == "new"
         bid = self.bids.best_price()
         ask = self.asks.best_price()
         assert bid is None or ask is None or bid < ask, "book is crossed"

@@ -6,7 +6,8 @@ caller breaking the contract (a non-increasing `seq`). Semantics and the event o
 command are written down in docs/ENGINE.md.
 
 `Engine` is the state (`base.EngineBase`) with one mixin per purpose: placing, cancel and
-amend, operator commands, queries, snapshots and the invariant check.
+amend (with stop orders in `stops`), operator commands, queries, snapshots and the
+invariant check.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from exchange.engine.invariants import Invariants
 from exchange.engine.placing import Placing
 from exchange.engine.queries import Queries
 from exchange.engine.snapshot import Snapshots
+from exchange.model.codes import Code
 from exchange.model.commands import (
+    MAX_BATCH,
     AmendOrder,
+    Batch,
     CancelAll,
     CancelOrder,
     Command,
@@ -30,7 +34,9 @@ from exchange.model.commands import (
     ResumeSymbol,
     Withdraw,
 )
-from exchange.model.events import Event
+from exchange.model.events import CommandRejected, Event
+
+_INVALID = int(Code.INVALID_VALUE)
 
 
 class Engine(Placing, Amending, Admin, Queries, Snapshots, Invariants):
@@ -58,4 +64,19 @@ class Engine(Placing, Amending, Admin, Queries, Snapshots, Invariants):
                 return self._withdraw(command, seq, ts)
             case HaltSymbol() | ResumeSymbol():
                 return self._halt(command, seq, ts)
+            case Batch():
+                return self._batch(command, seq, ts)
         raise TypeError(f"not a command: {command!r}")
+
+    def _batch(self, c: Batch, seq: int, ts: int) -> list[Event]:
+        """Each command in turn, as if alone but under one seq; the first event of each
+        answers it (OrderAccepted/OrderRejected, OrderCanceled/CancelRejected)."""
+        if not c.commands or len(c.commands) > MAX_BATCH:
+            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
+        events: list[Event] = []
+        for item in c.commands:
+            if type(item) is PlaceOrder:
+                events += self._place(item, seq, ts)
+            else:
+                events += self._cancel(item, seq, ts)  # type: ignore[arg-type]
+        return events

@@ -6,9 +6,9 @@ checks and operators, never the hot path.
 
 from __future__ import annotations
 
-from exchange.engine.accounts import FEE_ACCOUNT
+from exchange.engine.accounts import FEE_ACCOUNT, HISTORY_KEPT
 from exchange.engine.base import EngineBase
-from exchange.engine.orders import CLOSED_MASK, CLOSED_SLOTS, Order
+from exchange.engine.orders import CLOSED_MASK, CLOSED_SLOTS, OPEN_STATUSES, Order
 
 
 class Invariants(EngineBase):
@@ -32,6 +32,14 @@ class Invariants(EngineBase):
                     key = (o.account_id, inst.base)
                     amount = leaves * inst.base_units_per_lot
                 held[key] = held.get(key, 0) + amount
+            for o in book.stop_orders():
+                assert o.order_id not in resting, "stop order also in the books"
+                assert 0 < o.order_id < self._next_order_id
+                resting[o.order_id] = o
+                bal, amount = self._stop_hold(book, o)
+                key = (o.account_id, inst.quote if o.side == "buy" else inst.base)
+                assert self._accounts[o.account_id].balances[key[1]] is bal
+                held[key] = held.get(key, 0) + amount
         totals = dict.fromkeys(self._assets, 0)
         open_count = 0
         for account_id, acct in self._accounts.items():
@@ -41,10 +49,18 @@ class Invariants(EngineBase):
             assert ids == sorted(ids), "open orders out of id order"
             assert len(acct.by_coid) == len(acct.open)
             for order_id, o in acct.open.items():
-                assert resting.get(order_id) is o, "open order not in its book"
+                assert resting.get(order_id) is o, "open order not in its book or stops"
                 assert o.account_id == account_id
                 assert acct.by_coid.get(o.client_order_id) is o
             open_count += len(acct.open)
+            assert len(acct.fills) <= HISTORY_KEPT and len(acct.closed) <= HISTORY_KEPT
+            # The newest entries only: a full walk per account made validate() slow.
+            if acct.fills:
+                assert acct.fills[-1].account_id == account_id
+            if acct.closed:
+                last = acct.closed[-1]
+                assert last.account_id == account_id and last.status not in OPEN_STATUSES
+                assert last.level is None
             assert list(acct.balances) == self._assets
             for name, bal in acct.balances.items():
                 assert bal.available >= 0, f"negative available {account_id} {name}"

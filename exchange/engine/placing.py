@@ -21,8 +21,8 @@ from exchange.engine.orders import (
     Level,
     Order,
 )
-from exchange.engine.taking import Taking
-from exchange.engine.templates import REJECTED, replace
+from exchange.engine.stops import Stops
+from exchange.engine.templates import replace
 from exchange.model.commands import (
     PlaceOrder,
 )
@@ -32,18 +32,7 @@ from exchange.model.events import (
 )
 
 
-class Placing(Taking):
-    def _reject(self, c: PlaceOrder, code: int, seq: int, ts: int) -> list[Event]:
-        self._exec_id += 1
-        return [
-            replace(
-                REJECTED, seq=seq, ts=ts, exec_id=self._exec_id, account_id=c.account_id,
-                client_order_id=c.client_order_id, symbol=c.symbol, side=c.side,
-                order_type=c.order_type, tif=c.tif, price=c.price, qty=c.qty,
-                session_id=c.session_id, code=code,
-            )
-        ]
-
+class Placing(Stops):
     def _place(self, c: PlaceOrder, seq: int, ts: int) -> list[Event]:
         # Half of the mix, hence the locals and the written-out resting case.
         book = self._books.get(c.symbol)
@@ -58,7 +47,10 @@ class Placing(Taking):
         post_only = c.post_only
         order_type = c.order_type
         is_limit = order_type == "limit"
+        if not is_limit and order_type != "market":
+            return self._place_stop(c, book, seq, ts)
         coid = c.client_order_id
+        display = c.display_qty
         if (
             qty < inst.min_lots
             or qty > inst.max_lots
@@ -67,6 +59,11 @@ class Placing(Taking):
             or not coid
             or len(coid) > MAX_CLIENT_ORDER_ID
             or (post_only and (not is_limit or tif != "GTC"))
+            or c.stop_price is not None
+            or (
+                display
+                and (not is_limit or tif != "GTC" or display < inst.min_lots or display >= qty)
+            )
         ):
             return self._reject(c, _INVALID, seq, ts)
         account_id = c.account_id
@@ -130,10 +127,15 @@ class Placing(Taking):
             tif=tif, price=price, qty=qty, leaves_qty=qty, session_id=session_id,
             post_only=post_only,
         )
-        if crosses or tif != "GTC":
+        if crosses or tif != "GTC" or display:
+            if display:
+                o.display_qty = display
+                accepted = replace(accepted, display_qty=display)
             events: list[Event] = [accepted]
             stp_hit = crosses and self._take(book, o, acct, opposite, limit, events, seq, ts)
             self._finish_taker(book, o, acct, stp_hit, events, seq, ts)
+            if book.stop_buys or book.stop_sells:
+                self._run_stops(book, events, seq, ts)
             self._book_changed(book, events, seq, ts)
             return events
         # Rests untouched (the common case): one level of its own side changes.

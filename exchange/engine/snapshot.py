@@ -63,6 +63,7 @@ class Snapshots(EngineBase):
                 AccountRecord(
                     a.account_id, a.label,
                     [BalanceRecord(n, b.available, b.held) for n, b in a.balances.items()],
+                    list(a.fills), [_record(o) for o in a.closed],
                 )
                 for a in self._accounts.values()
             ],
@@ -76,6 +77,7 @@ class Snapshots(EngineBase):
                     [_record(o) for o in b.bids.orders()],
                     [_record(o) for o in b.asks.orders()],
                     b.candles.records(),
+                    [_record(o) for o in b.stop_orders()],
                 )
                 for b in self._books.values()
             ],
@@ -103,12 +105,14 @@ class Snapshots(EngineBase):
             acct = Account(ar.account_id, ar.label, self._assets)
             for br in ar.balances:
                 acct.balances[br.asset] = Balance(br.available, br.held)
+            acct.fills.extend(ar.fills)
+            acct.closed.extend(_order(r) for r in ar.closed)
             self._accounts[ar.account_id] = acct
         for kr in state.api_keys:
             self._api_keys[kr.api_key] = ApiKey(
                 kr.api_key, kr.account_id, kr.secret, kr.permissions
             )
-        resting: list[Order] = []
+        resting: list[Order] = []  # every open order, in the books or waiting as a stop
         for br2 in state.books:
             book = self._books[br2.symbol]
             book.halted = br2.halted
@@ -121,9 +125,13 @@ class Snapshots(EngineBase):
                 for r in records:
                     o = _order(r)
                     assert o.price is not None
-                    side.add(o, o.price, o.qty - o.cum_qty)
+                    side.add(o, o.price, o.shown_qty or o.qty - o.cum_qty)
                     resting.append(o)
                 side.touched.clear()
+            for r in br2.stops:
+                o = _order(r)
+                book.add_stop(o)
+                resting.append(o)
         resting.sort(key=lambda o: o.order_id)
         for o in resting:
             acct = self._accounts[o.account_id]

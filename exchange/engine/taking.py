@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from exchange.engine.accounts import FEE_ACCOUNT, Account, Balance
 from exchange.engine.base import EngineBase, _canceled, _fill_base
 from exchange.engine.book import Book, Side
@@ -16,6 +18,7 @@ from exchange.engine.orders import (
     NEXT_ON_FILL,
     NEXT_ON_PARTIAL_FILL,
     InvalidStateTransition,
+    Level,
     Order,
     transition,
 )
@@ -28,6 +31,41 @@ from exchange.model.events import (
     OrderFilled,
     TradeExecuted,
 )
+
+
+def _level_fills(
+    m: Order | None, account_id: int, stp_oldest: bool, remaining: int, budget: int, unit: int
+) -> tuple[int, bool, bool, int]:
+    """`_take` on one level from `m` on, simulated: (lots filled, whether the taker stopped
+    there, whether its quote stopped it, budget left). Each order is a queue entry showing
+    its slice; a consumed iceberg slice refills at the back, as in `_take`."""
+    queue: deque[tuple[int, int, int, int]] = deque()
+    while m is not None:
+        leaves = m.qty - m.cum_qty
+        shown = m.shown_qty if m.display_qty else leaves
+        queue.append((m.account_id, shown, leaves - shown, m.display_qty))
+        m = m.next
+    filled = 0
+    while queue:
+        owner, shown, hidden, display = queue.popleft()
+        if owner == account_id:
+            if not stp_oldest:
+                return filled, True, False, budget
+            continue
+        q = shown if shown < remaining else remaining
+        if budget >= 0:
+            affordable = budget // unit
+            if affordable < q:
+                return filled + affordable, True, True, budget
+            budget -= q * unit
+        filled += q
+        remaining -= q
+        if remaining == 0:
+            return filled, True, False, budget
+        if hidden:
+            refill = display if display < hidden else hidden
+            queue.append((owner, refill, hidden - refill, display))
+    return filled, False, False, budget
 
 
 class Taking(EngineBase):
@@ -52,7 +90,8 @@ class Taking(EngineBase):
         return bal.available >= px * self._books[head.symbol].inst.quote_units_per_tick_lot
 
     def _fillable(
-        self, book: Book, opposite: Side, is_buy: bool, acct: Account, c: PlaceOrder, limit: int
+        self, book: Book, opposite: Side, is_buy: bool, acct: Account, c: PlaceOrder | Order,
+        limit: int,
     ) -> tuple[int, bool]:
         """Lots a taker would fill (stopping at `c.qty`), and whether its quote stopped it.
 
@@ -73,6 +112,16 @@ class Taking(EngineBase):
                 break
             m = levels[key].head
             while m is not None:
+                if m.display_qty:
+                    # An iceberg refills at the back of its level: follow the queue.
+                    got, stopped, by_budget, budget = _level_fills(
+                        m, account_id, stp_oldest, remaining, budget, px * qtl
+                    )
+                    filled += got
+                    remaining -= got
+                    if stopped:
+                        return filled, by_budget
+                    break
                 if m.account_id == account_id:
                     if not stp_oldest:
                         return filled, False
@@ -116,6 +165,7 @@ class Taking(EngineBase):
         taker_id = o.order_id
         stp = o.stp
         tb = acct.balances
+        t_fills = acct.fills
         t_base = tb[base]
         t_quote = tb[quote]
         accounts = self._accounts
@@ -156,7 +206,9 @@ class Taking(EngineBase):
                     m = level.head if key in levels else None
                     continue
                 m_leaves = m.qty - m.cum_qty
-                q = m_leaves if m_leaves < remaining else remaining
+                shown = m.shown_qty  # an iceberg's open slice; 0 for other orders
+                avail = shown if shown else m_leaves
+                q = avail if avail < remaining else remaining
                 if budget_bound:
                     affordable = t_quote.available // (px * qtl)
                     if affordable < q:
@@ -165,7 +217,8 @@ class Taking(EngineBase):
                         q = affordable
                 notional = px * q * qtl
                 base_units = q * bul
-                mb = accounts[maker_account].balances
+                macct = accounts[maker_account]
+                mb = macct.balances
                 if is_buy:
                     # Taker buys base: pays quote, fee in base. Maker sells held base.
                     t_fee = -((-base_units * taker_bps) // 10000)
@@ -202,8 +255,8 @@ class Taking(EngineBase):
                 m.updated_ts = ts
                 level.total -= q
                 nxt = m.next
-                m_done = q == m_leaves
-                if m_done:
+                slice_done = q == avail
+                if q == m_leaves:
                     status = NEXT_ON_FILL.get(m.status)
                     level.head = nxt
                     if nxt is None:
@@ -213,12 +266,14 @@ class Taking(EngineBase):
                     else:
                         nxt.prev = None
                     m.next = m.level = None
-                    macct = accounts[maker_account]
                     del macct.open[m.order_id]
                     del macct.by_coid[m.client_order_id]
                     closed[m.order_id & CLOSED_MASK] = m
+                    macct.closed.append(m)
                 else:
                     status = NEXT_ON_PARTIAL_FILL.get(m.status)
+                    if shown:
+                        nxt = self._iceberg_filled(m, level, shown - q, m_leaves - q)
                 if status is None:
                     raise InvalidStateTransition(f"fill in status {m.status!r}")
                 m.status = status
@@ -237,15 +292,15 @@ class Taking(EngineBase):
                         )
                     maker_tpl = maker_partial
                 exec_id = self._exec_id + 1
-                append(
-                    replace(
-                        maker_tpl, exec_id=exec_id, account_id=maker_account,
-                        order_id=m.order_id, client_order_id=m.client_order_id, price=px,
-                        qty=m.qty, cum_qty=m_cum, leaves_qty=m_leaves - q,
-                        cum_notional=m.cum_notional, session_id=m.session_id,
-                        trade_id=trade_id, last_px=px, last_qty=q, fee=m_fee,
-                    )
+                fill = replace(
+                    maker_tpl, exec_id=exec_id, account_id=maker_account,
+                    order_id=m.order_id, client_order_id=m.client_order_id, price=px,
+                    qty=m.qty, cum_qty=m_cum, leaves_qty=m_leaves - q,
+                    cum_notional=m.cum_notional, session_id=m.session_id,
+                    trade_id=trade_id, last_px=px, last_qty=q, fee=m_fee,
                 )
+                append(fill)
+                macct.fills.append(fill)
                 # Taker.
                 o.cum_qty += q
                 o.cum_notional += px * q
@@ -260,20 +315,43 @@ class Taking(EngineBase):
                         _fill_base(tpl, o, seq, ts), liquidity="taker", fee_asset=t_fee_asset
                     )
                 exec_id += 1
-                append(
-                    replace(
-                        taker_tpl, exec_id=exec_id, cum_qty=o.cum_qty, leaves_qty=remaining,
-                        cum_notional=o.cum_notional, status=status, trade_id=trade_id,
-                        last_px=px, last_qty=q, fee=t_fee,
-                    )
+                fill = replace(
+                    taker_tpl, exec_id=exec_id, cum_qty=o.cum_qty, leaves_qty=remaining,
+                    cum_notional=o.cum_notional, status=status, trade_id=trade_id,
+                    last_px=px, last_qty=q, fee=t_fee,
                 )
+                append(fill)
+                t_fills.append(fill)
                 self._exec_id = exec_id
-                if not remaining or not m_done:
-                    # Done, or a market buy out of quote (only that leaves a maker partly
-                    # filled with the taker still open).
+                if not remaining or not slice_done:
+                    # Done, or a market buy out of quote (only that leaves a maker's shown
+                    # lots partly filled with the taker still open).
                     return False
                 m = nxt
         return False
+
+    def _iceberg_filled(self, m: Order, level: Level, shown: int, leaves: int) -> Order | None:
+        """An iceberg maker partly filled: `shown` lots of its slice and `leaves` in all
+        left. A consumed slice refills from the hidden lots at the back of the level (losing
+        its place, as a new order would). Returns the order `_take` meets next there."""
+        if shown:
+            m.shown_qty = shown
+            return m.next
+        display = m.display_qty
+        shown = display if display < leaves else leaves
+        m.shown_qty = shown
+        level.total += shown
+        nxt = m.next
+        if nxt is not None:
+            level.head = nxt
+            nxt.prev = None
+            tail = level.tail
+            assert tail is not None
+            tail.next = m
+            m.prev = tail
+            m.next = None
+            level.tail = m
+        return level.head
 
     def _finish_taker(
         self, book: Book, o: Order, acct: Account, stp_hit: bool, events: list[Event],
@@ -291,30 +369,41 @@ class Taking(EngineBase):
             self._remember_closed(o)
             return
         if o.price is None or o.tif != "GTC":
-            o.status = transition(o.status, EXPIRE)
-            self._exec_id += 1
-            e = self._exec_id
-            events.append(
-                replace(
-                    book.tpl.expired, seq=seq, ts=ts, exec_id=e, account_id=o.account_id,
-                    order_id=o.order_id, client_order_id=o.client_order_id, side=o.side,
-                    order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty,
-                    cum_qty=o.cum_qty, cum_notional=o.cum_notional, session_id=o.session_id,
-                )
-            )
-            self._remember_closed(o)
+            self._expire(book, o, events, seq, ts)
             return
         inst = book.inst
         price = o.price
+        display = o.display_qty
+        if display:
+            shown = display if display < leaves else leaves
+            o.shown_qty = shown
+        else:
+            shown = leaves
         if o.side == "buy":
             amount = price * leaves * inst.quote_units_per_tick_lot
             bal = acct.balances[inst.quote]
-            book.bids.add(o, price, leaves)
+            book.bids.add(o, price, shown)
         else:
             amount = leaves * inst.base_units_per_lot
             bal = acct.balances[inst.base]
-            book.asks.add(o, price, leaves)
+            book.asks.add(o, price, shown)
         bal.available -= amount
         bal.held += amount
         acct.open[o.order_id] = o
         acct.by_coid[o.client_order_id] = o
+
+    def _expire(self, book: Book, o: Order, events: list[Event], seq: int, ts: int) -> None:
+        """A taker's rest (or a triggered stop that cannot enter) expires: OrderExpired."""
+        o.status = transition(o.status, EXPIRE)
+        o.updated_ts = ts
+        self._exec_id += 1
+        e = self._exec_id
+        events.append(
+            replace(
+                book.tpl.expired, seq=seq, ts=ts, exec_id=e, account_id=o.account_id,
+                order_id=o.order_id, client_order_id=o.client_order_id, side=o.side,
+                order_type=o.order_type, tif=o.tif, price=o.price, qty=o.qty,
+                cum_qty=o.cum_qty, cum_notional=o.cum_notional, session_id=o.session_id,
+            )
+        )
+        self._remember_closed(o)

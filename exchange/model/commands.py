@@ -13,7 +13,7 @@ from typing import Literal
 import msgspec
 
 Side = Literal["buy", "sell"]
-OrderType = Literal["limit", "market"]
+OrderType = Literal["limit", "market", "stop_market", "stop_limit"]
 TimeInForce = Literal["GTC", "IOC", "FOK"]
 SelfTradePrevention = Literal["cancel_newest", "cancel_oldest", "cancel_both"]
 Permission = Literal["trade", "read"]
@@ -38,13 +38,18 @@ class PlaceOrder(_Command, tag="place", kw_only=True, frozen=True):
     side: Side
     order_type: OrderType
     qty: int  # lots
-    price: int | None = None  # ticks; required for limit, None for market
+    price: int | None = None  # ticks; required for limit and stop_limit, None otherwise
     tif: TimeInForce = "GTC"
     post_only: bool = False
     client_order_id: str
     stp: SelfTradePrevention = "cancel_newest"
     # The session that placed it, for cancel-on-disconnect scoped to a session. "" for none.
     session_id: str = ""
+    # Ticks; required for stop_market and stop_limit, None otherwise: the last trade price
+    # that triggers the order (a buy at or above it, a sell at or below it).
+    stop_price: int | None = None
+    # Lots shown in the book at a time (an iceberg), 0 for all: limit orders only.
+    display_qty: int = 0
 
 
 class CancelOrder(_Command, tag="cancel", kw_only=True, frozen=True):
@@ -61,6 +66,7 @@ class AmendOrder(_Command, tag="amend", kw_only=True, frozen=True):
     client_order_id: str | None = None
     new_qty: int | None = None  # lots, total order qty (not remaining)
     new_price: int | None = None  # ticks
+    new_stop_price: int | None = None  # ticks; only for a stop order not yet triggered
 
 
 class CancelAll(_Command, tag="cancel_all", kw_only=True, frozen=True):
@@ -104,6 +110,17 @@ class ResumeSymbol(_Command, tag="resume", kw_only=True, frozen=True):
     symbol: str
 
 
+# Most commands one Batch may carry.
+MAX_BATCH = 20
+
+
+class Batch(_Command, tag="batch", kw_only=True, frozen=True):
+    """Up to MAX_BATCH places or cancels, journaled and sequenced as one command: each is
+    applied in turn, with the batch's seq and ts, exactly as it would be on its own."""
+
+    commands: tuple[PlaceOrder | CancelOrder, ...]
+
+
 Command = (
     PlaceOrder
     | CancelOrder
@@ -115,6 +132,7 @@ Command = (
     | Withdraw
     | HaltSymbol
     | ResumeSymbol
+    | Batch
 )
 
-ORDER_COMMANDS = (PlaceOrder, CancelOrder, AmendOrder, CancelAll)
+ORDER_COMMANDS = (PlaceOrder, CancelOrder, AmendOrder, CancelAll, Batch)

@@ -10,6 +10,9 @@ one command are ordered; the first one answers the command itself:
                  is then the taker); OrderCanceled when amended to <= its filled qty;
                  or CancelRejected
 - CancelAll   -> AllCanceled(count) after the OrderCanceled of each order
+- Batch       -> the events of each of its commands in turn (each starts with the event
+                 that answers it), or CommandRejected
+- a trade that reaches a stop order's stop price -> OrderTriggered, then its fills/rest
 - operator commands -> AccountCreated / ApiKeyCreated / Deposited / Withdrawn /
                  SymbolHalted / SymbolResumed, or CommandRejected
 
@@ -64,6 +67,8 @@ class _OrderEvent(_Event, frozen=True, kw_only=True):
 
 class OrderAccepted(_OrderEvent, tag="accepted", kw_only=True, frozen=True):
     post_only: bool
+    stop_price: int | None = None  # stop orders: the trigger price (ticks)
+    display_qty: int = 0  # icebergs: lots shown at a time
 
 
 class OrderRejected(_OrderEvent, tag="rejected", kw_only=True, frozen=True):
@@ -85,6 +90,14 @@ class OrderCanceled(_OrderEvent, tag="canceled", kw_only=True, frozen=True):
 
 class OrderAmended(_OrderEvent, tag="amended", kw_only=True, frozen=True):
     kept_priority: bool
+    stop_price: int | None = None  # stop orders: the (new) trigger price
+
+
+class OrderTriggered(_OrderEvent, tag="triggered", kw_only=True, frozen=True):
+    """A stop order whose stop price the last trade price reached: it now enters the book
+    as the market (stop_market) or limit (stop_limit) order it carries."""
+
+    stop_price: int
 
 
 class OrderExpired(_OrderEvent, tag="expired", kw_only=True, frozen=True):
@@ -168,7 +181,13 @@ class TradeExecuted(_Event, tag="trade", kw_only=True, frozen=True):
 
 
 OrderEvent = (
-    OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderAmended | OrderExpired
+    OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderAmended
+    | OrderExpired
+    | OrderTriggered
 )
 
 Event = (
@@ -178,6 +197,7 @@ Event = (
     | OrderCanceled
     | OrderAmended
     | OrderExpired
+    | OrderTriggered
     | CancelRejected
     | AllCanceled
     | CommandRejected
@@ -192,6 +212,7 @@ Event = (
 )
 
 ORDER_EVENTS = (
-    OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderAmended, OrderExpired
+    OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderAmended, OrderExpired,
+    OrderTriggered,
 )
 MARKET_DATA_EVENTS = (BookChanged, TradeExecuted)

@@ -34,6 +34,10 @@ class OrderFields(msgspec.Struct, gc=False):
     created_ts: int
     updated_ts: int
     stp: SelfTradePrevention = "cancel_newest"
+    stop_price: int | None = None  # stop orders: the trigger price (ticks)
+    display_qty: int = 0  # icebergs: lots shown at a time; 0 shows all
+    # Icebergs: lots of the current slice still open in the book (at most display_qty).
+    shown_qty: int = 0
 
 
 ORDER_FIELDS: tuple[str, ...] = OrderFields.__struct_fields__

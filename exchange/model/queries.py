@@ -10,7 +10,7 @@ import msgspec
 
 from exchange.model.candles import Candle
 from exchange.model.commands import Permission
-from exchange.model.events import OrderEvent, TradeExecuted
+from exchange.model.events import OrderEvent, OrderFilled, TradeExecuted
 from exchange.model.orders import OrderFields
 
 
@@ -71,9 +71,32 @@ class GetCandles(_Query, tag="candles", kw_only=True, frozen=True):
     limit: int = 500
 
 
+# Most entries one history answer holds, and the default.
+MAX_HISTORY_LIMIT = 1000
+DEFAULT_HISTORY_LIMIT = 100
+
+
+class GetAccountTrades(_Query, tag="account_trades", kw_only=True, frozen=True):
+    """The account's own fills, in trade order: with `from_trade_id`, the first `limit`
+    whose trade_id is at least it; else the last `limit`."""
+
+    account_id: int
+    symbol: str | None = None
+    from_trade_id: int | None = None
+    limit: int = DEFAULT_HISTORY_LIMIT
+
+
+class GetOrderHistory(_Query, tag="order_history", kw_only=True, frozen=True):
+    """The account's closed orders (filled, canceled, expired), newest first."""
+
+    account_id: int
+    symbol: str | None = None
+    limit: int = DEFAULT_HISTORY_LIMIT
+
+
 Query = (
     GetBook | GetOrder | GetOpenOrders | GetBalances | GetApiKey | GetTrades | GetReports
-    | GetCandles
+    | GetCandles | GetAccountTrades | GetOrderHistory
 )
 
 
@@ -146,7 +169,11 @@ class CandleList(_Answer, tag="candles", kw_only=True, frozen=True):
     candles: list[Candle]  # oldest first, non-empty buckets only
 
 
+class FillList(_Answer, tag="fills", kw_only=True, frozen=True):
+    fills: list[OrderFilled]
+
+
 QueryResult = (
     BookSnapshot | OrderState | OrderList | BalanceList | ApiKeyInfo | TradeList | ReportPage
-    | CandleList | NotFound
+    | CandleList | FillList | NotFound
 )

@@ -15,8 +15,10 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from exchange.engine.accounts import HISTORY_KEPT
 from exchange.model.commands import (
     AmendOrder,
+    Batch,
     CancelAll,
     CancelOrder,
     Command,
@@ -43,6 +45,7 @@ from exchange.model.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderTriggered,
     SymbolHalted,
     SymbolResumed,
     TradeExecuted,
@@ -69,10 +72,22 @@ class ROrder:
     session_id: str
     stp: str
     prio: int = 0
+    stop_price: int | None = None
+    display: int = 0  # iceberg: lots shown at a time
+    shown: int = 0  # iceberg: lots of the current slice still open
 
     @property
     def leaves(self) -> int:
         return self.qty - self.cum_qty
+
+    @property
+    def pending(self) -> bool:
+        """A stop order not yet triggered: open, but not in the book."""
+        return self.order_type in ("stop_market", "stop_limit")
+
+    @property
+    def visible(self) -> int:
+        return self.shown if self.display else self.leaves
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -99,16 +114,19 @@ class ReferenceEngine:
         self.seq = 0
         self.ts = 0
         self.events: list[Event] = []
+        # Per account, oldest first, the last HISTORY_KEPT of each.
+        self.fills: dict[int, list[OrderFilled]] = {}
+        self.closed: dict[int, list[ROrder]] = {}
 
     # ------------------------------------------------------------------ helpers
     def book(self, symbol: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         bids: dict[int, int] = {}
         asks: dict[int, int] = {}
         for o in self.open:
-            if o.symbol == symbol:
+            if o.symbol == symbol and not o.pending:
                 side = bids if o.side == "buy" else asks
                 assert o.price is not None
-                side[o.price] = side.get(o.price, 0) + o.leaves
+                side[o.price] = side.get(o.price, 0) + o.visible
         return (
             sorted(bids.items(), reverse=True),
             sorted(asks.items()),
@@ -134,10 +152,23 @@ class ReferenceEngine:
 
     def _hold_of(self, o: ROrder) -> tuple[str, int]:
         inst = self.config.instruments[o.symbol]
-        assert o.price is not None
+        price = o.price
+        if price is None:  # a stop_market buy holds at the top of the band around its stop
+            assert o.order_type == "stop_market" and o.stop_price is not None
+            price = o.stop_price * (100 + inst.price_band_pct) // 100
         if o.side == "buy":
-            return inst.quote, o.price * o.leaves * inst.quote_units_per_tick_lot
+            return inst.quote, price * o.leaves * inst.quote_units_per_tick_lot
         return inst.base, o.leaves * inst.base_units_per_lot
+
+    def _close(self, o: ROrder) -> None:
+        kept = self.closed.setdefault(o.account_id, [])
+        kept.append(o)
+        del kept[:-HISTORY_KEPT]
+
+    def _record_fill(self, e: OrderFilled) -> None:
+        kept = self.fills.setdefault(e.account_id, [])
+        kept.append(e)
+        del kept[:-HISTORY_KEPT]
 
     def _hold(self, o: ROrder, sign: int) -> None:
         asset, amount = self._hold_of(o)
@@ -150,6 +181,7 @@ class ReferenceEngine:
         self.open.remove(o)
         o.status = "canceled"
         self.events.append(OrderCanceled(**self._oe(o, 0), reason=reason))  # type: ignore[arg-type]
+        self._close(o)
 
     def _find(
         self, account_id: int, symbol: str, oid: int | None, coid: str | None
@@ -174,6 +206,7 @@ class ReferenceEngine:
         prices = [
             o.price for o in self.open
             if o.symbol == symbol and (o.side == "sell") == is_buy and o.price is not None
+            and not o.pending
         ]
         if not prices:
             return None
@@ -211,7 +244,7 @@ class ReferenceEngine:
         while t.leaves > 0:
             makers = [
                 o for o in self.open
-                if o.symbol == t.symbol and o.side != t.side
+                if o.symbol == t.symbol and o.side != t.side and not o.pending
             ]
             if not makers:
                 return "empty"
@@ -227,7 +260,7 @@ class ReferenceEngine:
                 if t.stp != "cancel_oldest":
                     return "stp"
                 continue
-            q = min(m.leaves, t.leaves)
+            q = min(m.visible, t.leaves)
             short_of_quote = False
             if is_buy and t.order_type == "market":
                 afford = self.bal[(t.account_id, inst.quote)][0] // (px * qtl)
@@ -275,19 +308,32 @@ class ReferenceEngine:
                 o.status = "filled" if o.leaves == 0 else "partially_filled"
                 if o is m and o.leaves == 0:
                     self.open.remove(o)
+                    self._close(o)
+                elif o is m and o.display:
+                    o.shown -= q
+                    if o.shown == 0:  # the slice refills at the back of the level
+                        o.shown = min(o.display, o.leaves)
+                        self.prio += 1
+                        o.prio = self.prio
                 fee_asset = inst.base if o is buyer else inst.quote
-                self.events.append(
-                    OrderFilled(
-                        **self._oe(o), trade_id=tid, last_px=px, last_qty=q,  # type: ignore[arg-type]
-                        liquidity=liq, fee=fee, fee_asset=fee_asset,  # type: ignore[arg-type]
-                    )
+                fill = OrderFilled(
+                    **self._oe(o), trade_id=tid, last_px=px, last_qty=q,  # type: ignore[arg-type]
+                    liquidity=liq, fee=fee, fee_asset=fee_asset,  # type: ignore[arg-type]
                 )
+                self.events.append(fill)
+                self._record_fill(fill)
             if short_of_quote:
                 return "budget"
         return "done"
 
     def _dry_fill(self, t: ROrder, limit: int) -> tuple[int, str]:
-        twin = copy.deepcopy(self)
+        # The history plays no part in matching: leave it out of the (costly) copy.
+        fills, closed = self.fills, self.closed
+        self.fills, self.closed = {}, {}
+        try:
+            twin = copy.deepcopy(self)
+        finally:
+            self.fills, self.closed = fills, closed
         tt = copy.deepcopy(t)
         twin.events = []
         why = twin._match(tt, limit)
@@ -299,6 +345,16 @@ class ReferenceEngine:
         self.events = []
         if isinstance(c, PlaceOrder):
             self._place(c)
+        elif isinstance(c, Batch):
+            if not 1 <= len(c.commands) <= 20:
+                self.events.append(
+                    CommandRejected(seq=seq, ts=ts, code=1002, reason="invalid field value")
+                )
+            for item in c.commands if len(c.commands) <= 20 else ():
+                if isinstance(item, PlaceOrder):
+                    self._place(item)
+                else:
+                    self._cancel_cmd(item)
         elif isinstance(c, CancelOrder):
             self._cancel_cmd(c)
         elif isinstance(c, AmendOrder):
@@ -326,8 +382,15 @@ class ReferenceEngine:
             return self._reject(c, 1003)
         if self.halted[c.symbol]:
             return self._reject(c, 3007)
+        if c.order_type in ("stop_market", "stop_limit"):
+            return self._place_stop(c, inst)
         limit_type = c.order_type == "limit"
         bad = (
+            c.stop_price is not None
+            or (c.display_qty != 0 and not (
+                limit_type and c.tif == "GTC" and inst.min_lots <= c.display_qty < c.qty
+            ))
+            or
             not inst.min_lots <= c.qty <= inst.max_lots
             or (limit_type and c.price is None)
             or (not limit_type and c.price is not None)
@@ -375,26 +438,133 @@ class ReferenceEngine:
             if c.tif == "FOK" and filled < c.qty:
                 return self._reject(c, 3006)
         self.next_order += 1
+        t.display = c.display_qty
         before = self.book(c.symbol)
-        self.events.append(OrderAccepted(**self._oe(t), post_only=c.post_only))  # type: ignore[arg-type]
+        start = len(self.events)
+        self.events.append(
+            OrderAccepted(**self._oe(t), post_only=c.post_only, display_qty=c.display_qty)  # type: ignore[arg-type]
+        )
         why = self._match(t, limit)
         self._after_take(t, why)
+        self._run_stops(start)
         self._finish(c.symbol, before)
 
     def _after_take(self, t: ROrder, why: str) -> None:
         if t.leaves == 0:
+            self._close(t)
             return
         if why == "stp":
             t.status = "canceled"
             self.events.append(OrderCanceled(**self._oe(t, 0), reason="stp"))  # type: ignore[arg-type]
+            self._close(t)
         elif t.order_type == "market" or t.tif != "GTC":
-            t.status = "expired"
-            self.events.append(OrderExpired(**self._oe(t, 0)))  # type: ignore[arg-type]
+            self._expire(t)
         else:
             self.prio += 1
             t.prio = self.prio
+            if t.display:
+                t.shown = min(t.display, t.leaves)
             self.open.append(t)
             self._hold(t, +1)
+
+    def _expire(self, t: ROrder) -> None:
+        t.status = "expired"
+        self.events.append(OrderExpired(**self._oe(t, 0)))  # type: ignore[arg-type]
+        self._close(t)
+
+    # ------------------------------------------------------------------ stop orders
+    def _stop_reached(self, symbol: str, side: str, stop: int) -> bool:
+        inst = self.config.instruments[symbol]
+        ref = self.last_price[symbol] or inst.reference_ticks
+        return ref >= stop if side == "buy" else ref <= stop
+
+    def _place_stop(self, c: PlaceOrder, inst: Instrument) -> None:
+        with_price = c.order_type == "stop_limit"
+        if (
+            not inst.min_lots <= c.qty <= inst.max_lots
+            or c.stop_price is None
+            or c.stop_price <= 0
+            or (c.price is not None) != with_price
+            or (c.price is not None and c.price <= 0)
+            or not 1 <= len(c.client_order_id) <= 36
+            or c.post_only
+            or c.display_qty != 0
+        ):
+            return self._reject(c, 1002)
+        if c.account_id == 0 or c.account_id not in self.accounts:
+            return self._reject(c, 3008)
+        if any(
+            o.account_id == c.account_id and o.client_order_id == c.client_order_id
+            for o in self.open
+        ):
+            return self._reject(c, 3004)
+        if self._stop_reached(c.symbol, c.side, c.stop_price):
+            return self._reject(c, 1002)
+        t = ROrder(
+            self.next_order, c.account_id, c.symbol, c.side, c.order_type, c.tif, False,
+            c.price, c.qty, 0, 0, "new", c.client_order_id, c.session_id, c.stp,
+            stop_price=c.stop_price,
+        )
+        asset, amount = self._hold_of(t)
+        if self.bal[(c.account_id, asset)][0] < amount:
+            return self._reject(c, 3001)
+        self.next_order += 1
+        self.open.append(t)
+        self._hold(t, +1)
+        self.events.append(
+            OrderAccepted(**self._oe(t), post_only=False, stop_price=c.stop_price)  # type: ignore[arg-type]
+        )
+
+    def _run_stops(self, start: int) -> None:
+        """Each trade from `start` on, in event order (those of triggered stops too): the
+        stops it reaches trigger, in order-id order."""
+        i = start
+        while i < len(self.events):
+            e = self.events[i]
+            i += 1
+            if not isinstance(e, TradeExecuted):
+                continue
+            reached = sorted(
+                (
+                    o for o in self.open
+                    if o.pending and o.symbol == e.symbol and o.stop_price is not None
+                    and (o.stop_price <= e.price if o.side == "buy" else o.stop_price >= e.price)
+                ),
+                key=lambda o: o.order_id,
+            )
+            for o in reached:
+                self._trigger(o)
+
+    def _trigger(self, o: ROrder) -> None:
+        inst = self.config.instruments[o.symbol]
+        self._hold(o, -1)
+        self.open.remove(o)
+        o.order_type = "market" if o.price is None else "limit"
+        self.events.append(OrderTriggered(**self._oe(o), stop_price=o.stop_price))  # type: ignore[arg-type]
+        is_buy = o.side == "buy"
+        ref = self.last_price[o.symbol] or inst.reference_ticks
+        if o.price is not None:
+            limit = o.price
+            out = not self._in_band(inst, o.price) or (
+                self.bal[(o.account_id, inst.quote)][0]
+                < o.price * o.qty * inst.quote_units_per_tick_lot
+                if is_buy
+                else self.bal[(o.account_id, inst.base)][0] < o.qty * inst.base_units_per_lot
+            )
+        else:
+            reach = ref * inst.price_band_pct // 100
+            limit = ref + reach if is_buy else ref - reach
+            out = not is_buy and (
+                self.bal[(o.account_id, inst.base)][0] < o.qty * inst.base_units_per_lot
+            )
+        if not out and o.tif == "FOK":
+            filled, _ = self._dry_fill(o, limit)
+            out = filled < o.qty
+        if out:
+            return self._expire(o)
+        # The open list keeps id order for cancel-all; where it sits does not matter else.
+        why = self._match(o, limit)
+        self._after_take(o, why)
 
     def _cancel_rejected(self, c: CancelOrder | AmendOrder, code: int) -> None:
         self.events.append(
@@ -425,7 +595,7 @@ class ReferenceEngine:
             return self._cancel_rejected(c, 3007)
         if (
             (c.order_id is None and c.client_order_id is None)
-            or (c.new_qty is None and c.new_price is None)
+            or (c.new_qty is None and c.new_price is None and c.new_stop_price is None)
             or (c.new_qty is not None and not 0 <= c.new_qty <= inst.max_lots)
             or (c.new_price is not None and c.new_price <= 0)
         ):
@@ -433,6 +603,10 @@ class ReferenceEngine:
         o = self._find(c.account_id, c.symbol, c.order_id, c.client_order_id)
         if o is None:
             return self._cancel_rejected(c, 3005)
+        if o.pending:
+            return self._amend_stop(c, o, inst)
+        if c.new_stop_price is not None:
+            return self._cancel_rejected(c, 1002)
         qty = o.qty if c.new_qty is None else c.new_qty
         price = o.price if c.new_price is None else c.new_price
         assert price is not None and o.price is not None
@@ -459,14 +633,48 @@ class ReferenceEngine:
         kept = price == o.price and qty <= o.qty
         self._hold(o, -1)
         o.qty, o.price = qty, price
-        self.events.append(OrderAmended(**self._oe(o), kept_priority=kept))  # type: ignore[arg-type]
+        self.events.append(
+            OrderAmended(**self._oe(o), kept_priority=kept, stop_price=o.stop_price)  # type: ignore[arg-type]
+        )
+        start = len(self.events)
         if kept:
             self._hold(o, +1)
+            if o.display:
+                o.shown = min(o.shown, o.leaves)
         else:
             self.open.remove(o)
             why = self._match(o, price) if crosses else "limit"
             self._after_take(o, why)
+        self._run_stops(start)
         self._finish(c.symbol, before)
+
+    def _amend_stop(self, c: AmendOrder, o: ROrder, inst: Instrument) -> None:
+        qty = o.qty if c.new_qty is None else c.new_qty
+        if qty == 0:
+            return self._cancel(o, "amend")
+        stop = o.stop_price if c.new_stop_price is None else c.new_stop_price
+        assert stop is not None
+        if (
+            qty < inst.min_lots
+            or (c.new_price is not None and o.order_type != "stop_limit")
+            or stop <= 0
+            or self._stop_reached(o.symbol, o.side, stop)
+        ):
+            return self._cancel_rejected(c, 1002)
+        new = copy.copy(o)
+        new.qty, new.stop_price = qty, stop
+        if c.new_price is not None:
+            new.price = c.new_price
+        asset, old_hold = self._hold_of(o)
+        _, new_hold = self._hold_of(new)
+        if new_hold - old_hold > self.bal[(o.account_id, asset)][0]:
+            return self._cancel_rejected(c, 3001)
+        self._hold(o, -1)
+        o.qty, o.price, o.stop_price = new.qty, new.price, new.stop_price
+        self._hold(o, +1)
+        self.events.append(
+            OrderAmended(**self._oe(o), kept_priority=True, stop_price=stop)  # type: ignore[arg-type]
+        )
 
     def _cancel_all(self, c: CancelAll) -> None:
         if c.symbol is not None and c.symbol not in self.config.instruments:
@@ -658,6 +866,47 @@ class StreamGenerator:
             return symbol, account, oid, coid if rng.random() < 0.8 else rng.choice(self.coids)
         return symbol, account, None, None
 
+    def _place(self, symbol: str, inst: Instrument) -> PlaceOrder:
+        rng = self.rng
+        r = rng.random()
+        order_type = (
+            "limit" if r < 0.7 else "market" if r < 0.82 else
+            "stop_limit" if r < 0.92 else "stop_market"
+        )
+        price: int | None = self._price(inst) if order_type in ("limit", "stop_limit") else None
+        if rng.random() < 0.02:
+            price = None if price is not None else self._price(inst)
+        side = rng.choice(["buy", "sell"])
+        stop: int | None = None
+        if order_type.startswith("stop"):
+            # Mostly on the side it has to be (above the last price for a buy), sometimes not.
+            ref = self.center.get(inst.symbol, inst.reference_ticks)
+            away = rng.randint(1, 6) if rng.random() < 0.9 else -rng.randint(0, 3)
+            stop = ref + away if side == "buy" else ref - away
+        elif rng.random() < 0.01:
+            stop = self._price(inst)
+        qty = self._qty(inst)
+        display = 0
+        if order_type == "limit" and rng.random() < 0.15:
+            display = rng.randint(1, 4) if rng.random() < 0.9 else rng.choice([0, -1, qty])
+        return PlaceOrder(
+            account_id=self._account(), symbol=symbol,
+            side=side, order_type=order_type,  # type: ignore[arg-type]
+            qty=qty, price=price,
+            tif=rng.choices(["GTC", "IOC", "FOK"], [6, 2, 2])[0],  # type: ignore[arg-type]
+            post_only=rng.random() < 0.1,
+            client_order_id=rng.choice([*self.coids, "", "x" * 37]) if rng.random() < 0.02
+            else rng.choice(self.coids),
+            stp=rng.choice(["cancel_newest", "cancel_oldest", "cancel_both"]),
+            session_id=rng.choice(["", "s1", "s2"]),
+            stop_price=stop, display_qty=display,
+        )
+
+    def _cancel(self, symbol: str) -> CancelOrder:
+        symbol, account, oid, coid = self._target(symbol)
+        return CancelOrder(account_id=account, symbol=symbol, order_id=oid,
+                           client_order_id=coid)
+
     def __iter__(self) -> Iterator[Command]:
         return self
 
@@ -667,31 +916,25 @@ class StreamGenerator:
         symbol = self._symbol()
         inst = self.config.instruments.get(symbol, self.config.instruments[self.symbols[0]])
         if r < 0.55:
-            order_type = "limit" if rng.random() < 0.85 else "market"
-            price: int | None = self._price(inst) if order_type == "limit" else None
-            if rng.random() < 0.02:
-                price = None if price is not None else self._price(inst)
-            return PlaceOrder(
-                account_id=self._account(), symbol=symbol,
-                side=rng.choice(["buy", "sell"]), order_type=order_type,  # type: ignore[arg-type]
-                qty=self._qty(inst), price=price,
-                tif=rng.choices(["GTC", "IOC", "FOK"], [6, 2, 2])[0],  # type: ignore[arg-type]
-                post_only=rng.random() < 0.1,
-                client_order_id=rng.choice([*self.coids, "", "x" * 37]) if rng.random() < 0.02
-                else rng.choice(self.coids),
-                stp=rng.choice(["cancel_newest", "cancel_oldest", "cancel_both"]),
-                session_id=rng.choice(["", "s1", "s2"]),
-            )
+            return self._place(symbol, inst)
+        if r < 0.70:
+            return self._cancel(symbol)
         if r < 0.72:
-            symbol, account, oid, coid = self._target(symbol)
-            return CancelOrder(account_id=account, symbol=symbol, order_id=oid,
-                               client_order_id=coid)
+            # A batch of places or of cancels (sometimes empty or too long: rejected whole).
+            n = rng.choice([1, 2, 3, 5, 20, 0, 21]) if rng.random() < 0.1 else rng.randint(1, 4)
+            items: list[PlaceOrder | CancelOrder] = [
+                self._place(symbol, inst) if rng.random() < 0.6 else self._cancel(symbol)
+                for _ in range(n)
+            ]
+            return Batch(commands=tuple(items))
         if r < 0.88:
             symbol, account, oid, coid = self._target(symbol)
             new_qty = self._qty(inst) if rng.random() < 0.6 else None
             new_price = self._price(inst) if rng.random() < 0.6 else None
+            new_stop = self._price(inst) if rng.random() < 0.15 else None
             return AmendOrder(account_id=account, symbol=symbol, order_id=oid,
-                              client_order_id=coid, new_qty=new_qty, new_price=new_price)
+                              client_order_id=coid, new_qty=new_qty, new_price=new_price,
+                              new_stop_price=new_stop)
         if r < 0.91:
             return CancelAll(
                 account_id=self._account(), symbol=symbol if rng.random() < 0.5 else None,
