@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 from exchange.engine.orders import Order
 from exchange.model.commands import Permission
-from exchange.model.events import OrderFilled
 
 FEE_ACCOUNT = 0
-# Per account: the last HISTORY_KEPT fills and the last HISTORY_KEPT closed orders stay
-# answerable (account.trades, orders.history); older ones are dropped, oldest first.
-HISTORY_KEPT = 1000
 
 
 class Balance:
@@ -23,7 +17,7 @@ class Balance:
 
 
 class Account:
-    __slots__ = ("account_id", "balances", "by_coid", "closed", "fills", "label", "open")
+    __slots__ = ("account_id", "balances", "by_coid", "label", "open")
 
     def __init__(self, account_id: int, label: str, assets: list[str]) -> None:
         self.account_id = account_id
@@ -33,9 +27,6 @@ class Account:
         # Open (resting) orders by id, in id order, and by client_order_id.
         self.open: dict[int, Order] = {}
         self.by_coid: dict[str, Order] = {}
-        # History, oldest first: the account's own fill events and its closed orders.
-        self.fills: deque[OrderFilled] = deque(maxlen=HISTORY_KEPT)
-        self.closed: deque[Order] = deque(maxlen=HISTORY_KEPT)
 
 
 class ApiKey:

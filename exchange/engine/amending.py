@@ -97,7 +97,6 @@ class Amending(Stops):
         del acct.open[oid]
         del acct.by_coid[o.client_order_id]
         self._closed[oid & CLOSED_MASK] = o
-        acct.closed.append(o)
         o.status = status
         o.updated_ts = ts
         exec_id = self._exec_id + 1

@@ -156,7 +156,6 @@ class EngineBase:
 
     def _remember_closed(self, o: Order) -> None:
         self._closed[o.order_id & CLOSED_MASK] = o
-        self._accounts[o.account_id].closed.append(o)
 
     # ------------------------------------------------------------------ stop orders
     def _stop_hold(self, book: Book, o: Order) -> tuple[Balance, int]:

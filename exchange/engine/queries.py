@@ -4,28 +4,22 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from exchange.engine.accounts import Account
 from exchange.engine.base import EngineBase
 from exchange.engine.orders import CLOSED_MASK, OPEN_STATUSES, Order
 from exchange.model.codes import Code
-from exchange.model.events import OrderFilled
 from exchange.model.orders import ORDER_FIELDS
 from exchange.model.queries import (
-    MAX_HISTORY_LIMIT,
     ApiKeyInfo,
     Balance,
     BalanceList,
     BookSnapshot,
     CandleList,
-    FillList,
-    GetAccountTrades,
     GetApiKey,
     GetBalances,
     GetBook,
     GetCandles,
     GetOpenOrders,
     GetOrder,
-    GetOrderHistory,
     GetTrades,
     NotFound,
     OrderList,
@@ -113,35 +107,7 @@ class Queries(EngineBase):
                                               max(0, min(query.limit, MAX_CANDLES)))
                 return CandleList(symbol=book.symbol, interval=query.interval, before=before,
                                   candles=candles)
-            case GetAccountTrades():
-                acct = self._accounts.get(query.account_id)
-                if acct is None:
-                    return NotFound(code=int(Code.UNKNOWN_ACCOUNT))
-                return FillList(fills=self._account_fills(acct, query))
-            case GetOrderHistory():
-                acct = self._accounts.get(query.account_id)
-                if acct is None:
-                    return NotFound(code=int(Code.UNKNOWN_ACCOUNT))
-                limit = max(0, min(query.limit, MAX_HISTORY_LIMIT))
-                out: list[OrderState] = []
-                for o in reversed(acct.closed):
-                    if len(out) >= limit:
-                        break
-                    if query.symbol is None or o.symbol == query.symbol:
-                        out.append(order_state(o))
-                return OrderList(orders=out)
         raise TypeError(f"not a query: {query!r}")
-
-    @staticmethod
-    def _account_fills(acct: Account, q: GetAccountTrades) -> list[OrderFilled]:
-        """From `from_trade_id` on, the first `limit`; else the last `limit`; trade order."""
-        limit = max(0, min(q.limit, MAX_HISTORY_LIMIT))
-        symbol = q.symbol
-        fills = [f for f in acct.fills if symbol is None or f.symbol == symbol]
-        if q.from_trade_id is not None:
-            start = q.from_trade_id
-            return [f for f in fills if f.trade_id >= start][:limit]
-        return fills[max(0, len(fills) - limit) :] if limit else []
 
     def _find_order(self, q: GetOrder) -> Order | None:
         o = self._find_open(q.account_id, q.symbol, q.order_id, q.client_order_id)

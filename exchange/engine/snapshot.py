@@ -63,7 +63,6 @@ class Snapshots(EngineBase):
                 AccountRecord(
                     a.account_id, a.label,
                     [BalanceRecord(n, b.available, b.held) for n, b in a.balances.items()],
-                    list(a.fills), [_record(o) for o in a.closed],
                 )
                 for a in self._accounts.values()
             ],
@@ -105,8 +104,6 @@ class Snapshots(EngineBase):
             acct = Account(ar.account_id, ar.label, self._assets)
             for br in ar.balances:
                 acct.balances[br.asset] = Balance(br.available, br.held)
-            acct.fills.extend(ar.fills)
-            acct.closed.extend(_order(r) for r in ar.closed)
             self._accounts[ar.account_id] = acct
         for kr in state.api_keys:
             self._api_keys[kr.api_key] = ApiKey(

@@ -11,7 +11,7 @@ import msgspec
 
 from exchange.model.candles import Candle
 from exchange.model.commands import Permission
-from exchange.model.events import OrderFilled, TradeExecuted
+from exchange.model.events import TradeExecuted
 from exchange.model.orders import OrderFields
 
 
@@ -29,9 +29,6 @@ class AccountRecord(msgspec.Struct, array_like=True):
     account_id: int
     label: str
     balances: list[BalanceRecord]
-    # History, oldest first; defaults so that snapshots written without it still load.
-    fills: list[OrderFilled] = []  # the account's last fills
-    closed: list[OrderRecord] = []  # its last closed orders
 
 
 class ApiKeyRecord(msgspec.Struct, array_like=True):
@@ -69,6 +66,6 @@ class EngineState(msgspec.Struct, array_like=True):
     closed: list[OrderRecord]  # recently closed orders, oldest first
 
 
-STATE_VERSION = 2  # 2: shared order fields, stop orders, icebergs, account history
+STATE_VERSION = 2  # 2: shared order fields, stop orders, icebergs
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(EngineState)

@@ -165,7 +165,6 @@ class Taking(EngineBase):
         taker_id = o.order_id
         stp = o.stp
         tb = acct.balances
-        t_fills = acct.fills
         t_base = tb[base]
         t_quote = tb[quote]
         accounts = self._accounts
@@ -206,8 +205,7 @@ class Taking(EngineBase):
                     m = level.head if key in levels else None
                     continue
                 m_leaves = m.qty - m.cum_qty
-                shown = m.shown_qty  # an iceberg's open slice; 0 for other orders
-                avail = shown if shown else m_leaves
+                avail = m.shown_qty or m_leaves  # an iceberg's open slice; else all
                 q = avail if avail < remaining else remaining
                 if budget_bound:
                     affordable = t_quote.available // (px * qtl)
@@ -217,8 +215,7 @@ class Taking(EngineBase):
                         q = affordable
                 notional = px * q * qtl
                 base_units = q * bul
-                macct = accounts[maker_account]
-                mb = macct.balances
+                mb = accounts[maker_account].balances
                 if is_buy:
                     # Taker buys base: pays quote, fee in base. Maker sells held base.
                     t_fee = -((-base_units * taker_bps) // 10000)
@@ -266,14 +263,14 @@ class Taking(EngineBase):
                     else:
                         nxt.prev = None
                     m.next = m.level = None
+                    macct = accounts[maker_account]
                     del macct.open[m.order_id]
                     del macct.by_coid[m.client_order_id]
                     closed[m.order_id & CLOSED_MASK] = m
-                    macct.closed.append(m)
                 else:
                     status = NEXT_ON_PARTIAL_FILL.get(m.status)
-                    if shown:
-                        nxt = self._iceberg_filled(m, level, shown - q, m_leaves - q)
+                    if m.display_qty:
+                        nxt = self._iceberg_filled(m, level, avail - q, m_leaves - q)
                 if status is None:
                     raise InvalidStateTransition(f"fill in status {m.status!r}")
                 m.status = status
@@ -292,15 +289,15 @@ class Taking(EngineBase):
                         )
                     maker_tpl = maker_partial
                 exec_id = self._exec_id + 1
-                fill = replace(
-                    maker_tpl, exec_id=exec_id, account_id=maker_account,
-                    order_id=m.order_id, client_order_id=m.client_order_id, price=px,
-                    qty=m.qty, cum_qty=m_cum, leaves_qty=m_leaves - q,
-                    cum_notional=m.cum_notional, session_id=m.session_id,
-                    trade_id=trade_id, last_px=px, last_qty=q, fee=m_fee,
+                append(
+                    replace(
+                        maker_tpl, exec_id=exec_id, account_id=maker_account,
+                        order_id=m.order_id, client_order_id=m.client_order_id, price=px,
+                        qty=m.qty, cum_qty=m_cum, leaves_qty=m_leaves - q,
+                        cum_notional=m.cum_notional, session_id=m.session_id,
+                        trade_id=trade_id, last_px=px, last_qty=q, fee=m_fee,
+                    )
                 )
-                append(fill)
-                macct.fills.append(fill)
                 # Taker.
                 o.cum_qty += q
                 o.cum_notional += px * q
@@ -315,13 +312,13 @@ class Taking(EngineBase):
                         _fill_base(tpl, o, seq, ts), liquidity="taker", fee_asset=t_fee_asset
                     )
                 exec_id += 1
-                fill = replace(
-                    taker_tpl, exec_id=exec_id, cum_qty=o.cum_qty, leaves_qty=remaining,
-                    cum_notional=o.cum_notional, status=status, trade_id=trade_id,
-                    last_px=px, last_qty=q, fee=t_fee,
+                append(
+                    replace(
+                        taker_tpl, exec_id=exec_id, cum_qty=o.cum_qty, leaves_qty=remaining,
+                        cum_notional=o.cum_notional, status=status, trade_id=trade_id,
+                        last_px=px, last_qty=q, fee=t_fee,
+                    )
                 )
-                append(fill)
-                t_fills.append(fill)
                 self._exec_id = exec_id
                 if not remaining or not slice_done:
                     # Done, or a market buy out of quote (only that leaves a maker's shown

@@ -15,7 +15,6 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from exchange.engine.accounts import HISTORY_KEPT
 from exchange.model.commands import (
     AmendOrder,
     Batch,
@@ -114,9 +113,6 @@ class ReferenceEngine:
         self.seq = 0
         self.ts = 0
         self.events: list[Event] = []
-        # Per account, oldest first, the last HISTORY_KEPT of each.
-        self.fills: dict[int, list[OrderFilled]] = {}
-        self.closed: dict[int, list[ROrder]] = {}
 
     # ------------------------------------------------------------------ helpers
     def book(self, symbol: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -160,16 +156,6 @@ class ReferenceEngine:
             return inst.quote, price * o.leaves * inst.quote_units_per_tick_lot
         return inst.base, o.leaves * inst.base_units_per_lot
 
-    def _close(self, o: ROrder) -> None:
-        kept = self.closed.setdefault(o.account_id, [])
-        kept.append(o)
-        del kept[:-HISTORY_KEPT]
-
-    def _record_fill(self, e: OrderFilled) -> None:
-        kept = self.fills.setdefault(e.account_id, [])
-        kept.append(e)
-        del kept[:-HISTORY_KEPT]
-
     def _hold(self, o: ROrder, sign: int) -> None:
         asset, amount = self._hold_of(o)
         b = self.bal[(o.account_id, asset)]
@@ -181,7 +167,6 @@ class ReferenceEngine:
         self.open.remove(o)
         o.status = "canceled"
         self.events.append(OrderCanceled(**self._oe(o, 0), reason=reason))  # type: ignore[arg-type]
-        self._close(o)
 
     def _find(
         self, account_id: int, symbol: str, oid: int | None, coid: str | None
@@ -308,7 +293,6 @@ class ReferenceEngine:
                 o.status = "filled" if o.leaves == 0 else "partially_filled"
                 if o is m and o.leaves == 0:
                     self.open.remove(o)
-                    self._close(o)
                 elif o is m and o.display:
                     o.shown -= q
                     if o.shown == 0:  # the slice refills at the back of the level
@@ -316,24 +300,18 @@ class ReferenceEngine:
                         self.prio += 1
                         o.prio = self.prio
                 fee_asset = inst.base if o is buyer else inst.quote
-                fill = OrderFilled(
-                    **self._oe(o), trade_id=tid, last_px=px, last_qty=q,  # type: ignore[arg-type]
-                    liquidity=liq, fee=fee, fee_asset=fee_asset,  # type: ignore[arg-type]
+                self.events.append(
+                    OrderFilled(
+                        **self._oe(o), trade_id=tid, last_px=px, last_qty=q,  # type: ignore[arg-type]
+                        liquidity=liq, fee=fee, fee_asset=fee_asset,  # type: ignore[arg-type]
+                    )
                 )
-                self.events.append(fill)
-                self._record_fill(fill)
             if short_of_quote:
                 return "budget"
         return "done"
 
     def _dry_fill(self, t: ROrder, limit: int) -> tuple[int, str]:
-        # The history plays no part in matching: leave it out of the (costly) copy.
-        fills, closed = self.fills, self.closed
-        self.fills, self.closed = {}, {}
-        try:
-            twin = copy.deepcopy(self)
-        finally:
-            self.fills, self.closed = fills, closed
+        twin = copy.deepcopy(self)
         tt = copy.deepcopy(t)
         twin.events = []
         why = twin._match(tt, limit)
@@ -451,12 +429,10 @@ class ReferenceEngine:
 
     def _after_take(self, t: ROrder, why: str) -> None:
         if t.leaves == 0:
-            self._close(t)
             return
         if why == "stp":
             t.status = "canceled"
             self.events.append(OrderCanceled(**self._oe(t, 0), reason="stp"))  # type: ignore[arg-type]
-            self._close(t)
         elif t.order_type == "market" or t.tif != "GTC":
             self._expire(t)
         else:
@@ -470,7 +446,6 @@ class ReferenceEngine:
     def _expire(self, t: ROrder) -> None:
         t.status = "expired"
         self.events.append(OrderExpired(**self._oe(t, 0)))  # type: ignore[arg-type]
-        self._close(t)
 
     # ------------------------------------------------------------------ stop orders
     def _stop_reached(self, symbol: str, side: str, stop: int) -> bool:

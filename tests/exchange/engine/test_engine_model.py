@@ -13,34 +13,10 @@ import pytest
 from exchange.engine.core import Engine
 from exchange.model.events import ORDER_EVENTS, BookChanged, TradeExecuted
 from exchange.model.instruments import ExchangeConfig, load_config
-from exchange.model.queries import (
-    MAX_HISTORY_LIMIT,
-    BalanceList,
-    BookSnapshot,
-    FillList,
-    GetAccountTrades,
-    GetBalances,
-    GetBook,
-    GetOrderHistory,
-    OrderList,
-)
+from exchange.model.queries import BalanceList, BookSnapshot, GetBalances, GetBook
 from tests.support.reference_engine import ReferenceEngine, StreamGenerator
 
 CONFIG = load_config()
-
-
-def check_history(engine: Engine, ref: ReferenceEngine) -> None:
-    """Each account's fills (trade order) and closed orders (newest first) as kept."""
-    for account_id in ref.accounts:
-        fills = engine.answer(GetAccountTrades(account_id=account_id, limit=MAX_HISTORY_LIMIT))
-        assert isinstance(fills, FillList)
-        assert fills.fills == ref.fills.get(account_id, []), account_id
-        got = engine.answer(GetOrderHistory(account_id=account_id, limit=MAX_HISTORY_LIMIT))
-        assert isinstance(got, OrderList)
-        want = list(reversed(ref.closed.get(account_id, [])))
-        assert [(o.order_id, o.status, o.cum_qty, o.cum_notional) for o in got.orders] == [
-            (o.order_id, o.status, o.cum_qty, o.cum_notional) for o in want
-        ], account_id
 
 
 def check_same(engine: Engine, ref: ReferenceEngine, config: ExchangeConfig) -> None:
@@ -95,9 +71,6 @@ def run_stream(seed: int, n: int, accounts: int = 4) -> Engine:
                 assert e.trade_id == trade_ids[e.symbol] + 1
                 trade_ids[e.symbol] = e.trade_id
         gen.observe(got)
-        if seq % 250 == 0:
-            check_history(engine, ref)
-    check_history(engine, ref)
     return engine
 
 
