@@ -7,6 +7,10 @@ numbering is a pure function of the event stream, so replaying the journal from 
 gives every event the same number again; the counters and the kept reports are part of the
 matcher's snapshot (`ReportingEngine.snapshot`), so a restart continues where it stopped.
 
+The same kept reports answer an account's history: its fills (GetAccountTrades,
+account.trades) and its closed orders as the events that closed them (GetOrderHistory,
+orders.history).
+
 Retention: the newest `capacity` reports over all accounts (oldest evicted first, whichever
 account it belongs to). A request for reports older than the oldest kept one of that account
 is answered with `gap=True`: the client must rebuild from order state (orders.open,
@@ -25,9 +29,20 @@ import structlog
 from exchange.matcher.engine_port import EngineFactory, EngineLike
 from exchange.matcher.metrics import REPORTS_KEPT
 from exchange.model.commands import Command
-from exchange.model.events import ORDER_EVENTS, Event, OrderEvent
+from exchange.model.events import ORDER_EVENTS, Event, OrderEvent, OrderFilled
 from exchange.model.instruments import ExchangeConfig
-from exchange.model.queries import MAX_REPORTS_PAGE, GetReports, Query, QueryResult, ReportPage
+from exchange.model.queries import (
+    MAX_HISTORY_LIMIT,
+    MAX_REPORTS_PAGE,
+    ClosedOrders,
+    FillList,
+    GetAccountTrades,
+    GetOrderHistory,
+    GetReports,
+    Query,
+    QueryResult,
+    ReportPage,
+)
 
 _log = structlog.get_logger("exchange.matcher.report_log")
 
@@ -35,6 +50,8 @@ DEFAULT_CAPACITY = 100_000  # reports kept over all accounts (~30 MB)
 MAX_PAGE = MAX_REPORTS_PAGE
 
 _ORDER_EVENT_TYPES = frozenset(ORDER_EVENTS)
+# The statuses an order closes with (a rejected place never became an order).
+_CLOSED = frozenset({"filled", "canceled", "expired"})
 _set = msgspec.structs.force_setattr
 
 
@@ -107,6 +124,32 @@ class ReportLog:
         return ReportPage(account_id=account_id, events=events, last_seq=last,
                           first_kept=first_kept)
 
+    def fills(self, query: GetAccountTrades) -> FillList:
+        """The account's kept fills (account.trades), oldest first."""
+        limit = max(0, min(query.limit, MAX_HISTORY_LIMIT))
+        symbol = query.symbol
+        fills = [
+            e for e in self._kept.get(query.account_id, ())
+            if type(e) is OrderFilled and (symbol is None or e.symbol == symbol)
+        ]
+        if query.from_trade_id is not None:
+            start = query.from_trade_id
+            return FillList(fills=[f for f in fills if f.trade_id >= start][:limit])
+        return FillList(fills=fills[max(0, len(fills) - limit) :] if limit else [])
+
+    def closed_orders(self, query: GetOrderHistory) -> ClosedOrders:
+        """The account's kept closing events (orders.history), newest first."""
+        limit = max(0, min(query.limit, MAX_HISTORY_LIMIT))
+        symbol = query.symbol
+        out: list[OrderEvent] = []
+        if limit:
+            for e in reversed(self._kept.get(query.account_id, ())):
+                if e.status in _CLOSED and (symbol is None or e.symbol == symbol):
+                    out.append(e)
+                    if len(out) == limit:
+                        break
+        return ClosedOrders(orders=out)
+
     def to_state(self) -> ReportLogState:
         kept: list[OrderEvent] = []
         # The global order is rebuilt from the per-account deques by walking `_order`.
@@ -162,8 +205,13 @@ class ReportingEngine:
         return events
 
     def answer(self, query: Query) -> QueryResult:
-        if type(query) is GetReports:
-            return self.reports.page(query)
+        kind = type(query)
+        if kind is GetReports:
+            return self.reports.page(query)  # type: ignore[arg-type]
+        if kind is GetAccountTrades:
+            return self.reports.fills(query)  # type: ignore[arg-type]
+        if kind is GetOrderHistory:
+            return self.reports.closed_orders(query)  # type: ignore[arg-type]
         return self.inner.answer(query)
 
     def snapshot(self) -> bytes:

@@ -77,8 +77,9 @@ DEFAULT_HISTORY_LIMIT = 100
 
 
 class GetAccountTrades(_Query, tag="account_trades", kw_only=True, frozen=True):
-    """The account's own fills, in trade order: with `from_trade_id`, the first `limit`
-    whose trade_id is at least it; else the last `limit`."""
+    """The account's own fills still in the report log, in trade order: with
+    `from_trade_id`, the first `limit` whose trade_id is at least it; else the last
+    `limit`."""
 
     account_id: int
     symbol: str | None = None
@@ -87,7 +88,8 @@ class GetAccountTrades(_Query, tag="account_trades", kw_only=True, frozen=True):
 
 
 class GetOrderHistory(_Query, tag="order_history", kw_only=True, frozen=True):
-    """The account's closed orders (filled, canceled, expired), newest first."""
+    """The account's closed orders (filled, canceled, expired) still in the report log,
+    newest first: each as the event that closed it."""
 
     account_id: int
     symbol: str | None = None
@@ -173,7 +175,11 @@ class FillList(_Answer, tag="fills", kw_only=True, frozen=True):
     fills: list[OrderFilled]
 
 
+class ClosedOrders(_Answer, tag="closed_orders", kw_only=True, frozen=True):
+    orders: list[OrderEvent]  # the closing event of each (its final state), newest first
+
+
 QueryResult = (
     BookSnapshot | OrderState | OrderList | BalanceList | ApiKeyInfo | TradeList | ReportPage
-    | CandleList | FillList | NotFound
+    | CandleList | FillList | ClosedOrders | NotFound
 )
