@@ -55,6 +55,19 @@ class TokenBucket:
         wait_ns = -(-missing // self._limit)
         return max(1, -(-wait_ns // _NS_PER_MS))
 
+    def take_many(self, n: int) -> int:
+        """`take` for `n` tokens at once, all or none (a batch of `n` orders)."""
+        self._refill()
+        need = n * self._window_ns
+        if self._scaled >= need:
+            self._scaled -= need
+            return 0
+        if need > self._cap:
+            return max(1, self.spec.window_ms)  # more than the whole budget: never at once
+        missing = need - self._scaled
+        wait_ns = -(-missing // self._limit)
+        return max(1, -(-wait_ns // _NS_PER_MS))
+
     def count(self) -> int:
         """Tokens used (limit minus whole tokens left)."""
         self._refill()

@@ -17,6 +17,7 @@ from exchange.model.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderTriggered,
 )
 from exchange.model.instruments import ExchangeConfig, Instrument
 from exchange.model.queries import Balance, OrderState
@@ -28,6 +29,7 @@ EXEC_TYPE: dict[type, str] = {
     OrderAmended: "replaced",
     OrderRejected: "rejected",
     OrderExpired: "expired",
+    OrderTriggered: "triggered",
 }
 
 
@@ -86,6 +88,11 @@ def execution_report(config: ExchangeConfig, event: OrderEvent,
         report["reject_code"] = event.code
     elif isinstance(event, OrderCanceled):
         report["cancel_reason"] = event.reason
+    elif isinstance(event, OrderAccepted | OrderAmended | OrderTriggered):
+        if event.stop_price is not None:
+            report["stop_price"] = inst.ticks_to_price(event.stop_price)
+        if isinstance(event, OrderAccepted) and event.display_qty:
+            report["display_qty"] = inst.lots_to_qty(event.display_qty)
     if seq is None:
         del report["seq"]
     return report
@@ -110,6 +117,8 @@ def order_state(config: ExchangeConfig, order: OrderState) -> dict[str, Any]:
         "status": order.status,
         "created_ts": order.created_ts,
         "updated_ts": order.updated_ts,
+        "stop_price": _price(inst, order.stop_price),
+        "display_qty": inst.lots_to_qty(order.display_qty) if order.display_qty else None,
     }
 
 
@@ -118,4 +127,22 @@ def balance(config: ExchangeConfig, item: Balance) -> dict[str, Any]:
         "asset": item.asset,
         "available": config.units_to_asset(item.asset, item.available),
         "held": config.units_to_asset(item.asset, item.held),
+    }
+
+
+def fill(config: ExchangeConfig, event: OrderFilled) -> dict[str, Any]:
+    """One of the account's own fills (account.trades)."""
+    inst = config.instruments[event.symbol]
+    return {
+        "trade_id": event.trade_id,
+        "symbol": event.symbol,
+        "order_id": event.order_id,
+        "client_order_id": event.client_order_id,
+        "side": event.side,
+        "price": inst.ticks_to_price(event.last_px),
+        "qty": inst.lots_to_qty(event.last_qty),
+        "fee": config.units_to_asset(event.fee_asset, event.fee),
+        "fee_asset": event.fee_asset,
+        "liquidity": event.liquidity,
+        "ts": event.ts,
     }

@@ -15,13 +15,17 @@ from typing import Any
 import msgspec
 
 from exchange.model.codes import Code
-from exchange.model.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder
+from exchange.model.commands import MAX_BATCH, AmendOrder, CancelAll, CancelOrder, PlaceOrder
 from exchange.model.instruments import ExchangeConfig, Instrument
 from exchange.model.queries import (
+    DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
     MAX_REPORTS_PAGE,
+    GetAccountTrades,
     GetBalances,
     GetOpenOrders,
     GetOrder,
+    GetOrderHistory,
     GetReports,
 )
 from exchange.model.sessions import CancelOnDisconnect
@@ -38,12 +42,17 @@ OPEN = "orders.open"
 CANCEL_ALL = "orders.cancel_all"
 BALANCES = "account.balances"
 REPLAY = "executions.replay"
+PLACE_BATCH = "orders.place_batch"
+CANCEL_BATCH = "orders.cancel_batch"
+TRADES = "account.trades"
+HISTORY = "orders.history"
 
 METHODS = frozenset({
     LOGON, PING, PLACE, CANCEL, AMEND, STATUS, OPEN, CANCEL_ALL, BALANCES, REPLAY,
+    PLACE_BATCH, CANCEL_BATCH, TRADES, HISTORY,
 })
-TRADE_METHODS = frozenset({PLACE, CANCEL, AMEND, CANCEL_ALL})
-READ_METHODS = frozenset({STATUS, OPEN, BALANCES, REPLAY})
+TRADE_METHODS = frozenset({PLACE, CANCEL, AMEND, CANCEL_ALL, PLACE_BATCH, CANCEL_BATCH})
+READ_METHODS = frozenset({STATUS, OPEN, BALANCES, REPLAY, TRADES, HISTORY})
 
 # Integers the link carries as msgpack int64; also keeps absurd values out of the engine.
 MAX_WIRE_INT = 2**53
@@ -221,10 +230,12 @@ def _order_ref(params: dict[str, Any]) -> tuple[int | None, str | None]:
 # ---- per method ------------------------------------------------------------------------------
 
 _PLACE_PARAMS = frozenset(
-    {"symbol", "side", "type", "qty", "price", "tif", "post_only", "client_order_id", "stp"}
+    {"symbol", "side", "type", "qty", "price", "tif", "post_only", "client_order_id", "stp",
+     "stop_price", "display_qty"}
 )
 _REF_PARAMS = frozenset({"symbol", "order_id", "client_order_id"})
-_AMEND_PARAMS = _REF_PARAMS | {"new_qty", "new_price"}
+_AMEND_PARAMS = _REF_PARAMS | {"new_qty", "new_price", "new_stop_price"}
+_STOP_TYPES = ("stop_market", "stop_limit")
 _SYMBOL_PARAM = frozenset({"symbol"})
 
 
@@ -234,7 +245,8 @@ def place_order(config: ExchangeConfig, params: dict[str, Any], account_id: int,
     inst = instrument(config, params)
     assert inst is not None
     side = _choice(params, "side", ("buy", "sell"), _required(params, "side"))
-    order_type = _choice(params, "type", ("limit", "market"), _required(params, "type"))
+    order_type = _choice(params, "type", ("limit", "market", *_STOP_TYPES),
+                         _required(params, "type"))
     coid = client_order_id(params, required=True)
     assert coid is not None
     qty = _qty(inst, _required(params, "qty"), "qty")
@@ -243,7 +255,17 @@ def place_order(config: ExchangeConfig, params: dict[str, Any], account_id: int,
     stp = _choice(params, "stp", ("cancel_newest", "cancel_oldest", "cancel_both"),
                   "cancel_newest")
     price: int | None = None
-    if order_type == "limit":
+    stop_price: int | None = None
+    if order_type in _STOP_TYPES:
+        stop_price = _price(inst, _required(params, "stop_price"), "stop_price")
+    elif params.get("stop_price") is not None:
+        raise RequestError(Code.INVALID_VALUE, "'stop_price' needs a stop order")
+    display_qty = 0
+    if params.get("display_qty") is not None:
+        if order_type != "limit":
+            raise RequestError(Code.INVALID_VALUE, "'display_qty' needs a limit order")
+        display_qty = _qty(inst, params["display_qty"], "display_qty")
+    if order_type in ("limit", "stop_limit"):
         price = _price(inst, _required(params, "price"), "price")
     else:
         if params.get("price") is not None:
@@ -269,6 +291,8 @@ def place_order(config: ExchangeConfig, params: dict[str, Any], account_id: int,
         client_order_id=coid,
         stp=stp,  # type: ignore[arg-type]
         session_id=session_id,
+        stop_price=stop_price,
+        display_qty=display_qty,
     )
 
 
@@ -287,12 +311,16 @@ def amend_order(config: ExchangeConfig, params: dict[str, Any], account_id: int)
     assert inst is not None
     oid, coid = _order_ref(params)
     raw_qty, raw_price = params.get("new_qty"), params.get("new_price")
-    if raw_qty is None and raw_price is None:
-        raise RequestError(Code.MALFORMED, "missing parameter 'new_qty' or 'new_price'")
+    raw_stop = params.get("new_stop_price")
+    if raw_qty is None and raw_price is None and raw_stop is None:
+        raise RequestError(Code.MALFORMED,
+                           "missing parameter 'new_qty', 'new_price' or 'new_stop_price'")
     new_qty = _qty(inst, raw_qty, "new_qty") if raw_qty is not None else None
     new_price = _price(inst, raw_price, "new_price") if raw_price is not None else None
+    new_stop = _price(inst, raw_stop, "new_stop_price") if raw_stop is not None else None
     return AmendOrder(account_id=account_id, symbol=inst.symbol, order_id=oid,
-                      client_order_id=coid, new_qty=new_qty, new_price=new_price)
+                      client_order_id=coid, new_qty=new_qty, new_price=new_price,
+                      new_stop_price=new_stop)
 
 
 def order_status(config: ExchangeConfig, params: dict[str, Any], account_id: int) -> GetOrder:
@@ -381,3 +409,51 @@ def logon(params: dict[str, Any]) -> LogonParams:
         raise RequestError(Code.BAD_CREDENTIALS)
     return LogonParams(api_key=api_key, timestamp=ts, nonce=nonce, signature=sig,
                        cancel_on_disconnect=cod)
+
+
+# ---- batches and history ---------------------------------------------------------------------
+
+_BATCH_PARAMS = frozenset({"orders"})
+
+
+def batch_items(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """`params.orders`: 1 to MAX_BATCH objects (each checked on its own by the caller)."""
+    _check_known(params, _BATCH_PARAMS)
+    items = _required(params, "orders")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise RequestError(Code.INVALID_VALUE, f"'orders' must be a list of 1-{MAX_BATCH}")
+    return items
+
+
+def batch_entry(item: object) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise RequestError(Code.MALFORMED, "each of 'orders' must be an object")
+    return item
+
+
+_TRADES_PARAMS = frozenset({"symbol", "from_trade_id", "limit"})
+_HISTORY_PARAMS = frozenset({"symbol", "limit"})
+
+
+def account_trades(config: ExchangeConfig, params: dict[str, Any], account_id: int
+                   ) -> GetAccountTrades:
+    _check_known(params, _TRADES_PARAMS)
+    inst = instrument(config, params, required=False)
+    start = params.get("from_trade_id")
+    if start is not None:
+        start = _count(params, "from_trade_id", 1, 1, MAX_WIRE_INT)
+    return GetAccountTrades(
+        account_id=account_id, symbol=inst.symbol if inst is not None else None,
+        from_trade_id=start,
+        limit=_count(params, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_HISTORY_LIMIT),
+    )
+
+
+def order_history(config: ExchangeConfig, params: dict[str, Any], account_id: int
+                  ) -> GetOrderHistory:
+    _check_known(params, _HISTORY_PARAMS)
+    inst = instrument(config, params, required=False)
+    return GetOrderHistory(
+        account_id=account_id, symbol=inst.symbol if inst is not None else None,
+        limit=_count(params, "limit", DEFAULT_HISTORY_LIMIT, 1, MAX_HISTORY_LIMIT),
+    )

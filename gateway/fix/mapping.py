@@ -14,9 +14,12 @@ import time
 from exchange.model.codes import MESSAGES, Code
 from exchange.model.commands import AmendOrder, CancelOrder, PlaceOrder, Side, TimeInForce
 from exchange.model.events import (
+    OrderAccepted,
+    OrderAmended,
     OrderEvent,
     OrderFilled,
     OrderRejected,
+    OrderTriggered,
     OrdStatus,
 )
 from exchange.model.instruments import ExchangeConfig, Instrument
@@ -42,6 +45,12 @@ FIX_EXEC_TYPE: dict[str, str] = {
     "replaced": "5",
     "rejected": "8",
     "expired": "C",
+    # FIX 4.4 has no "triggered": a stop order that enters the book is Restated (D).
+    "triggered": "D",
+}
+# OrdType (40) of each order type.
+_ORD_TYPE_CODES: dict[str, str] = {
+    "market": "1", "limit": "2", "stop_market": "3", "stop_limit": "4",
 }
 # OrdRejReason (103) for our result codes; 99 "other" for the rest.
 ORD_REJ_REASON: dict[int, str] = {
@@ -121,24 +130,41 @@ def new_order_single(config: ExchangeConfig, account_id: int, session_id: str,
     if tif is None:
         raise FixReject(Code.INVALID_VALUE, "TimeInForce(59) must be 1 (GTC), 3 (IOC) or 4 (FOK)")
     post_only = "6" in (msg.get(18) or "").split()
-    if ord_type == "2":
+    if ord_type not in ("1", "2", "3", "4"):
+        raise FixReject(Code.INVALID_VALUE,
+                        "OrdType(40) must be 1 (market), 2 (limit), 3 (stop) or 4 (stop limit)")
+    with_price = ord_type in ("2", "4")
+    price: int | None = None
+    if with_price:
         price = inst.price_to_ticks(msg.get(44))
         if price is None:
             raise FixReject(Code.INVALID_VALUE, "Price(44) is not a positive multiple of tick_size")
-        return PlaceOrder(
-            account_id=account_id, symbol=inst.symbol, side=side, order_type="limit", qty=qty,
-            price=price, tif=tif, post_only=post_only, client_order_id=client_order_id,
-            session_id=session_id,
-        )
-    if ord_type == "1":
-        if msg.has(44):
-            raise FixReject(Code.INVALID_VALUE, "Price(44) is not allowed on a market order")
-        return PlaceOrder(
-            account_id=account_id, symbol=inst.symbol, side=side, order_type="market", qty=qty,
-            tif=tif, post_only=post_only,
-            client_order_id=client_order_id, session_id=session_id,
-        )
-    raise FixReject(Code.INVALID_VALUE, "OrdType(40) must be 1 (market) or 2 (limit)")
+    elif msg.has(44):
+        raise FixReject(Code.INVALID_VALUE, "Price(44) is not allowed on a market or stop order")
+    stop_price: int | None = None
+    if ord_type in ("3", "4"):
+        stop_price = inst.price_to_ticks(msg.get(99))
+        if stop_price is None:
+            raise FixReject(Code.INVALID_VALUE,
+                            "StopPx(99) is required: a positive multiple of tick_size")
+    elif msg.has(99):
+        raise FixReject(Code.INVALID_VALUE, "StopPx(99) needs OrdType(40) 3 or 4")
+    display_qty = 0
+    if msg.has(111):
+        if ord_type != "2":
+            raise FixReject(Code.INVALID_VALUE, "MaxFloor(111) needs a limit order")
+        shown = inst.qty_to_lots(msg.get(111))
+        if shown is None:
+            raise FixReject(Code.INVALID_VALUE,
+                            "MaxFloor(111) is not a positive multiple of lot_size")
+        display_qty = shown
+    order_type = {"1": "market", "2": "limit", "3": "stop_market", "4": "stop_limit"}[ord_type]
+    return PlaceOrder(
+        account_id=account_id, symbol=inst.symbol, side=side,
+        order_type=order_type,  # type: ignore[arg-type]
+        qty=qty, price=price, tif=tif, post_only=post_only, client_order_id=client_order_id,
+        session_id=session_id, stop_price=stop_price, display_qty=display_qty,
+    )
 
 
 def cancel_request(config: ExchangeConfig, account_id: int, msg: FixMessage) -> CancelOrder:
@@ -156,12 +182,19 @@ def cancel_replace_request(config: ExchangeConfig, account_id: int,
     order_id, orig = _order_ref(msg)
     new_qty = inst.qty_to_lots(msg.get(38)) if msg.has(38) else None
     new_price = inst.price_to_ticks(msg.get(44)) if msg.has(44) else None
-    if (msg.has(38) and new_qty is None) or (msg.has(44) and new_price is None):
-        raise FixReject(Code.INVALID_VALUE, "OrderQty(38)/Price(44) off the grid or not positive")
-    if new_qty is None and new_price is None:
-        raise FixReject(Code.INVALID_VALUE, "OrderQty(38) and/or Price(44) is required")
+    new_stop = inst.price_to_ticks(msg.get(99)) if msg.has(99) else None
+    if (
+        (msg.has(38) and new_qty is None)
+        or (msg.has(44) and new_price is None)
+        or (msg.has(99) and new_stop is None)
+    ):
+        raise FixReject(Code.INVALID_VALUE,
+                        "OrderQty(38)/Price(44)/StopPx(99) off the grid or not positive")
+    if new_qty is None and new_price is None and new_stop is None:
+        raise FixReject(Code.INVALID_VALUE, "OrderQty(38), Price(44) and/or StopPx(99) is required")
     return AmendOrder(account_id=account_id, symbol=inst.symbol, order_id=order_id,
-                      client_order_id=orig, new_qty=new_qty, new_price=new_price)
+                      client_order_id=orig, new_qty=new_qty, new_price=new_price,
+                      new_stop_price=new_stop)
 
 
 def status_request(config: ExchangeConfig, account_id: int, msg: FixMessage) -> GetOrder:
@@ -190,12 +223,17 @@ def execution_report(inst: Instrument, event: OrderEvent, clordid: str,
         (39, ORD_STATUS[event.status]),
         (55, event.symbol),
         (54, _SIDE_CODES[event.side]),
-        (40, "2" if event.order_type == "limit" else "1"),
+        (40, _ORD_TYPE_CODES[event.order_type]),
         (59, _TIF_CODES[event.tif]),
         (38, inst.lots_to_qty(event.qty)),
     ]
     if event.price is not None:
         body.append((44, inst.ticks_to_price(event.price)))
+    if isinstance(event, OrderAccepted | OrderAmended | OrderTriggered):
+        if event.stop_price is not None:
+            body.append((99, inst.ticks_to_price(event.stop_price)))
+        if isinstance(event, OrderAccepted) and event.display_qty:
+            body.append((111, inst.lots_to_qty(event.display_qty)))
     last_px = event.last_px if isinstance(event, OrderFilled) else 0
     last_qty = event.last_qty if isinstance(event, OrderFilled) else 0
     body += [
@@ -223,11 +261,15 @@ def status_report(inst: Instrument, order: OrderState, exec_id: str, ts_ns: int,
         (39, ORD_STATUS[order.status]),
         (55, order.symbol),
         (54, _SIDE_CODES[order.side]),
-        (40, "2" if order.order_type == "limit" else "1"),
+        (40, _ORD_TYPE_CODES[order.order_type]),
         (38, inst.lots_to_qty(order.qty)),
     ]
     if order.price is not None:
         body.append((44, inst.ticks_to_price(order.price)))
+    if order.stop_price is not None:
+        body.append((99, inst.ticks_to_price(order.stop_price)))
+    if order.display_qty:
+        body.append((111, inst.lots_to_qty(order.display_qty)))
     body += [
         (14, inst.lots_to_qty(order.cum_qty)),
         (151, inst.lots_to_qty(order.leaves_qty)),

@@ -9,12 +9,28 @@ from __future__ import annotations
 from typing import Any
 
 from exchange.link.messages import Result
-from exchange.model.codes import Code
-from exchange.model.events import AllCanceled, OrderAmended, OrderCanceled
+from exchange.model.codes import MESSAGES, STATUS_OF, Code
+from exchange.model.events import (
+    AllCanceled,
+    CancelRejected,
+    Event,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderRejected,
+)
 from exchange.model.instruments import ExchangeConfig
-from exchange.model.queries import BalanceList, OrderList, OrderState, QueryResult, ReportPage
+from exchange.model.queries import (
+    BalanceList,
+    ClosedOrders,
+    FillList,
+    OrderList,
+    OrderState,
+    QueryResult,
+    ReportPage,
+)
 from gateway.core.outcomes import Refusal, rejection
-from gateway.core.reports import balance, execution_report, order_state
+from gateway.core.reports import balance, execution_report, fill, order_state
 
 Rendered = dict[str, Any] | list[Any] | Refusal
 _UNEXPECTED_RESULT = Refusal(Code.INTERNAL, "unexpected result")
@@ -102,3 +118,53 @@ def replay(config: ExchangeConfig, answer: QueryResult) -> Rendered:
             "more": bool(events) and events[-1].account_seq < answer.last_seq,
         }
     return _UNEXPECTED_ANSWER
+
+
+def trades(config: ExchangeConfig, answer: QueryResult) -> Rendered:
+    if isinstance(answer, FillList):
+        return {"trades": [fill(config, f) for f in answer.fills]}
+    return _UNEXPECTED_ANSWER
+
+
+def history(config: ExchangeConfig, answer: QueryResult) -> Rendered:
+    if isinstance(answer, ClosedOrders):
+        return {"orders": [execution_report(config, e, None) for e in answer.orders]}
+    return _UNEXPECTED_ANSWER
+
+
+# ---- batches -------------------------------------------------------------------------------
+
+# Where each command of a Batch starts among its events: the event that answers it.
+_PLACE_ANSWERS = (OrderAccepted, OrderRejected)
+
+
+def _starts_cancel(event: Event) -> bool:
+    return type(event) is CancelRejected or (
+        type(event) is OrderCanceled and event.reason == "user"
+    )
+
+
+def split_batch(result: Result, count: int, places: bool) -> list[Result]:
+    """The events of a Batch of `count` commands, one Result each, in order. Each command's
+    events start with the one answering it (docs/ENGINE.md, Batch); none other of the kinds
+    that answer a place (or a cancel) occurs inside another command's events."""
+    starts = [
+        i for i, e in enumerate(result.events)
+        if (isinstance(e, _PLACE_ANSWERS) if places else _starts_cancel(e))
+    ]
+    if len(starts) != count:
+        raise ValueError(f"batch of {count} answered {len(starts)} times")
+    ends = [*starts[1:], len(result.events)]
+    return [
+        Result(req_id=result.req_id, seq=result.seq, events=result.events[a:b])
+        for a, b in zip(starts, ends, strict=True)
+    ]
+
+
+def entry(rendered: Rendered) -> dict[str, Any]:
+    """One `{"status", "result"}` or `{"status", "error"}` of a batch's `results`."""
+    if isinstance(rendered, Refusal):
+        error: dict[str, Any] = {"code": int(rendered.code),
+                                 "msg": rendered.msg or MESSAGES[rendered.code]}
+        return {"status": STATUS_OF[rendered.code], "error": error}
+    return {"status": STATUS_OF[Code.OK], "result": rendered}

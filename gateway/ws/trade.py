@@ -20,7 +20,10 @@ import msgspec
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from exchange.link.messages import Result
 from exchange.model.codes import MESSAGES, STATUS_OF, Code
+from exchange.model.commands import Batch, CancelOrder, PlaceOrder
+from exchange.model.instruments import ExchangeConfig
 from gateway.core import validation
 from gateway.core.matcher_link import Overloaded, Unavailable
 from gateway.core.outcomes import INTERNAL_ERROR, Refusal, refusal
@@ -334,12 +337,72 @@ class TradeGateway:
             bal_q = validation.balances(params, account)
             core.ask(_WsPending(self, session, req, received_at, render.balances, query=True),
                      bal_q)
+        elif method == validation.PLACE_BATCH or method == validation.CANCEL_BATCH:
+            self._batch(session, req, received_at, places=method == validation.PLACE_BATCH)
+        elif method == validation.TRADES:
+            trades_q = validation.account_trades(config, params, account)
+            core.ask(_WsPending(self, session, req, received_at, render.trades, query=True),
+                     trades_q)
+        elif method == validation.HISTORY:
+            history_q = validation.order_history(config, params, account)
+            core.ask(_WsPending(self, session, req, received_at, render.history, query=True),
+                     history_q)
         elif method == validation.REPLAY:
             replay_q = validation.replay_reports(params, account)
             core.ask(_WsPending(self, session, req, received_at, render.replay, query=True),
                      replay_q)
         else:  # pragma: no cover - parse_request admits only known methods
             raise RequestError(Code.MALFORMED, "unknown method")
+
+    def _batch(self, session: TradeSession, req: Request, received_at: float, *,
+               places: bool) -> None:
+        """orders.place_batch / orders.cancel_batch: each item checked as a single request
+        would be; the valid ones go to the matcher as one Batch command (sequenced
+        together); `result.results` answers every item in order."""
+        items = validation.batch_items(req.params)
+        count = len(items)
+        # Each order counts as a request of its own, and a place against the order budget.
+        if places:
+            bucket = session.orders_bucket
+            assert bucket is not None, "not logged on"
+            wait = bucket.take_many(count)
+            if wait:
+                raise RequestError(Code.RATE_LIMITED, "order rate limit", wait)
+        if count > 1:
+            wait = session.requests_bucket.take_many(count - 1)
+            if wait:
+                raise RequestError(Code.RATE_LIMITED, "too many requests", wait)
+        account = session.account_id
+        assert account is not None
+        slots: list[Refusal | int] = []  # an item's refusal, or its place in the Batch
+        commands: list[PlaceOrder | CancelOrder] = []
+        for item in items:
+            try:
+                params = validation.batch_entry(item)
+                command = (
+                    validation.place_order(self.config, params, account, session.session_id)
+                    if places else validation.cancel_order(self.config, params, account)
+                )
+            except RequestError as exc:
+                slots.append(Refusal(exc.code, exc.msg or MESSAGES[exc.code]))
+                continue
+            slots.append(len(commands))
+            commands.append(command)
+        one = render.place if places else render.cancel
+
+        def results(config: ExchangeConfig, result: Result | None) -> render.Rendered:
+            parts = [] if result is None else render.split_batch(result, len(commands), places)
+            return {"results": [
+                render.entry(slot if isinstance(slot, Refusal) else one(config, parts[slot]))
+                for slot in slots
+            ]}
+
+        if not commands:  # every item refused: nothing to send
+            self._reply(session, req.id, req.method, Code.OK, results(self.config, None),  # type: ignore[arg-type]
+                        received_at=received_at)
+            return
+        self.core.submit(_WsPending(self, session, req, received_at, results),
+                         Batch(commands=tuple(commands)), cancel=not places)
 
     # ---- logon ----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import pytest
 
 from exchange.model.codes import Code
 from exchange.model.commands import AmendOrder, CancelOrder, PlaceOrder
-from exchange.model.events import OrderFilled, OrderRejected
+from exchange.model.events import OrderFilled, OrderRejected, OrderTriggered
 from exchange.model.instruments import load_config
 from gateway.fix.codec import FixMessage
 from gateway.fix.mapping import (
@@ -117,3 +117,27 @@ def test_rejected_report_carries_reason() -> None:
 def test_cancel_reject_fields() -> None:
     body = dict(cancel_reject(Code.UNKNOWN_ORDER, "c2", "c1", None, replace=False))
     assert body[434] == "1" and body[102] == "1" and body[37] == "NONE" and body[41] == "c1"
+
+
+def test_stop_orders_carry_stop_px_and_iceberg_max_floor() -> None:
+    cmd = new_order_single(CONFIG, 7, "", nos(t40="4", t99="50100.00"))
+    assert (cmd.order_type, cmd.price, cmd.stop_price) == ("stop_limit", 5000010, 5010000)
+    cmd = new_order_single(CONFIG, 7, "", nos(t40="3", t44="", t99="49900.00"))
+    assert (cmd.order_type, cmd.price, cmd.stop_price) == ("stop_market", None, 4990000)
+    cmd = new_order_single(CONFIG, 7, "", nos(t111="0.1"))
+    assert (cmd.order_type, cmd.display_qty) == ("limit", 1000)
+    for bad in (nos(t40="4"), nos(t40="3"), nos(t99="50100.00"), nos(t40="1", t44="", t111="1"),
+                nos(t40="3", t44="", t99="0")):
+        with pytest.raises(FixReject):
+            new_order_single(CONFIG, 7, "", bad)
+
+
+def test_triggered_is_restated_with_its_stop_price() -> None:
+    event = OrderTriggered(
+        seq=1, ts=0, exec_id=3, account_id=7, order_id=9, client_order_id="c1",
+        symbol="BTC-USD", side="buy", order_type="market", tif="IOC", price=None, qty=5000,
+        cum_qty=0, leaves_qty=5000, cum_notional=0, status="new", session_id="",
+        stop_price=5010000,
+    )
+    body = dict(execution_report(BTC, event, "c1"))
+    assert (body[150], body[39], body[40], body[99]) == ("D", "0", "1", "50100.00")
