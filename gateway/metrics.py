@@ -55,7 +55,7 @@ class GatewayMetrics:
             "gateway_overloaded", "Requests refused with 4002, by lane", ["lane"], registry=r,
         )
         self.sessions = Gauge(
-            "gateway_trade_sessions", "Open /ws/trade connections", registry=r,
+            "gateway_trade_sessions", "Open trading sessions, /ws/trade and FIX", registry=r,
         )
         self.sessions_closed = Counter(
             "gateway_trade_sessions_closed", "Closed /ws/trade connections by reason",

@@ -180,3 +180,16 @@ async def test_a_logon_checked_after_its_connection_closed_leaves_nothing_behind
     assert core.sessions.per_key == {creds.api_key: 1}
     # Its 8013=Y was never accepted: nothing is canceled for it.
     assert await open_ids(ex, creds.account_id) == {"keep"}
+
+
+async def test_fix_sessions_are_counted_with_the_websocket_ones(ex: RunningExchange) -> None:
+    creds = await ex.new_account(FUNDS)
+    ws = await ex.client(creds)
+    fix = await connect(ex, creds.api_key, creds.secret)
+    _, text = await ex.get("/metrics")
+    assert "gateway_trade_sessions 2.0" in text
+    await fix.close()
+    await wait_until(lambda: len(ex.runner.app[TRADE_KEY].sessions) == 1, 5)  # type: ignore[union-attr]
+    _, text = await ex.get("/metrics")
+    assert "gateway_trade_sessions 1.0" in text
+    await ws.close()
