@@ -158,7 +158,7 @@ class Amending(Stops):
         if price != old_price:
             ref = book.last_price or inst.reference_ticks
             if abs(price - ref) * 100 > ref * inst.price_band_pct:
-                return self._cancel_rejected(c, _BAND, seq, ts)
+                return self._cancel_rejected(c, _BAND, seq, ts, ref)
             okeys = opposite.keys
             if okeys:
                 best = okeys[-1]

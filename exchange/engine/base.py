@@ -81,24 +81,27 @@ class EngineBase:
         self._exec_id = 0  # last exec_id handed out
         self._closed: list[Order | None] = [None] * CLOSED_SLOTS
 
-    def _reject(self, c: PlaceOrder, code: int, seq: int, ts: int) -> list[Event]:
+    def _reject(self, c: PlaceOrder, code: int, seq: int, ts: int, band_reference: int = 0
+                ) -> list[Event]:
         self._exec_id += 1
         return [
             replace(
                 REJECTED, seq=seq, ts=ts, exec_id=self._exec_id, account_id=c.account_id,
                 client_order_id=c.client_order_id, symbol=c.symbol, side=c.side,
                 order_type=c.order_type, tif=c.tif, price=c.price, qty=c.qty,
-                session_id=c.session_id, code=code,
+                session_id=c.session_id, code=code, band_reference=band_reference,
             )
         ]
 
     def _cancel_rejected(
-        self, c: CancelOrder | AmendOrder, code: int, seq: int, ts: int
+        self, c: CancelOrder | AmendOrder, code: int, seq: int, ts: int, band_reference: int = 0
     ) -> list[Event]:
+        # band_reference: for a 3002, the band's reference price, so the refusal can name it.
         return [
             CancelRejected(
                 seq=seq, ts=ts, account_id=c.account_id, symbol=c.symbol, order_id=c.order_id,
                 client_order_id=c.client_order_id, code=code, amend=type(c) is AmendOrder,
+                band_reference=band_reference,
             )
         ]
 

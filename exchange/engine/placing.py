@@ -79,7 +79,7 @@ class Placing(Stops):
         opposite = book.asks if is_buy else book.bids
         if price is not None:
             if abs(price - ref) * 100 > ref * pct:
-                return self._reject(c, _BAND, seq, ts)
+                return self._reject(c, _BAND, seq, ts, ref)
             limit = price
             okeys = opposite.keys
             if okeys:

@@ -73,6 +73,9 @@ class OrderAccepted(_OrderEvent, tag="accepted", kw_only=True, frozen=True):
 
 class OrderRejected(_OrderEvent, tag="rejected", kw_only=True, frozen=True):
     code: int
+    # For a price outside the band (3002): the band's reference price (ticks) at the time,
+    # so that the refusal can name the band. 0 otherwise.
+    band_reference: int = 0
 
 
 class OrderFilled(_OrderEvent, tag="filled", kw_only=True, frozen=True):
@@ -113,6 +116,7 @@ class CancelRejected(_Event, tag="cancel_rejected", kw_only=True, frozen=True):
     client_order_id: str | None
     code: int
     amend: bool
+    band_reference: int = 0  # as OrderRejected's: an amend's new price outside the band
 
 
 class AllCanceled(_Event, tag="all_canceled", kw_only=True, frozen=True):

@@ -17,6 +17,7 @@ from exchange.link.client import LinkDown
 from exchange.link.messages import Refused, Result
 from exchange.model.codes import MESSAGES, Code
 from exchange.model.events import CancelRejected, CommandRejected, OrderRejected
+from exchange.model.instruments import ExchangeConfig, Instrument
 from exchange.model.queries import NotFound
 from gateway.core.matcher_link import Overloaded, Unavailable
 from gateway.core.validation import RequestError
@@ -89,11 +90,26 @@ def refusal(outcome: object, *, query: bool, retry_after_ms: int) -> Refusal | N
     return None
 
 
-def rejection(result: Result) -> Refusal | None:
-    """The engine's rejection of a command (its first event), or None if it was taken."""
+def band_message(event: OrderRejected | CancelRejected, inst: Instrument | None) -> str:
+    """3002's message, naming the band the price fell outside of (when the engine said)."""
+    msg = MESSAGES[Code.PRICE_OUTSIDE_BAND]
+    if inst is None or event.band_reference <= 0:
+        return msg
+    ref, low, high = inst.band(event.band_reference)
+    return (f"{msg}: {inst.ticks_to_price(low)} to {inst.ticks_to_price(high)} "
+            f"({inst.price_band_pct}% around {inst.ticks_to_price(ref)})")
+
+
+def rejection(result: Result, config: ExchangeConfig | None = None) -> Refusal | None:
+    """The engine's rejection of a command (its first event), or None if it was taken.
+
+    With `config`, a 3002 names the band."""
     first = result.events[0] if result.events else None
     if isinstance(first, OrderRejected | CancelRejected | CommandRejected):
         code, msg = wire_code(first.code)
+        if code == Code.PRICE_OUTSIDE_BAND and not isinstance(first, CommandRejected):
+            inst = config.instruments.get(first.symbol) if config is not None else None
+            msg = band_message(first, inst)
         return Refusal(code, msg)
     if first is None:
         return Refusal(Code.INTERNAL, "empty result")

@@ -24,6 +24,7 @@ from exchange.model.events import (
 )
 from exchange.model.instruments import ExchangeConfig, Instrument
 from exchange.model.queries import GetOrder, OrderState
+from gateway.core.outcomes import band_message
 from gateway.core.reports import EXEC_TYPE, avg_px
 from gateway.fix.codec import FixMessage
 
@@ -246,7 +247,8 @@ def execution_report(inst: Instrument, event: OrderEvent, clordid: str,
     ]
     if isinstance(event, OrderRejected):
         code = Code(event.code)
-        body += [(103, ORD_REJ_REASON.get(code, "99")), (58, f"{int(code)} {MESSAGES[code]}")]
+        text = band_message(event, inst) if code == Code.PRICE_OUTSIDE_BAND else MESSAGES[code]
+        body += [(103, ORD_REJ_REASON.get(code, "99")), (58, f"{int(code)} {text}")]
     return body
 
 

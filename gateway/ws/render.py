@@ -46,7 +46,7 @@ def _final_status(result: Result, order_id: int) -> str | None:
 
 
 def place(config: ExchangeConfig, result: Result) -> Rendered:
-    rejected = rejection(result)
+    rejected = rejection(result, config)
     if rejected is not None:
         return rejected
     first = result.events[0]
@@ -60,7 +60,7 @@ def place(config: ExchangeConfig, result: Result) -> Rendered:
 
 
 def cancel(config: ExchangeConfig, result: Result) -> Rendered:
-    rejected = rejection(result)
+    rejected = rejection(result, config)
     if rejected is not None:
         return rejected
     first = result.events[0]
@@ -71,7 +71,7 @@ def cancel(config: ExchangeConfig, result: Result) -> Rendered:
 
 
 def amend(config: ExchangeConfig, result: Result) -> Rendered:
-    rejected = rejection(result)
+    rejected = rejection(result, config)
     if rejected is not None:
         return rejected
     first = result.events[0]
@@ -85,7 +85,7 @@ def cancel_all(config: ExchangeConfig, result: Result) -> Rendered:
     for event in result.events:
         if isinstance(event, AllCanceled):
             return {"canceled": event.count}
-    rejected = rejection(result)
+    rejected = rejection(result, config)
     return rejected if rejected is not None else _UNEXPECTED_RESULT
 
 

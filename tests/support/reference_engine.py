@@ -343,14 +343,14 @@ class ReferenceEngine:
             self._operator(c)
         return self.events
 
-    def _reject(self, c: PlaceOrder, code: int) -> None:
+    def _reject(self, c: PlaceOrder, code: int, band_reference: int = 0) -> None:
         self.events.append(
             OrderRejected(
                 seq=self.seq, ts=self.ts, exec_id=self._next_exec(), account_id=c.account_id,
                 order_id=0, client_order_id=c.client_order_id, symbol=c.symbol, side=c.side,
                 order_type=c.order_type, tif=c.tif, price=c.price, qty=c.qty, cum_qty=0,
                 leaves_qty=0, cum_notional=0, status="rejected", session_id=c.session_id,
-                code=code,
+                code=code, band_reference=band_reference,
             )
         )
 
@@ -389,7 +389,7 @@ class ReferenceEngine:
         ref = self.last_price[c.symbol] or inst.reference_ticks
         if c.price is not None:
             if not self._in_band(inst, c.price):
-                return self._reject(c, 3002)
+                return self._reject(c, 3002, ref)
             if c.post_only and self._crosses(c.symbol, is_buy, c.price):
                 return self._reject(c, 3003)
             limit = c.price
@@ -541,12 +541,13 @@ class ReferenceEngine:
         why = self._match(o, limit)
         self._after_take(o, why)
 
-    def _cancel_rejected(self, c: CancelOrder | AmendOrder, code: int) -> None:
+    def _cancel_rejected(self, c: CancelOrder | AmendOrder, code: int,
+                         band_reference: int = 0) -> None:
         self.events.append(
             CancelRejected(
                 seq=self.seq, ts=self.ts, account_id=c.account_id, symbol=c.symbol,
                 order_id=c.order_id, client_order_id=c.client_order_id, code=code,
-                amend=isinstance(c, AmendOrder),
+                amend=isinstance(c, AmendOrder), band_reference=band_reference,
             )
         )
 
@@ -595,7 +596,8 @@ class ReferenceEngine:
         crosses = False
         if price != o.price:
             if not self._in_band(inst, price):
-                return self._cancel_rejected(c, 3002)
+                ref = self.last_price[c.symbol] or inst.reference_ticks
+                return self._cancel_rejected(c, 3002, ref)
             crosses = self._crosses(c.symbol, is_buy, price)
             if crosses and o.post_only:
                 return self._cancel_rejected(c, 3003)

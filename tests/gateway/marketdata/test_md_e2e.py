@@ -151,6 +151,17 @@ async def test_band_and_halt_published_in_rest_and_ticker(tmp_path: Path) -> Non
         await sub.wait_for(lambda: ticker_with(last="52000.00", reference_price="52000.00",
                                                band_low="46800.00", band_high="57200.00",
                                                halted=False))
+        # 3002 names the band, for a new order and for an amend to a price outside it.
+        band = "price outside the band: 46800.00 to 57200.00 (10% around 52000.00)"
+        response = await buyer.request("order.place", {
+            "symbol": SYMBOL, "side": "buy", "type": "limit", "qty": "0.0100",
+            "price": "57200.01", "client_order_id": "far"})
+        assert response["error"] == {"code": 3002, "msg": band}
+        resting = await buyer.place(SYMBOL, "buy", "0.0100", "50000.00")
+        response = await buyer.request("order.amend", {
+            "symbol": SYMBOL, "order_id": resting["order_id"], "new_price": "46799.99"})
+        assert response["error"] == {"code": 3002, "msg": band}
+        await buyer.place(SYMBOL, "buy", "0.0100", "57200.00")  # the edge is inside
         status, book = await ex.get(f"/api/book/{SYMBOL}")
         assert (book["reference_price"], book["band_low"], book["band_high"], book["halted"]) == (
             "52000.00", "46800.00", "57200.00", False)
