@@ -24,7 +24,7 @@ from aiohttp import web
 
 from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
-from gateway.admin.http import AdminApi
+from gateway.admin.http import MIN_ADMIN_TOKEN, AdminApi
 from gateway.app import GatewaySettings, create_app, default_gateway_id
 from gateway.core.matcher_link import LinkLimits
 from gateway.core.ratelimit import RateLimit
@@ -35,7 +35,14 @@ log = structlog.get_logger("gateway.main")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--matcher", required=True, help="unix:/path or tcp:host:port")
+    parser.add_argument("--matcher", default=None,
+                        help="unix:/path or tcp:host:port (required, as a flag or a setting)")
+    parser.add_argument("--gateway-id", default=None)
+    add_serving_arguments(parser)
+
+
+def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a serving gateway, shared with `exchange up`: ports, admin, limits, FIX."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--reuse-port", action="store_true",
@@ -47,7 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the admin HTTP API on 127.0.0.1:PORT")
     parser.add_argument("--admin-token-file", type=Path, default=None,
                         help="file holding the admin bearer token (needed with --admin-port)")
-    parser.add_argument("--gateway-id", default=None)
     parser.add_argument("--log-level", default="info")
     t, k = TradeLimits(), LinkLimits()
     parser.add_argument("--max-message-bytes", type=int, default=t.max_message_bytes)
@@ -88,7 +94,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "after it starts again from MsgSeqNum 1")
 
 
+def admin_token(args: argparse.Namespace) -> str | None:
+    """The admin bearer token from --admin-token-file; SystemExit with one line if unusable."""
+    if args.admin_token_file is None:
+        if args.admin_port is not None:
+            raise SystemExit("--admin-port needs --admin-token-file")
+        return None
+    try:
+        token = str(args.admin_token_file.read_text()).strip()
+    except OSError as exc:
+        raise SystemExit(f"--admin-token-file {args.admin_token_file}: "
+                         f"{exc.strerror or exc}") from None
+    if len(token) < MIN_ADMIN_TOKEN:
+        raise SystemExit(f"--admin-token-file {args.admin_token_file}: the token must be at "
+                         f"least {MIN_ADMIN_TOKEN} characters")
+    return token
+
+
 def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
+    if not args.matcher:
+        raise SystemExit("exchange gateway: --matcher is required (a flag, or matcher in "
+                         "[gateway] of --settings)")
     try:
         parse_address(args.matcher)
     except ValueError as exc:
@@ -246,9 +272,7 @@ async def _start_placeholder(sock: socket.socket) -> web.AppRunner:
 
 async def _main(args: argparse.Namespace) -> int:
     configure_logging("gateway", args.log_level)
-    token = None
-    if args.admin_token_file is not None:
-        token = args.admin_token_file.read_text().strip()
+    token = admin_token(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from exchange.cli import settings
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("exchange.cli.up", "run a matcher and a gateway together on this machine"),
     "matcher": ("exchange.matcher.main", "run the single-writer matcher process"),
@@ -40,6 +42,9 @@ def parse_args(args_list: Sequence[str]) -> argparse.Namespace:
                                     formatter_class=DefaultsFormatter)
         if name == chosen:
             importlib.import_module(module_name).add_arguments(sub_parser)
+            if name in settings.TABLES:
+                settings.add_argument(sub_parser)
+                settings.apply(sub_parser, name, args_list)
     return parser.parse_args(list(args_list))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -29,6 +30,14 @@ import structlog
 from exchange.cli.supervise import MatcherFailed, MatcherSupervisor, say
 from exchange.journal.datadir import NotADataDir, claim
 from exchange.link.client import LinkClient, LinkDown
+from gateway.main import (
+    PortInUse,
+    add_serving_arguments,
+    admin_token,
+    listen_socket,
+    serve,
+    settings_from_args,
+)
 
 log = structlog.get_logger("exchange.cli.up")
 
@@ -41,21 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo", action="store_true",
                         help="create and fund two demo accounts (once per data dir)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--redis", "--redis-url", dest="redis", default=None,
-                        help="market data through Redis (default: over the matcher link)")
     parser.add_argument("--config", default=None, help="instrument config TOML")
-    parser.add_argument("--fix-port", type=int, default=None,
-                        help="also accept FIX 4.4 order entry on this TCP port")
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
-    parser.add_argument("--log-level", default="info")
-    parser.add_argument("--reuse-port", action="store_true",
-                        help="share the port with gateways started with --reuse-port; "
-                        "without it a port in use is refused")
     parser.add_argument("--max-restarts", type=int, default=3,
                         help="restarts of a matcher that dies, within --restart-window")
     parser.add_argument("--restart-window", type=float, default=300.0, metavar="SECONDS")
+    # Every option of `exchange gateway` but --matcher and --gateway-id: ports, admin API,
+    # limits, Redis, FIX.
+    add_serving_arguments(parser)
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -112,11 +114,13 @@ async def _answers(address: str) -> bool:
 
 
 async def _up(args: argparse.Namespace) -> int:
-    from gateway.app import GatewaySettings
-    from gateway.main import PortInUse, listen_socket, serve
-
     data_dir: Path = args.data_dir
     log_path = data_dir / "matcher.log"
+    try:
+        token = admin_token(args)
+    except SystemExit as exc:
+        say(f"cannot start: {exc}")
+        return 1
     try:
         claim(data_dir)
         listening = listen_socket(args.host, args.port, reuse_port=args.reuse_port)
@@ -171,6 +175,8 @@ async def _up(args: argparse.Namespace) -> int:
             ]
             if args.fix_port is not None:
                 lines.append(f"             FIX 4.4  tcp://{args.host}:{args.fix_port}")
+            if args.admin_port is not None:
+                lines.append(f"             admin    http://127.0.0.1:{args.admin_port}/admin")
             lines.append(f"             data     {data_dir.resolve()} (matcher log: {log_path})")
             if args.demo:
                 lines.append(f"             demo credentials: {creds_path.resolve()}")
@@ -186,10 +192,12 @@ async def _up(args: argparse.Namespace) -> int:
             return why
 
         watcher = asyncio.create_task(watch_matcher())
-        settings = GatewaySettings(matcher=address, gateway_id="exchange-up",
-                                   redis_url=args.redis, fix_port=args.fix_port, host=args.host,
-                                   fix_store=args.data_dir / "fix-store")
-        await serve(settings, args.host, args.port, stop=stop, on_ready=ready, sock=listening)
+        args.matcher, args.gateway_id = address, "exchange-up"
+        settings = settings_from_args(args)
+        if args.fix_store is None:  # FIX sessions resume across restarts of `exchange up`
+            settings = dataclasses.replace(settings, fix_store=data_dir / "fix-store")
+        await serve(settings, args.host, args.port, stop=stop, on_ready=ready, sock=listening,
+                    admin_port=args.admin_port, admin_token=token)
         if failure:
             say(failure[0])
             code = 1

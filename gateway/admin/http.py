@@ -42,10 +42,13 @@ def _error(code: int, msg: str) -> web.Response:
     return web.json_response({"code": code, "msg": msg}, status=status)
 
 
+MIN_ADMIN_TOKEN = 16
+
+
 class AdminApi:
     def __init__(self, matcher_address: str, token: str, gateway_id: str) -> None:
-        if len(token) < 16:
-            raise ValueError("the admin token must be at least 16 characters")
+        if len(token) < MIN_ADMIN_TOKEN:
+            raise ValueError(f"the admin token must be at least {MIN_ADMIN_TOKEN} characters")
         self.matcher_address = matcher_address
         self._token = token.encode()
         self.gateway_id = f"{gateway_id}-admin"

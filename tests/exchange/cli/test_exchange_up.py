@@ -24,13 +24,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_up(data_dir: Path, port: int, *extra: str, stderr: int | None = None
+async def start_up(data_dir: Path, port: int | None, *extra: str, stderr: int | None = None
                    ) -> asyncio.subprocess.Process:
-    """`exchange up --demo` with its banner read; stderr to DEVNULL unless given."""
+    """`exchange up --demo` with its banner read; stderr to DEVNULL unless given. With
+    `port` None, no --port flag (the port then comes from `extra`, e.g. --settings)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
+    port_flag = [] if port is None else ["--port", str(port)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exchange.cli.main", "up", "--demo", "--data-dir", str(data_dir),
-        "--port", str(port), "--fsync", "never", *extra, stdout=asyncio.subprocess.PIPE,
+        *port_flag, "--fsync", "never", *extra, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL if stderr is None else stderr, env=env, cwd=REPO,
     )
     assert proc.stdout is not None
@@ -40,7 +42,7 @@ async def start_up(data_dir: Path, port: int, *extra: str, stderr: int | None = 
             line = await proc.stdout.readline()
             assert line, f"exchange up exited early: {banner}"
             banner += line.decode()
-    assert f"ws://127.0.0.1:{port}/ws/trade" in banner
+    assert f"ws://127.0.0.1:{port or ''}" in banner and "/ws/trade" in banner
     return proc
 
 

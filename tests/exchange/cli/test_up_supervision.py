@@ -176,3 +176,35 @@ async def test_matcher_reads_the_directory_up_wrote(tmp_path: Path) -> None:
         finally:
             await client.close()
     assert not (data_dir / "matcher").exists()
+
+
+async def test_up_from_a_settings_file_with_the_admin_api(tmp_path: Path) -> None:
+    import aiohttp
+
+    port, admin = free_port(), free_port()
+    token = "s3cret-admin-token-0123"
+    (tmp_path / "token").write_text(token + "\n")
+    settings = tmp_path / "exchange.toml"
+    settings.write_text(f'[gateway]\nport = {port}\nadmin-port = {admin}\n'
+                        f'admin-token-file = "{tmp_path / "token"}"\norder-limit = 3\n'
+                        f'matcher = "tcp:ignored:1"\n')
+    proc = await start_up(tmp_path / "d", None, "--settings", str(settings))
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{admin}/admin/accounts",
+                                 headers={"Authorization": f"Bearer {token}"}, json={}) as resp:
+                assert resp.status == 200, await resp.text()
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert resp.status == 200
+        creds = json.loads((tmp_path / "d" / "demo-credentials.json").read_text())
+        async with await TradeClient.connect(f"ws://127.0.0.1:{port}/ws/trade",
+                                             api_key=creds[0]["api_key"],
+                                             secret=creds[0]["secret"]) as client:
+            await client.place("BTC-USD", "buy", "0.0001", "49000.00")
+            assert client.last_rate_limits[0]["limit"] == 3  # order-limit from the file
+    finally:
+        assert await stop_up(proc) == 0
+    # A token too short for the admin API: said before anything starts.
+    (tmp_path / "token").write_text("short\n")
+    _, err = await run_up_expecting_failure(tmp_path / "d", port, "--settings", str(settings))
+    assert "cannot start: --admin-token-file" in err and "at least 16 characters" in err
