@@ -146,8 +146,17 @@ def test_page_trades_end_to_end(exchange: dict[str, Any], browser: Any, tmp_path
     wait_for("the book to sync", lambda: find(By.ID, "book-check").get_attribute("data-seq"))
     wait_for("the resting ask in the ladder", lambda: ladder("asks").get("50010.00") == "0.0500")
 
-    # Log on: key and secret typed into the page, the signature made with WebCrypto.
+    # A wrong secret: refused, said in words, the form stays.
     mine = exchange["creds"][0]
+    find(By.ID, "api-key").send_keys(mine["api_key"])
+    find(By.ID, "api-secret").send_keys("not-the-secret")
+    find(By.ID, "logon").click()
+    refused = wait_for("the refusal", lambda: "2002" in (t := find(By.ID, "ticket-result").text)
+                       and t)
+    assert "Logon rejected" in refused and find(By.ID, "logon").is_displayed()
+
+    # Log on: key and secret typed into the page, the signature made with WebCrypto.
+    find(By.ID, "api-key").clear()
     find(By.ID, "api-key").send_keys(mine["api_key"])
     find(By.ID, "api-secret").send_keys(mine["secret"])
     find(By.ID, "logon").click()

@@ -42,6 +42,7 @@ export class Account {
     $("session").classList.toggle("hidden", !loggedOn && !this.trading.credentials);
     $("session-text").textContent = loggedOn ? `Logged on: ${text}` : text;
     if (loggedOn) {
+      if ($("ticket-result").classList.contains("bad")) this.say("ticket-result", "", true);
       this.refresh();
     } else if (!this.trading.credentials) {
       this.orders.clear();

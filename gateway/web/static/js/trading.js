@@ -51,8 +51,13 @@ export class Trading {
   // Resolves with the logon result, or throws {code, msg} / Error.
   async logon(apiKey, secret) {
     this.credentials = { apiKey, secret };
-    await this.open();
-    return this.sendLogon();
+    try {
+      await this.open();
+      return await this.sendLogon();
+    } catch (err) {
+      this.credentials = null; // refused: nothing to log on again with after a drop
+      throw err;
+    }
   }
 
   logout() {
