@@ -62,6 +62,8 @@ COD_TAG_VALUES: dict[str, CancelOnDisconnect] = {
 # Open orders whose latest ClOrdID differs from the engine's (after a replace): bounded.
 _MAX_CLORDID_ALIASES = 10_000
 _READ_CHUNK = 65_536
+# Reports pushed while a session catches up after its Logon wait, at most this many.
+_MAX_HELD = 10_000
 _Named = TypeVar("_Named", CancelOrder, AmendOrder, GetOrder)
 # BusinessRejectReason (380) for a refused OrderStatusRequest: 4 application not available.
 _UNAVAILABLE_CODES = (Code.TIMEOUT, Code.INTERNAL)
@@ -134,8 +136,13 @@ class FixConnection(TradingSession):
     # ---- TradingSession --------------------------------------------------------------------
 
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
-        if self._held is not None:
-            self._held.append(event)
+        held = self._held
+        if held is not None:
+            if len(held) >= _MAX_HELD:
+                # A catch-up slower than the account's flow: start again from what was sent.
+                self.close("reports unavailable, log on again")
+                return
+            held.append(event)
             return
         self._report(config, event)
 

@@ -5,13 +5,23 @@ Every message received is checked against QuickFIX's FIX 4.4 dictionary."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
 from pathlib import Path
 
-from gateway.app import FIX_KEY
+from aiohttp import web
+
+from gateway.app import FIX_KEY, create_app
 from gateway.client import Credentials, TradeClient
 from gateway.fix.client import FixClient
 from gateway.fix.codec import FixMessage
-from tests.support.exchange_harness import RunningExchange, running_exchange, wait_until
+from tests.support.exchange_harness import (
+    RunningExchange,
+    limits,
+    running_exchange,
+    wait_until,
+)
 from tests.support.fix_dictionary import CheckedFixClient
 
 FUNDS = {"USD": "1000000", "BTC": "100"}
@@ -160,3 +170,69 @@ async def test_clordid_chain_after_replace(tmp_path: Path) -> None:
         reject = await client.expect("9")
         assert (reject.get(11), reject.get(41), reject.get(102)) == ("r5", "r3", "1")
         await client.close()
+
+
+async def test_a_session_resumes_on_another_gateway_sharing_the_store(tmp_path: Path) -> None:
+    async with running_exchange(tmp_path, fix=True) as ex:
+        alice = await ex.new_account(FUNDS)
+        bob = await ex.new_account(FUNDS)
+        # A second gateway process on this host: its own app, the same store directory.
+        other = web.AppRunner(await create_app(dataclasses.replace(
+            ex.settings, gateway_id="gw-other")), handle_signals=False)
+        await other.setup()
+        await web.TCPSite(other, "127.0.0.1", 0).start()
+        try:
+            other_port = other.app[FIX_KEY].port
+            client, _ = await fix_logon(ex, alice)
+            await client.send("D", sell("s1"))
+            assert (await client.expect("8")).get(150) == "0"
+            # While gateway one holds the session, gateway two refuses it.
+            busy = await CheckedFixClient.connect("127.0.0.1", other_port,
+                                                  api_key=alice.api_key, secret=alice.secret,
+                                                  sender="ALICE", logon=False)
+            busy.next_out = client.next_out
+            refused = await busy.logon(alice.api_key, alice.secret, reset=False)
+            assert (refused.msg_type, refused.get(58)) == ("5", "session already logged on")
+            await busy.close()
+            saved_out = client.next_out
+            await client.close()
+            await wait_until(lambda: fix_sessions(ex) == 0)
+            await bob_buys(ex, bob, "0.25", "b1")
+            # Back on gateway two with the saved numbers: the session and the fill are there.
+            moved = await CheckedFixClient.connect("127.0.0.1", other_port,
+                                                   api_key=alice.api_key, secret=alice.secret,
+                                                   sender="ALICE", logon=False)
+            moved.next_out = saved_out
+            reply = await moved.logon(alice.api_key, alice.secret, reset=False)
+            assert (reply.msg_type, reply.get(34)) == ("A", "3")
+            fill = await moved.expect("8")
+            assert (fill.get(34), fill.get(150), fill.get(32)) == ("4", "F", "0.2500")
+            await moved.close()
+        finally:
+            await other.cleanup()
+
+
+async def test_a_catch_up_the_matcher_does_not_answer_ends_in_a_logout(tmp_path: Path) -> None:
+    async with running_exchange(tmp_path, fix=True,
+                                trade=limits(request_timeout_s=0.5)) as ex:
+        alice = await ex.new_account(FUNDS)
+        client, _ = await fix_logon(ex, alice)
+        saved_out = client.next_out
+        await client.close()
+        await wait_until(lambda: fix_sessions(ex) == 0)
+        assert ex.matcher.proc is not None
+        os.kill(ex.matcher.proc.pid, signal.SIGSTOP)
+        try:
+            stuck, reply = await fix_logon(ex, alice, next_out=saved_out)
+            assert reply.msg_type == "A"
+            logout = await stuck.expect("5")
+            assert logout.get(58) == "reports unavailable, log on again"
+            await stuck.close()
+        finally:
+            os.kill(ex.matcher.proc.pid, signal.SIGCONT)
+        await wait_until(lambda: fix_sessions(ex) == 0)
+        again, reply = await fix_logon(ex, alice, next_out=saved_out + 1)
+        assert reply.msg_type == "A"
+        await again.send("D", sell("s1"))
+        assert (await again.expect("8")).get(150) == "0"
+        await again.close()
