@@ -100,6 +100,9 @@ class Pending:
         self.answered = True
         try:
             self.refuse(TIMED_OUT)
+        except Exception:
+            # Logged, not raised: the shared timer goes on to the requests due after this.
+            log.exception("request_timeout_failed", request=self.describe())
         finally:
             self.core._settled()
 

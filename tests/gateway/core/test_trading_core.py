@@ -171,6 +171,20 @@ async def test_unanswered_request_gets_the_timeout_outcome_once() -> None:
     assert core.unanswered == 0
 
 
+async def test_a_failing_timeout_answer_does_not_stop_the_next_ones() -> None:
+    core, _ = make_core(request_timeout_s=0.05)
+
+    class Broken(Recorded):
+        def refuse(self, refusal: Refusal) -> None:
+            raise RuntimeError("transport bug")
+
+    broken, after = Broken(core), Recorded(core)
+    core.submit(broken, CANCEL)
+    core.submit(after, CANCEL)
+    await wait_until(lambda: after.refusals, 2)
+    assert after.refusals == [outcomes.TIMED_OUT] and core.unanswered == 0
+
+
 async def test_answered_request_never_times_out() -> None:
     core, link = make_core(request_timeout_s=0.05)
     answered = Recorded(core)
