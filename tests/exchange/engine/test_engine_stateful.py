@@ -9,6 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from exchange.engine.core import Engine
 from exchange.model.commands import (
     AmendOrder,
+    Batch,
     CancelAll,
     CancelOrder,
     Command,
@@ -66,6 +67,51 @@ class EngineVsReference(RuleBasedStateMachine):
             post_only=post_only and not market and tif == "GTC", client_order_id=coid,
             stp=stp,  # type: ignore[arg-type]
         ))
+
+    @rule(account=accounts, symbol=symbols, side=st.sampled_from(["buy", "sell"]),
+          with_price=st.booleans(), qty=qtys, offset=offsets, stop_offset=offsets,
+          tif=st.sampled_from(["GTC", "IOC", "FOK"]), coid=coids)
+    def place_stop(self, account: int, symbol: str, side: str, with_price: bool, qty: int,
+                   offset: int, stop_offset: int, tif: str, coid: str) -> None:
+        ref = CONFIG.instruments[symbol].reference_ticks
+        self.do(PlaceOrder(
+            account_id=account, symbol=symbol, side=side,  # type: ignore[arg-type]
+            order_type="stop_limit" if with_price else "stop_market", qty=qty,
+            price=ref + offset if with_price else None, tif=tif,  # type: ignore[arg-type]
+            client_order_id=coid, stop_price=ref + stop_offset,
+        ))
+
+    @rule(account=accounts, symbol=symbols, side=st.sampled_from(["buy", "sell"]), qty=qtys,
+          display=st.integers(0, 6), offset=offsets, coid=coids)
+    def place_iceberg(self, account: int, symbol: str, side: str, qty: int, display: int,
+                      offset: int, coid: str) -> None:
+        ref = CONFIG.instruments[symbol].reference_ticks
+        self.do(PlaceOrder(
+            account_id=account, symbol=symbol, side=side,  # type: ignore[arg-type]
+            order_type="limit", qty=qty, price=ref + offset, client_order_id=coid,
+            display_qty=display,
+        ))
+
+    @rule(account=accounts, symbol=symbols, coid=coids, stop_offset=offsets,
+          qty=st.none() | qtys)
+    def amend_stop(self, account: int, symbol: str, coid: str, stop_offset: int,
+                   qty: int | None) -> None:
+        ref = CONFIG.instruments[symbol].reference_ticks
+        self.do(AmendOrder(account_id=account, symbol=symbol, client_order_id=coid,
+                           new_qty=qty, new_stop_price=ref + stop_offset))
+
+    @rule(account=accounts, symbol=symbols, coids_=st.lists(coids, min_size=0, max_size=4),
+          offset=offsets, cancels=st.booleans())
+    def batch(self, account: int, symbol: str, coids_: list[str], offset: int,
+              cancels: bool) -> None:
+        ref = CONFIG.instruments[symbol].reference_ticks
+        items: list[PlaceOrder | CancelOrder] = [
+            CancelOrder(account_id=account, symbol=symbol, client_order_id=c) if cancels
+            else PlaceOrder(account_id=account, symbol=symbol, side="buy", order_type="limit",
+                            qty=2, price=ref + offset, client_order_id=c)
+            for c in coids_
+        ]
+        self.do(Batch(commands=tuple(items)))
 
     @rule(account=accounts, symbol=symbols, order_id=st.none() | order_ids,
           coid=st.none() | coids)
