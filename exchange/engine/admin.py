@@ -73,7 +73,10 @@ class Admin(EngineBase):
             or (type(c) is Deposit and self._net_deposits[c.asset] + c.amount > MAX_ASSET_TOTAL)
         ):
             return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
-        if c.account_id not in self._accounts:
+        if c.account_id not in self._accounts or (
+            # The fee account only ever receives fees: a deposit there would pass for them.
+            type(c) is Deposit and c.account_id == FEE_ACCOUNT
+        ):
             return [
                 CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_ACCOUNT, reason="unknown account")
             ]

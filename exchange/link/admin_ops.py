@@ -41,12 +41,14 @@ from exchange.model.events import (
     SymbolResumed,
     Withdrawn,
 )
+from exchange.model.numbers import MAX_UNITS
 from exchange.model.queries import Balance, BalanceList, GetBalances, NotFound
 
 __all__ = [
     "PERMISSIONS",
     "AdminError",
     "balances",
+    "check_account_id",
     "create_account",
     "create_api_key",
     "deposit",
@@ -60,6 +62,8 @@ _E = TypeVar("_E")
 
 PERMISSIONS: tuple[Permission, ...] = ("trade", "read")
 MAX_LABEL_CHARS = 200
+# Account ids travel as 64-bit integers; anything larger cannot name an account.
+MAX_ACCOUNT_ID = 2**63 - 1
 
 
 class AdminError(Exception):
@@ -69,6 +73,14 @@ class AdminError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+def check_account_id(account_id: object) -> int:
+    """An account id that the link can carry, or AdminError 1002 (sent nowhere)."""
+    if type(account_id) is not int or not 0 <= account_id <= MAX_ACCOUNT_ID:
+        raise AdminError(Code.INVALID_VALUE,
+                         f"account id must be an integer in 0..{MAX_ACCOUNT_ID}")
+    return account_id
 
 
 def parse_permissions(value: str | Iterable[str]) -> tuple[Permission, ...]:
@@ -114,6 +126,7 @@ async def create_api_key(
     permissions: str | Iterable[str] = PERMISSIONS,
 ) -> tuple[str, str]:
     """A new key for the account: returns (api_key, secret). The secret is shown only now."""
+    check_account_id(account_id)
     perms = parse_permissions(permissions)
     if account_id == FEE_ACCOUNT:
         raise AdminError(Code.INVALID_VALUE, f"account {FEE_ACCOUNT} is the exchange's fee "
@@ -134,19 +147,24 @@ def _units(client: LinkClient, asset: str, amount: str) -> int:
     units = config.asset_to_units(asset, amount)
     if units is None:
         decimals = config.assets[asset].decimals
+        largest = config.units_to_asset(asset, MAX_UNITS)
         raise AdminError(Code.INVALID_VALUE,
                          f"bad amount {amount!r} for {asset}: need a positive plain decimal "
-                         f"with at most {decimals} decimals (never rounded)")
+                         f"with at most {decimals} decimals, at most {largest} (never rounded)")
     return units
 
 
 async def deposit(client: LinkClient, account_id: int, asset: str, amount: str) -> Deposited:
+    if check_account_id(account_id) == FEE_ACCOUNT:
+        raise AdminError(Code.INVALID_VALUE,
+                         f"account {FEE_ACCOUNT} is the fee account: it takes no deposits")
     units = _units(client, asset, amount)
     command = Deposit(account_id=account_id, asset=asset, amount=units)
     return _expect(await _run(client, command), Deposited)
 
 
 async def withdraw(client: LinkClient, account_id: int, asset: str, amount: str) -> Withdrawn:
+    check_account_id(account_id)
     units = _units(client, asset, amount)
     command = Withdraw(account_id=account_id, asset=asset, amount=units)
     return _expect(await _run(client, command), Withdrawn)
@@ -170,6 +188,7 @@ async def resume(client: LinkClient, symbol: str) -> SymbolResumed:
 
 
 async def balances(client: LinkClient, account_id: int) -> list[Balance]:
+    check_account_id(account_id)
     answer = await client.ask(GetBalances(account_id=account_id))
     if isinstance(answer, NotFound):
         raise AdminError(answer.code, f"account {account_id}: "

@@ -21,12 +21,14 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import structlog
 
 from exchange.link.codec import (
     FrameError,
     FrameSplitter,
+    Unencodable,
     append_frame,
     decode_message,
     parse_address,
@@ -82,6 +84,9 @@ def _resolver(fut: asyncio.Future[Result | Refused]) -> SubmitCallback:
             fut.set_result(outcome)
 
     return resolve
+
+
+_Waiter = TypeVar("_Waiter")
 
 
 class LinkDown(ConnectionError):
@@ -221,7 +226,7 @@ class LinkClient:
         self._next_req = req_id + 1
         fut: asyncio.Future[Result | Refused] = self._loop.create_future()
         self._submits[req_id] = _resolver(fut)
-        self._send(Submit(req_id=req_id, command=command))
+        self._send_request(self._submits, req_id, Submit(req_id=req_id, command=command))
         return fut
 
     def submit_callback(self, command: Command, callback: SubmitCallback) -> None:
@@ -232,7 +237,7 @@ class LinkClient:
         req_id = self._next_req
         self._next_req = req_id + 1
         self._submits[req_id] = callback
-        self._send(Submit(req_id=req_id, command=command))
+        self._send_request(self._submits, req_id, Submit(req_id=req_id, command=command))
 
     async def submit(self, command: Command) -> Result | Refused:
         return await self.submit_nowait(command)
@@ -243,7 +248,7 @@ class LinkClient:
         self._next_req = req_id + 1
         fut: asyncio.Future[QueryResult] = self._loop.create_future()
         self._asks[req_id] = fut
-        self._send(Ask(req_id=req_id, query=query))
+        self._send_request(self._asks, req_id, Ask(req_id=req_id, query=query))
         return fut
 
     async def ask(self, query: Query) -> QueryResult:
@@ -289,6 +294,14 @@ class LinkClient:
         if self._closed_exc is not None:
             raise LinkDown(str(self._closed_exc))
         self._send(msg)
+
+    def _send_request(self, waiting: dict[int, _Waiter], req_id: int, msg: object) -> None:
+        """Send a request whose answer `waiting[req_id]` awaits; forget it if it cannot go."""
+        try:
+            self._send(msg)
+        except Unencodable:
+            del waiting[req_id]
+            raise
 
     def _send(self, msg: object) -> None:
         append_frame(self._out, msg)

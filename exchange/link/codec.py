@@ -44,6 +44,7 @@ __all__ = [
     "InboundMessage",
     "MalformedFrame",
     "RawSubmit",
+    "Unencodable",
     "append_frame",
     "decode_command",
     "decode_inbound",
@@ -68,6 +69,14 @@ class FrameTooLarge(FrameError):
 
 class MalformedFrame(FrameError):
     pass
+
+
+class Unencodable(FrameError):
+    """A message that msgpack cannot carry (an integer outside 64 bits): nothing was written.
+
+    The edges range-check every number first; this keeps a bug there from corrupting the
+    outgoing buffer, which would end the link for every request sharing it.
+    """
 
 
 class RawSubmit(
@@ -103,7 +112,11 @@ def append_frame(buf: bytearray, msg: object) -> None:
     """Append one length-prefixed frame of `msg` to `buf` (no intermediate bytes object)."""
     start = len(buf)
     buf += b"\0\0\0\0"
-    _ENCODER.encode_into(msg, buf, start + 4)
+    try:
+        _ENCODER.encode_into(msg, buf, start + 4)
+    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+        del buf[start:]
+        raise Unencodable(f"cannot encode {type(msg).__name__}: {exc}") from exc
     size = len(buf) - start - 4
     if size > MAX_FRAME_BYTES:
         del buf[start:]

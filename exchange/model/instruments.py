@@ -14,7 +14,13 @@ from pathlib import Path
 
 import msgspec
 
-from exchange.model.numbers import decimals_of, format_units, parse_steps, parse_units
+from exchange.model.numbers import (
+    MAX_UNITS,
+    decimals_of,
+    format_units,
+    parse_steps,
+    parse_units,
+)
 
 
 class ConfigError(ValueError):
@@ -80,12 +86,12 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
     instruments: dict[str, Instrument]
 
     def asset_to_units(self, asset: str, text: object) -> int | None:
-        """A positive asset amount as integer units, or None."""
+        """A positive asset amount as integer units (at most MAX_UNITS), or None."""
         spec = self.assets.get(asset)
         if spec is None:
             return None
         units = parse_units(text, spec.decimals)
-        return units if units is not None and units > 0 else None
+        return units if units is not None and 0 < units <= MAX_UNITS else None
 
     def units_to_asset(self, asset: str, units: int) -> str:
         return format_units(units, self.assets[asset].decimals)

@@ -12,6 +12,10 @@ import re
 _DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.([0-9]+))?")
 # Refuse absurd inputs before doing arithmetic on them (bounded work per message).
 MAX_DECIMAL_CHARS = 40
+# The largest count of units, ticks or lots an edge conversion hands on: the link and the
+# journal carry 64-bit integers (msgpack), and the engine keeps every asset's total under this
+# same bound, so a value that passes here can be encoded, journaled and summed.
+MAX_UNITS = 2**62
 # Powers of ten as ints (int ** int is typed as Any, and this is also faster).
 POW10: tuple[int, ...] = tuple(10**i for i in range(41))
 
@@ -48,10 +52,10 @@ def parse_steps(text: object, step_units: int, decimals: int) -> int | None:
     """`text` as a positive whole number of steps (ticks or lots), or None.
 
     `step_units` is the step expressed in 10**-decimals units (tick "0.05" at 2 decimals is 5).
-    Zero and values off the step grid are rejected.
+    Zero, values off the step grid and values past MAX_UNITS are rejected.
     """
     units = parse_units(text, decimals)
-    if units is None or units <= 0 or units % step_units:
+    if units is None or units <= 0 or units > MAX_UNITS or units % step_units:
         return None
     return units // step_units
 

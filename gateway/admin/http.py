@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from aiohttp import web
 from exchange.link import admin_ops
 from exchange.link.client import LinkClient, LinkDown
 from exchange.model.codes import MESSAGES, STATUS_OF, Code
+from gateway.json_limits import TooDeep, check_depth
 
 log = structlog.get_logger("gateway.admin")
 
@@ -92,7 +94,13 @@ class AdminApi:
             return _error(int(Code.NO_PERMISSION), "admin API is localhost only")
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), self._token):
+        # Header bytes that are not UTF-8 arrive as surrogate escapes: they give back the exact
+        # bytes sent, which then simply do not match the token.
+        try:
+            token_bytes = token.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            token_bytes = b""
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token_bytes, self._token):
             return web.json_response({"code": int(Code.BAD_CREDENTIALS),
                                       "msg": MESSAGES[Code.BAD_CREDENTIALS]}, status=401)
         try:
@@ -102,6 +110,12 @@ class AdminApi:
             return _error(exc.code, exc.message)
         except LinkDown as exc:
             return _error(int(Code.TIMEOUT), f"matcher link: {exc}")
+        except web.HTTPException:
+            raise
+        except Exception:
+            # A bug: answer it as one (5002) without the traceback, and keep serving.
+            log.exception("admin_failed", method=request.method, path=request.path)
+            return _error(int(Code.INTERNAL), MESSAGES[Code.INTERNAL])
         log.info("admin_request", method=request.method, path=request.path,
                  status=response.status)
         return response
@@ -109,9 +123,13 @@ class AdminApi:
     async def _body(self, request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
+        raw = await request.read()
         try:
-            body = await request.json()
-        except ValueError:
+            check_depth(raw)
+            body = json.loads(raw)
+        except TooDeep as exc:
+            raise admin_ops.AdminError(int(Code.MALFORMED), str(exc)) from None
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise admin_ops.AdminError(int(Code.MALFORMED), "body is not JSON") from None
         if not isinstance(body, dict):
             raise admin_ops.AdminError(int(Code.MALFORMED), "body must be a JSON object")

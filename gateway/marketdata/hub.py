@@ -19,6 +19,7 @@ from exchange.model.events import TradeExecuted
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import BookSnapshot, GetBook, GetTrades, TradeList
 from gateway.frames import Flusher
+from gateway.json_limits import TooDeep, check_depth
 from gateway.marketdata import metrics
 from gateway.marketdata.client import MdClient
 from gateway.marketdata.feed import Feed, LinkFeed, RedisFeed
@@ -182,7 +183,10 @@ class MdHub:
                 limit = self.limits.max_request_bytes
                 raise RequestError(1004, f"request larger than {limit} bytes")
             try:
+                check_depth(raw)
                 request = request_decoder.decode(raw)
+            except TooDeep as exc:
+                raise RequestError(1001, f"malformed request: {exc}") from None
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise RequestError(1001, f"malformed request: {exc}") from None
             req_id = request.id

@@ -62,3 +62,14 @@ async def test_admin_cli(tmp_path: Path) -> None:
     assert error["msg"].endswith("(nothing was sent)")
     out = await asyncio.to_thread(_admin, "nowhere", "balances", "--account", "1")
     assert out.returncode == 1 and json.loads(out.stderr)["error"]["code"] == 1002
+
+
+async def test_admin_cli_out_of_range_numbers_answer_1002(tmp_path: Path) -> None:
+    async with MatcherProcess.started(tmp_path / "d") as proc:
+        for args in (("--account", "1", "--amount", "18446744073709.551616"),
+                     ("--account", str(2**64), "--amount", "1")):
+            out = await asyncio.to_thread(_admin, proc.address, "deposit", "--asset", "USD",
+                                          *args)
+            assert out.returncode == 1, out.stderr
+            assert json.loads(out.stderr)["error"]["code"] == 1002
+            assert "Traceback" not in out.stderr

@@ -140,6 +140,7 @@ OPERATOR_CASES: list[tuple[str, Command, int]] = [
     ("deposit negative", Deposit(account_id=1, asset="USD", amount=-5), 1002),
     ("deposit unknown account", Deposit(account_id=42, asset="USD", amount=5), 3008),
     ("deposit past the asset cap", Deposit(account_id=1, asset="USD", amount=2**62), 1002),
+    ("deposit into the fee account", Deposit(account_id=0, asset="USD", amount=5), 3008),
     ("withdraw unknown asset", Withdraw(account_id=1, asset="DOGE", amount=5), 1002),
     ("withdraw zero", Withdraw(account_id=1, asset="USD", amount=0), 1002),
     ("withdraw held funds", Withdraw(account_id=1, asset="USD", amount=10**12), 3001),

@@ -69,3 +69,30 @@ async def test_engine_rejections_and_bad_input(tmp_path: Path) -> None:
             await admin_ops.halt(client, "DOGE-USD")
         assert bad_symbol.value.code == Code.UNKNOWN_SYMBOL
         await client.close()
+
+
+async def test_admin_ops_refuse_numbers_the_link_cannot_carry(tmp_path: Path) -> None:
+    async with inprocess_matcher(tmp_path / "d", factory=default_factory()) as (matcher,
+                                                                                address):
+        client = await LinkClient.connect(address, "admin-test")
+        account = await admin_ops.create_account(client)
+        seq = matcher.engine.last_seq
+        for bad_account in (2**63, 2**64, -1):
+            with pytest.raises(AdminError) as info:
+                await admin_ops.deposit(client, bad_account, "USD", "1")
+            assert info.value.code == Code.INVALID_VALUE
+            with pytest.raises(AdminError):
+                await admin_ops.balances(client, bad_account)
+            with pytest.raises(AdminError):
+                await admin_ops.create_api_key(client, bad_account)
+        with pytest.raises(AdminError) as info:
+            await admin_ops.deposit(client, account, "USD", "18446744073709.551616")
+        assert info.value.code == Code.INVALID_VALUE
+        with pytest.raises(AdminError) as info:
+            await admin_ops.deposit(client, 0, "USD", "1")  # the fee account
+        assert info.value.code == Code.INVALID_VALUE
+        assert matcher.engine.last_seq == seq
+        # The link is intact: the next command goes through.
+        event = await admin_ops.deposit(client, account, "USD", "1")
+        assert event.available == 1_000_000
+        await client.close()

@@ -11,6 +11,8 @@ from exchange.link.codec import (
     FrameTooLarge,
     MalformedFrame,
     RawSubmit,
+    Unencodable,
+    append_frame,
     decode_command,
     decode_inbound,
     decode_message,
@@ -113,3 +115,16 @@ def test_parse_address() -> None:
     for bad in ("", "unix:", "tcp:host", "tcp:h:99999", "http://x", "tcp::80"):
         with pytest.raises(ValueError):
             parse_address(bad)
+
+
+def test_unencodable_message_leaves_the_buffer_as_it_was() -> None:
+    buf = bytearray()
+    append_frame(buf, Heartbeat(ts=1))
+    before = bytes(buf)
+    for too_big in (2**64, -(2**63) - 1):
+        with pytest.raises(Unencodable):
+            append_frame(buf, Heartbeat(ts=too_big))
+        assert bytes(buf) == before  # no half-written length prefix to poison the link
+    append_frame(buf, Heartbeat(ts=2))
+    assert [decode_message(f) for f in FrameSplitter().feed(bytes(buf))] == [
+        Heartbeat(ts=1), Heartbeat(ts=2)]

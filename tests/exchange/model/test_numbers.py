@@ -6,6 +6,7 @@ import pytest
 
 from exchange.model.numbers import (
     MAX_DECIMAL_CHARS,
+    MAX_UNITS,
     decimals_of,
     format_units,
     parse_steps,
@@ -92,3 +93,10 @@ def test_format_units_memo_stays_right_and_bounded() -> None:
             assert parse_units(format_units(abs(units), 3), 3) == abs(units)
             assert format_units(units, 3) == numbers._format_units(units, 3), round_
     assert len(table) <= numbers._FORMATTED_MAX
+
+
+def test_steps_past_max_units_are_rejected() -> None:
+    assert parse_steps(str(MAX_UNITS), 1, 0) == MAX_UNITS
+    assert parse_steps(str(MAX_UNITS + 1), 1, 0) is None
+    assert parse_steps("9" * 39, 1, 0) is None
+    assert parse_steps("18446744073709.551616", 1, 6) is None

@@ -260,6 +260,8 @@ async def test_heartbeat_once_a_second_with_seq(config: ExchangeConfig) -> None:
     ("request_", "code"),
     [
         ("not json", 1001),
+        # ~3 KB nested 1,500 deep: refused before the decoder recurses (RecursionError)
+        ('{"method":"subscribe","params":{"x":' + "[" * 1500 + "]" * 1500 + "}}", 1001),
         ({"method": "subscribe", "params": {"channels": ["book"], "symbols": ["NOPE-X"]}}, 1003),
         ({"method": "subscribe", "params": {"channels": ["level3"], "symbols": [SYMBOL]}}, 1001),
         (
@@ -295,6 +297,9 @@ async def test_bad_requests_get_clear_errors(
         if not isinstance(request_, str):
             assert msg["id"] == "r1"
         assert not client.app[HUB_KEY].symbols, "a bad request subscribes nothing"
+        await ws.send_json({"method": "fly", "params": {}})  # the connection still answers
+        msg = await asyncio.wait_for(ws.receive_json(), 5)
+        assert msg["type"] == "error" and msg["error"]["code"] == 1001
         await ws.close()
 
 
