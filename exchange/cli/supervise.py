@@ -22,6 +22,8 @@ from pathlib import Path
 
 import structlog
 
+from exchange.journal.files import open_private
+
 from exchange.link.client import LinkClient, LinkDown
 
 log = structlog.get_logger("exchange.cli.supervise")
@@ -79,7 +81,7 @@ class MatcherSupervisor:
             self._log_offset = self.log_path.stat().st_size
         except FileNotFoundError:
             self._log_offset = 0
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = open_private(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             # Its own session: Ctrl-C reaches only us, and we stop the matcher in order.
             self.proc = await asyncio.create_subprocess_exec(

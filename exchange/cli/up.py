@@ -29,6 +29,7 @@ import structlog
 
 from exchange.cli.supervise import MatcherFailed, MatcherSupervisor, say
 from exchange.journal.datadir import NotADataDir, claim
+from exchange.journal.files import secure_dir
 from exchange.link.client import LinkClient, LinkDown
 from gateway.main import (
     PortInUse,
@@ -123,6 +124,7 @@ async def _up(args: argparse.Namespace) -> int:
         return 1
     try:
         claim(data_dir)
+        secure_dir(data_dir)
         listening = listen_socket(args.host, args.port, reuse_port=args.reuse_port)
     except (NotADataDir, PortInUse) as exc:
         say(f"cannot start: {exc}")

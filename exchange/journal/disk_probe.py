@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from exchange.journal.files import open_private
+
 _RECORD = b"x" * 1024
 
 
@@ -45,7 +47,7 @@ def measure(directory: Path, rounds: int = 300, *, preallocated: bool = True) ->
     """Time `rounds` writes + fdatasyncs in a scratch file in `directory` (removed after)."""
     path = directory / "fsync-probe"
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (0 if preallocated else os.O_APPEND)
-    fd = os.open(path, flags, 0o644)
+    fd = open_private(path, flags)
     samples: list[float] = []
     try:
         if preallocated:

@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exchange.journal.files import numbered_files
+from exchange.journal.files import numbered_files, open_private
 
 MAGIC = b"XJRNL01\n"
 HEADER = struct.Struct(">II")  # body length, crc32(body)
@@ -310,7 +310,7 @@ class Journal:
             return
         path = segments[-1][1]
         end = scan.end_offset
-        fd = os.open(path, os.O_WRONLY)
+        fd = open_private(path, os.O_WRONLY)
         self._fd = fd
         self._active = path
         self._size = self._alloc = end
@@ -330,7 +330,7 @@ class Journal:
 
     def _create(self, first_seq: int) -> None:
         path = self.data_dir / segment_name(first_seq)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         os.write(fd, MAGIC)
         self._fd = fd
         self._size = self._alloc = len(MAGIC)

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange.journal.files import numbered_files
+from exchange.journal.files import numbered_files, open_private
 from exchange.journal.log import fsync_dir
 
 MAGIC = b"XSNAP01\n"
@@ -89,7 +89,7 @@ class SnapshotStore:
         """Write atomically; returns the final path. Runs in a worker thread."""
         final = self.data_dir / snapshot_name(seq)
         tmp = self.data_dir / f"{_TMP_PREFIX}{seq:020d}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             head = MAGIC + HEAD.pack(seq, len(data), zlib.crc32(data))
             for chunk in (head, data):

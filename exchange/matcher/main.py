@@ -29,6 +29,7 @@ import structlog
 from exchange.engine.core import Engine
 from exchange.engine.queries import MAX_DEPTH
 from exchange.journal.datadir import NotADataDir, claim
+from exchange.journal.files import open_private, secure_dir
 from exchange.journal.log import DEFAULT_SEGMENT_BYTES, Journal, JournalCorrupt
 from exchange.journal.snapshots import SnapshotStore
 from exchange.logs import configure_logging
@@ -118,7 +119,7 @@ class DataDirLocked(RuntimeError):
 
 def lock_data_dir(data_dir: Path) -> int:
     """Hold an exclusive lock for the life of the process: two writers would corrupt it."""
-    fd = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_private(data_dir / "LOCK", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
@@ -146,6 +147,7 @@ def open_matcher(
     redis_url: str | None = None,
 ) -> Matcher:
     """Recover the engine from `data_dir` and build a matcher ready to `run(listen)`."""
+    secure_dir(data_dir)
     store = SnapshotStore(data_dir)
     for path in store.remove_temp_files():
         log.warning("snapshot_temp_removed", path=str(path),
@@ -232,6 +234,7 @@ def run(args: argparse.Namespace, factory: EngineFactory | None = None) -> int:
         config = load_config(args.config)
         data_dir = Path(args.data_dir)
         claim(data_dir)
+        secure_dir(data_dir)
         lock_fd = lock_data_dir(data_dir)
     except (ConfigError, OSError, DataDirLocked, NotADataDir, ParentGone) as exc:
         return start_failed(str(exc))

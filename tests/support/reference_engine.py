@@ -717,7 +717,9 @@ class ReferenceEngine:
                 or (isinstance(c, Deposit) and self.net[c.asset] + c.amount > 2**62)
             ):
                 ev.append(CommandRejected(seq=seq, ts=ts, code=1002, reason="invalid field value"))
-            elif c.account_id not in self.accounts:
+            elif c.account_id not in self.accounts or (
+                isinstance(c, Deposit) and c.account_id == 0  # the fee account takes no deposits
+            ):
                 ev.append(CommandRejected(seq=seq, ts=ts, code=3008, reason="unknown account"))
             else:
                 b = self.bal[(c.account_id, c.asset)]

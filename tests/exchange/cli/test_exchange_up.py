@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import socket
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ async def start_up(data_dir: Path, port: int | None, *extra: str, stderr: int | 
         sys.executable, "-m", "exchange.cli.main", "up", "--demo", "--data-dir", str(data_dir),
         *port_flag, "--fsync", "never", *extra, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL if stderr is None else stderr, env=env, cwd=REPO,
+        umask=0,  # the data dir must be private whatever the umask
     )
     assert proc.stdout is not None
     async with asyncio.timeout(60):
@@ -75,6 +77,10 @@ async def test_exchange_up_demo_smoke_and_restart(tmp_path: Path) -> None:
         code = await stop_up(proc)
     assert code == 0
     assert not any(p.name == "matcher.sock" and p.is_socket() for p in data_dir.iterdir())
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    for path in data_dir.iterdir():
+        if path.is_file():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
     # Same data dir: the same credentials (not recreated) and the resting order survive.
     proc = await start_up(data_dir, port)
