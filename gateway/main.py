@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from exchange import credentials
 from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
 from gateway.admin.http import MIN_ADMIN_TOKEN, AdminApi
@@ -38,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", default=None,
                         help="unix:/path or tcp:host:port (required, as a flag or a setting)")
     parser.add_argument("--gateway-id", default=None)
+    parser.add_argument("--secrets-key-file", type=Path, default=None,
+                        help="key ring that opens (and, for the admin API, seals) API secrets "
+                        "(default: $EXCHANGE_SECRETS_KEY_FILE or $EXCHANGE_SECRETS_KEY)")
     add_serving_arguments(parser)
 
 
@@ -273,6 +277,12 @@ async def _start_placeholder(sock: socket.socket) -> web.AppRunner:
 async def _main(args: argparse.Namespace) -> int:
     configure_logging("gateway", args.log_level)
     token = admin_token(args)
+    ring = (credentials.KeyRing.load(args.secrets_key_file) if args.secrets_key_file
+            else credentials.KeyRing.from_environment())
+    if ring is None:
+        log.warning("no_secrets_key", detail="API keys with sealed secrets cannot log on and "
+                    "the admin API cannot create HMAC keys: pass --secrets-key-file")
+    credentials.use_key_ring(ring)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

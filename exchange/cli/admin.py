@@ -2,16 +2,21 @@
 
     exchange admin --matcher unix:/run/exchange/matcher.sock create-account [--label L]
     exchange admin --matcher ADDR create-key --account N [--permissions trade,read]
+    exchange admin --matcher ADDR create-key --account N --ed25519-public-key HEX_OR_BASE64
     exchange admin --matcher ADDR deposit --account N --asset USD --amount 100.5
     exchange admin --matcher ADDR withdraw --account N --asset USD --amount 1
     exchange admin --matcher ADDR halt BTC-USD | resume BTC-USD
     exchange admin --matcher ADDR balances --account N
 
---matcher defaults to $EXCHANGE_MATCHER and may come before or after the command. Exit code 0
-on success; 1 with a JSON error on stderr ({"error": {"code", "msg"}}) when refused; 2 when
-the matcher cannot be reached (nothing was sent: code 5002, "cannot reach the matcher") or the
-link drops after the command was sent (code 5001: the outcome of a state change is then
-unknown, check with `balances`).
+--matcher defaults to $EXCHANGE_MATCHER and may come before or after the command. create-key
+seals the new secret with the key ring of --secrets-key-file (default
+$EXCHANGE_SECRETS_KEY_FILE or $EXCHANGE_SECRETS_KEY); an Ed25519 key needs none, the exchange
+stores only its public key.
+
+Exit code 0 on success; 1 with a JSON error on stderr ({"error": {"code", "msg"}}) when
+refused; 2 when the matcher cannot be reached (nothing was sent: code 5002, "cannot reach the
+matcher") or the link drops after the command was sent (code 5001: the outcome of a state
+change is then unknown, check with `balances`).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from exchange import credentials
 from exchange.link import admin_ops
 from exchange.link.admin_ops import AdminError
 from exchange.link.client import LinkClient, LinkDown
@@ -36,6 +43,8 @@ MATCHER_HELP = "matcher link address, unix:/path or tcp:host:port (default: $EXC
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", default=os.environ.get("EXCHANGE_MATCHER"),
                         help=MATCHER_HELP)
+    parser.add_argument("--secrets-key-file", type=Path, default=None,
+                        help="key ring sealing API secrets (default: $EXCHANGE_SECRETS_KEY_FILE)")
     # The same option after the command: SUPPRESS keeps a value given before it.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--matcher", default=argparse.SUPPRESS, help=MATCHER_HELP)
@@ -47,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        parents=[common])
     p.add_argument("--account", type=int, required=True)
     p.add_argument("--permissions", default="trade,read")
+    p.add_argument("--ed25519-public-key", default=None,
+                   help="an Ed25519 key: the exchange keeps this public key, no secret")
     for name in ("deposit", "withdraw"):
         p = sub.add_parser(name, help=f"{name} an amount (decimal string) of an asset",
                            parents=[common])
@@ -66,9 +77,15 @@ async def execute(client: LinkClient, args: argparse.Namespace) -> dict[str, Any
         case "create-account":
             return {"account_id": await admin_ops.create_account(client, args.label)}
         case "create-key":
-            key, secret = await admin_ops.create_api_key(client, args.account, args.permissions)
+            perms = list(admin_ops.parse_permissions(args.permissions))
+            if args.ed25519_public_key is not None:
+                key = await admin_ops.create_ed25519_key(client, args.account,
+                                                         args.ed25519_public_key, perms)
+                return {"account_id": args.account, "api_key": key, "key_type": "ed25519",
+                        "permissions": perms}
+            key, secret = await admin_ops.create_api_key(client, args.account, perms)
             return {"account_id": args.account, "api_key": key, "secret": secret,
-                    "permissions": list(admin_ops.parse_permissions(args.permissions))}
+                    "permissions": perms}
         case "deposit" | "withdraw":
             op = admin_ops.deposit if args.admin_command == "deposit" else admin_ops.withdraw
             event = await op(client, args.account, args.asset, args.amount)
@@ -117,6 +134,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.matcher:
         _error(1001, "no matcher address: pass --matcher or set EXCHANGE_MATCHER")
         return 1
+    if args.secrets_key_file is not None:
+        try:
+            credentials.use_key_ring(credentials.KeyRing.load(args.secrets_key_file))
+        except (OSError, credentials.KeyRingError) as exc:
+            _error(1002, f"--secrets-key-file: {exc}")
+            return 1
     try:
         parse_address(args.matcher)
     except ValueError as exc:

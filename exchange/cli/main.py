@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "matcher": ("exchange.matcher.main", "run the single-writer matcher process"),
     "gateway": ("gateway.main", "run a gateway (WebSocket, REST, FIX) in front of a matcher"),
     "admin": ("exchange.cli.admin", "operator commands: accounts, keys, deposits, halts"),
+    "secrets-key": ("exchange.cli.secrets_key", "make the key that seals API secrets at rest"),
 }
 
 

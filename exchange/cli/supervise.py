@@ -23,7 +23,6 @@ from pathlib import Path
 import structlog
 
 from exchange.journal.files import open_private
-
 from exchange.link.client import LinkClient, LinkDown
 
 log = structlog.get_logger("exchange.cli.supervise")

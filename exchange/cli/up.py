@@ -10,6 +10,10 @@ Restarting on the same data dir keeps all state.
 
 With --demo, two demo accounts are created and funded once per data dir, and their keys are
 written to DATA_DIR/demo-credentials.json as [{"account_id", "api_key", "secret"}].
+
+API secrets are sealed at rest with the key ring of --secrets-key-file (default
+$EXCHANGE_SECRETS_KEY_FILE, else DATA_DIR.secrets-key beside the data dir; made on first use):
+never inside the data dir, so a copy of the data dir alone does not give the secrets away.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import structlog
 
+from exchange import credentials
 from exchange.cli.supervise import MatcherFailed, MatcherSupervisor, say
 from exchange.journal.datadir import NotADataDir, claim
 from exchange.journal.files import secure_dir
@@ -59,6 +64,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Every option of `exchange gateway` but --matcher and --gateway-id: ports, admin API,
     # limits, Redis, FIX.
     add_serving_arguments(parser)
+    parser.add_argument("--secrets-key-file", type=Path, default=None,
+                        help="key ring sealing API secrets (default: $EXCHANGE_SECRETS_KEY_FILE "
+                        "or DATA_DIR.secrets-key, created if missing)")
+
+
+def key_ring(args: argparse.Namespace) -> credentials.KeyRing:
+    """The ring of --secrets-key-file, else $EXCHANGE_SECRETS_KEY, else the file
+    $EXCHANGE_SECRETS_KEY_FILE names, else DATA_DIR.secrets-key; a missing file is made."""
+    path: Path | None = args.secrets_key_file
+    if path is None:
+        if os.environ.get(credentials.KEY_ENV):
+            return credentials.KeyRing.parse(os.environ[credentials.KEY_ENV])
+        named = os.environ.get(credentials.KEY_FILE_ENV)
+        path = Path(named) if named else args.data_dir.parent / (
+            args.data_dir.resolve().name + ".secrets-key")
+    if not path.exists():
+        credentials.write_new_key_file(path)
+        log.info("secrets_key_created", path=str(path))
+    return credentials.KeyRing.load(path)
 
 
 def socket_path(data_dir: Path) -> Path:
@@ -125,8 +149,9 @@ async def _up(args: argparse.Namespace) -> int:
     try:
         claim(data_dir)
         secure_dir(data_dir)
+        credentials.use_key_ring(key_ring(args))
         listening = listen_socket(args.host, args.port, reuse_port=args.reuse_port)
-    except (NotADataDir, PortInUse) as exc:
+    except (NotADataDir, PortInUse, credentials.KeyRingError) as exc:
         say(f"cannot start: {exc}")
         return 1
     except OSError as exc:

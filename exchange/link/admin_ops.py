@@ -7,8 +7,10 @@ rounded; permissions; symbols) and a bad one raises `AdminError` without sending
 An engine rejection (unknown account, insufficient balance...) also raises `AdminError` with
 the engine's code. A lost link raises `LinkDown`: the outcome is then unknown.
 
-API keys and secrets are generated here with `secrets`, outside the engine, and travel in the
-CreateApiKey command (the engine has no randomness).
+API keys and secrets are generated here with `secrets`, outside the engine (it has no
+randomness), and travel in the CreateApiKey command sealed with the secrets key ring
+(exchange.credentials): the journal and the snapshots never hold a secret in clear. Ed25519
+keys travel as their public key only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import secrets
 from collections.abc import Iterable
 from typing import TypeVar
 
+from exchange import credentials
 from exchange.engine.accounts import FEE_ACCOUNT
 from exchange.link.client import LinkClient
 from exchange.link.messages import Refused
@@ -51,6 +54,7 @@ __all__ = [
     "check_account_id",
     "create_account",
     "create_api_key",
+    "create_ed25519_key",
     "deposit",
     "halt",
     "parse_permissions",
@@ -124,19 +128,52 @@ async def create_api_key(
     client: LinkClient,
     account_id: int,
     permissions: str | Iterable[str] = PERMISSIONS,
+    *,
+    ring: credentials.KeyRing | None = None,
 ) -> tuple[str, str]:
-    """A new key for the account: returns (api_key, secret). The secret is shown only now."""
+    """A new key for the account: returns (api_key, secret). The secret is shown only now.
+
+    The matcher receives the secret sealed with `ring` (default: the process's key ring); with
+    no key ring configured nothing is sent (5002), never a clear secret.
+    """
     check_account_id(account_id)
     perms = parse_permissions(permissions)
     if account_id == FEE_ACCOUNT:
         raise AdminError(Code.INVALID_VALUE, f"account {FEE_ACCOUNT} is the exchange's fee "
                          "account and cannot have API keys; create an account first")
+    ring = ring if ring is not None else credentials.process_key_ring()
+    if ring is None:
+        raise AdminError(Code.INTERNAL,
+                         f"no secrets key: set {credentials.KEY_FILE_ENV} (a file made with "
+                         f"'exchange secrets-key') or {credentials.KEY_ENV}")
     api_key = secrets.token_hex(16)
     secret = secrets.token_hex(32)
-    command = CreateApiKey(account_id=account_id, api_key=api_key, secret=secret,
-                           permissions=perms)
+    command = CreateApiKey(account_id=account_id, api_key=api_key,
+                           secret=ring.seal(secret, api_key), permissions=perms)
     _expect(await _run(client, command), ApiKeyCreated)
     return api_key, secret
+
+
+async def create_ed25519_key(
+    client: LinkClient,
+    account_id: int,
+    public_key: str,
+    permissions: str | Iterable[str] = PERMISSIONS,
+) -> str:
+    """A new key whose logons are signed with the Ed25519 private key of `public_key` (hex or
+    base64 of the 32 raw bytes). The exchange stores only the public key. Returns the api_key.
+    """
+    check_account_id(account_id)
+    perms = parse_permissions(permissions)
+    raw = credentials.parse_public_key(public_key)
+    if raw is None:
+        raise AdminError(Code.INVALID_VALUE,
+                         "public key must be the 32 bytes of an Ed25519 key, hex or base64")
+    api_key = secrets.token_hex(16)
+    command = CreateApiKey(account_id=account_id, api_key=api_key,
+                           secret=credentials.ed25519_record(raw), permissions=perms)
+    _expect(await _run(client, command), ApiKeyCreated)
+    return api_key
 
 
 def _units(client: LinkClient, asset: str, amount: str) -> int:

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from exchange import credentials
 from exchange.model.queries import ApiKeyInfo
 
 WINDOW_MS = 5_000
@@ -32,7 +33,10 @@ def sign_logon(secret: str, timestamp: int | str, nonce: str, api_key: str) -> s
 
 def signature_ok(secret: str, timestamp: int | str, nonce: str, api_key: str,
                  signature: str) -> bool:
-    return hmac.compare_digest(sign_logon(secret, timestamp, nonce, api_key), signature)
+    """`secret` is the key's stored record: a sealed HMAC secret (opened with the process's
+    key ring), an Ed25519 public key, or a clear secret from an older version."""
+    return credentials.verify(secret, api_key, logon_payload(timestamp, nonce, api_key),
+                              signature, credentials.process_key_ring())
 
 
 def now_ms() -> int:

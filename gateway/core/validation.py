@@ -60,7 +60,8 @@ MAX_ID_CHARS = 64
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,36}")
 _NONCE = re.compile(r"[\x21-\x7e]{1,64}")
 _API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
-_SIGNATURE = re.compile(r"[0-9a-f]{64}")
+# Lowercase hex: an HMAC-SHA256 (64) or an Ed25519 signature (128).
+_SIGNATURE = re.compile(r"[0-9a-f]{64}|[0-9a-f]{128}")
 
 _DECODER = msgspec.json.Decoder()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from exchange import credentials
 from exchange.link import admin_ops
 from exchange.link.admin_ops import AdminError
 from exchange.link.client import LinkClient
@@ -25,7 +26,10 @@ async def test_admin_ops_round_trip(tmp_path: Path) -> None:
         assert len(key) == 32 and len(secret) == 64
         info = await client.ask(GetApiKey(api_key=key))
         assert isinstance(info, ApiKeyInfo)
-        assert info.account_id == account and info.secret == secret
+        # The matcher holds the secret sealed, never in clear; the key ring opens it.
+        assert info.account_id == account and secret not in info.secret
+        ring = credentials.process_key_ring()
+        assert ring is not None and ring.open(info.secret, key) == secret
         assert info.permissions == ("read",)
         event = await admin_ops.deposit(client, account, "USD", "100.5")
         assert event.amount == 100_500_000 and event.available == 100_500_000
