@@ -8,9 +8,11 @@ COPY gateway ./gateway
 COPY loadtest ./loadtest
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 exchange \
-    && mkdir -p /data && chown exchange /data
+    && mkdir -p /data /secrets && chown exchange /data /secrets && chmod 0700 /data /secrets
 USER exchange
-VOLUME ["/data"]
+# /secrets holds the key that seals API secrets at rest: kept apart from the data volume.
+ENV EXCHANGE_SECRETS_KEY_FILE=/secrets/secrets-key
+VOLUME ["/data", "/secrets"]
 EXPOSE 8080
 ENTRYPOINT ["exchange"]
 CMD ["up", "--data-dir", "/data", "--host", "0.0.0.0", "--port", "8080"]

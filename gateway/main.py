@@ -23,6 +23,7 @@ import structlog
 from aiohttp import web
 
 from exchange import credentials
+from exchange.link.auth import load_token, use_link_token
 from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
 from gateway.admin.http import MIN_ADMIN_TOKEN, AdminApi
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secrets-key-file", type=Path, default=None,
                         help="key ring that opens (and, for the admin API, seals) API secrets "
                         "(default: $EXCHANGE_SECRETS_KEY_FILE or $EXCHANGE_SECRETS_KEY)")
+    parser.add_argument("--link-token-file", default=None,
+                        help="shared secret proven to the matcher on the link (needed for a "
+                        "tcp: matcher; default $EXCHANGE_LINK_TOKEN_FILE)")
     add_serving_arguments(parser)
 
 
@@ -277,8 +281,14 @@ async def _start_placeholder(sock: socket.socket) -> web.AppRunner:
 async def _main(args: argparse.Namespace) -> int:
     configure_logging("gateway", args.log_level)
     token = admin_token(args)
-    ring = (credentials.KeyRing.load(args.secrets_key_file) if args.secrets_key_file
-            else credentials.KeyRing.from_environment())
+    try:
+        ring = (credentials.KeyRing.load(args.secrets_key_file) if args.secrets_key_file
+                else credentials.KeyRing.from_environment())
+        if args.link_token_file:
+            use_link_token(load_token(args.link_token_file))
+    except (OSError, ValueError) as exc:  # KeyRingError and LinkTokenError are ValueErrors
+        log.error("gateway_start_failed", error=str(exc))
+        return 1
     if ring is None:
         log.warning("no_secrets_key", detail="API keys with sealed secrets cannot log on and "
                     "the admin API cannot create HMAC keys: pass --secrets-key-file")

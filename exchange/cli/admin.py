@@ -32,6 +32,7 @@ from typing import Any
 from exchange import credentials
 from exchange.link import admin_ops
 from exchange.link.admin_ops import AdminError
+from exchange.link.auth import LinkTokenError, load_token, process_link_token, use_link_token
 from exchange.link.client import LinkClient, LinkDown
 from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
@@ -43,6 +44,8 @@ MATCHER_HELP = "matcher link address, unix:/path or tcp:host:port (default: $EXC
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--matcher", default=os.environ.get("EXCHANGE_MATCHER"),
                         help=MATCHER_HELP)
+    parser.add_argument("--link-token-file", default=None,
+                        help="link token for a tcp: matcher (default: $EXCHANGE_LINK_TOKEN_FILE)")
     parser.add_argument("--secrets-key-file", type=Path, default=None,
                         help="key ring sealing API secrets (default: $EXCHANGE_SECRETS_KEY_FILE)")
     # The same option after the command: SUPPRESS keeps a value given before it.
@@ -133,6 +136,13 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("admin", "warning")
     if not args.matcher:
         _error(1001, "no matcher address: pass --matcher or set EXCHANGE_MATCHER")
+        return 1
+    try:
+        if args.link_token_file:
+            use_link_token(load_token(args.link_token_file))
+        process_link_token()
+    except LinkTokenError as exc:
+        _error(1002, str(exc))
         return 1
     if args.secrets_key_file is not None:
         try:

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 import structlog
 
+from exchange.link.auth import hello_proof, process_link_token
 from exchange.link.codec import (
     FrameError,
     FrameSplitter,
@@ -39,6 +40,7 @@ from exchange.link.messages import (
     PROTOCOL_VERSION,
     Answer,
     Ask,
+    Challenge,
     Heartbeat,
     Hello,
     Interest,
@@ -136,6 +138,7 @@ class LinkClient:
         self._asks: dict[int, asyncio.Future[QueryResult]] = {}
         self._welcome: Welcome | None = None
         self._welcomed: asyncio.Future[Welcome] = self._loop.create_future()
+        self._challenged: asyncio.Future[bytes] = self._loop.create_future()
         self._last_rx = time.monotonic()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closed_exc: LinkDown | None = None
@@ -154,9 +157,14 @@ class LinkClient:
         on_reports: ReportsCallback | None = None,
         on_market_data: MarketDataCallback | None = None,
         on_closed: ClosedCallback | None = None,
+        token: bytes | None = None,
     ) -> LinkClient:
-        """Connect and handshake; raises LinkDown if the matcher is unreachable or refuses."""
+        """Connect and handshake; raises LinkDown if the matcher is unreachable or refuses.
+
+        `token` (default: the process's, exchange.link.auth) answers the matcher's challenge.
+        """
         addr = parse_address(address)
+        token = token if token is not None else process_link_token()
         client = cls(
             gateway_id,
             max_pending=max_pending,
@@ -178,7 +186,10 @@ class LinkClient:
                 client._transport = transport
                 sock = transport.get_extra_info("socket")
                 client._fd = sock.fileno() if sock is not None else -1
-                client._send(Hello(gateway_id=gateway_id, version=PROTOCOL_VERSION))
+                nonce = await client._challenged
+                proof = hello_proof(token, nonce, gateway_id) if token is not None else b""
+                client._send(Hello(gateway_id=gateway_id, version=PROTOCOL_VERSION,
+                                   proof=proof))
                 welcome = await client._welcomed
         except (OSError, TimeoutError) as exc:
             client._abort(LinkDown(f"cannot link to matcher at {address}: {exc!r}"))
@@ -378,6 +389,9 @@ class LinkClient:
                 self._callback(self.on_market_data, msg.symbol, msg.payload)
         elif isinstance(msg, Heartbeat):
             pass
+        elif isinstance(msg, Challenge):
+            if not self._challenged.done():
+                self._challenged.set_result(msg.nonce)
         elif isinstance(msg, Welcome):
             if self._welcome is None:
                 self._welcome = msg
@@ -415,9 +429,10 @@ class LinkClient:
             f"link to matcher lost: {exc!r}" if exc else "link to matcher closed"
         )
         self._closed_exc = reason
-        if not self._welcomed.done():
-            self._welcomed.set_exception(reason)
-            self._welcomed.exception()  # mark retrieved: connect() reports it itself
+        for handshake in (self._challenged, self._welcomed):
+            if not handshake.done():
+                handshake.set_exception(reason)
+                handshake.exception()  # mark retrieved: connect() reports it itself
         submits, asks = self._submits, self._asks
         self._submits, self._asks = {}, {}
         for waiter in submits.values():

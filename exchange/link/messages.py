@@ -4,8 +4,10 @@ Each frame on the wire is a 4-byte big-endian length followed by one msgpack-enc
 `LinkMessage` (see `exchange.link.codec`). A frame longer than the bound closes the link.
 
 Conversation:
-  gateway -> matcher: Hello, then any of Submit, Ask, Interest, SessionOpened, SessionClosed,
-                      MdSubscribe, MdUnsubscribe, Heartbeat
+  matcher -> gateway: Challenge (a fresh nonce, see exchange.link.auth)
+  gateway -> matcher: Hello (with the proof of the link token), then any of Submit, Ask,
+                      Interest, SessionOpened, SessionClosed, MdSubscribe, MdUnsubscribe,
+                      Heartbeat
   matcher -> gateway: Welcome, then any of Result, Refused, Answer, Reports, MarketData,
                       Heartbeat
 
@@ -32,7 +34,8 @@ from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import Query, QueryResult
 from exchange.model.sessions import CancelOnDisconnect
 
-PROTOCOL_VERSION = 1
+# 2: the matcher challenges first and Hello carries the proof (exchange.link.auth).
+PROTOCOL_VERSION = 2
 HEARTBEAT_INTERVAL_S = 1.0
 LINK_TIMEOUT_S = 5.0
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -42,9 +45,15 @@ class _Msg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     pass
 
 
+class Challenge(_Msg, tag="challenge", kw_only=True, frozen=True):
+    nonce: bytes
+
+
 class Hello(_Msg, tag="hello", kw_only=True, frozen=True):
     gateway_id: str
     version: int = PROTOCOL_VERSION
+    # HMAC of the Challenge's nonce with the link token (exchange.link.auth); b"" without one.
+    proof: bytes = b""
 
 
 class Welcome(_Msg, tag="welcome", kw_only=True, frozen=True):
@@ -119,7 +128,8 @@ class MarketData(_Msg, tag="md", kw_only=True, frozen=True):
 
 
 LinkMessage = (
-    Hello
+    Challenge
+    | Hello
     | Welcome
     | Heartbeat
     | Submit

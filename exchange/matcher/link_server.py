@@ -12,6 +12,10 @@ Bounds:
   disconnected; market data is skipped for a gateway above MD_SKIP_BUFFER (the market-data
   layer sees the sequence gap and resyncs) and counted in matcher_md_frames_skipped_total.
 - A malformed or oversized frame closes that link with a logged reason; nothing else is harmed.
+
+Authentication (exchange.link.auth): each connection is first sent a Challenge; with a link
+token configured, a Hello without the right proof closes the link (reason bad_link_token).
+A TCP listener refuses to start without a token; a Unix socket is created 0600.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import stat
 import time
@@ -31,6 +36,13 @@ import msgspec
 import structlog
 
 from exchange.journal.log import MAX_COMMAND_BYTES
+from exchange.link.auth import (
+    NONCE_BYTES,
+    TOKEN_FILE_ENV,
+    LinkTokenError,
+    process_link_token,
+    proof_ok,
+)
 from exchange.link.codec import (
     COMMAND_DECODER,
     INBOUND_DECODER,
@@ -47,6 +59,7 @@ from exchange.link.messages import (
     PROTOCOL_VERSION,
     Answer,
     Ask,
+    Challenge,
     Heartbeat,
     Hello,
     Interest,
@@ -114,6 +127,7 @@ class GatewayLink(asyncio.Protocol):
         self.md_symbols: set[str] = set()
         self.reports: list[object] = []
         self.md_skipping = False
+        self.nonce = b""
 
     # ---- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -129,6 +143,8 @@ class GatewayLink(asyncio.Protocol):
             transport.abort()
             return
         self.server.links.add(self)
+        self.nonce = secrets.token_bytes(NONCE_BYTES)
+        self.send(Challenge(nonce=self.nonce))
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -206,6 +222,10 @@ class GatewayLink(asyncio.Protocol):
                 self.drop("version_mismatch",
                           f"gateway speaks link version {msg.version}, we speak "
                           f"{PROTOCOL_VERSION}")
+                return
+            token = self.server.token
+            if token is not None and not proof_ok(token, self.nonce, msg.gateway_id, msg.proof):
+                self.drop("bad_link_token", "the Hello did not prove the link token")
                 return
             self.gateway_id = msg.gateway_id
             self.welcomed = True
@@ -295,8 +315,10 @@ class GatewayLink(asyncio.Protocol):
 
 
 class LinkServer:
-    def __init__(self, handler: LinkHandler) -> None:
+    def __init__(self, handler: LinkHandler, token: bytes | None = None) -> None:
+        """`token`: the link token gateways must prove (default: the process's, if any)."""
         self.handler = handler
+        self.token = token if token is not None else process_link_token()
         self.loop = asyncio.get_running_loop()
         self.links: set[GatewayLink] = set()
         self.paused: set[GatewayLink] = set()
@@ -313,11 +335,22 @@ class LinkServer:
         if addr.kind == "unix":
             path = Path(addr.path)
             await _clear_stale_socket(path)
-            self._server = await self.loop.create_unix_server(
-                lambda: GatewayLink(self), str(path), backlog=128
-            )
+            # Connecting to a Unix socket needs write permission on it: 0600 keeps other
+            # local users off the link. The umask covers the moment between bind and chmod.
+            old_umask = os.umask(0o177)
+            try:
+                self._server = await self.loop.create_unix_server(
+                    lambda: GatewayLink(self), str(path), backlog=128
+                )
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, 0o600)
             self._unix_path = path
         else:
+            if self.token is None:
+                raise LinkTokenError(
+                    f"a TCP link ({address}) needs a link token: pass --link-token-file or "
+                    f"set {TOKEN_FILE_ENV}")
             self._server = await self.loop.create_server(
                 lambda: GatewayLink(self), addr.host, addr.port, backlog=128, reuse_address=True
             )

@@ -32,6 +32,8 @@ from exchange.journal.datadir import NotADataDir, claim
 from exchange.journal.files import open_private, secure_dir
 from exchange.journal.log import DEFAULT_SEGMENT_BYTES, Journal, JournalCorrupt
 from exchange.journal.snapshots import SnapshotStore
+from exchange.link.auth import LinkTokenError, load_token, process_link_token, use_link_token
+from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
 from exchange.marketdata import publish as md_publish
 from exchange.marketdata.port import MarketDataPort, SendToGateways
@@ -65,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="instrument config TOML (default: packaged default)")
     parser.add_argument("--data-dir", required=True, help="journal and snapshots live here")
     parser.add_argument("--listen", required=True, help="unix:/path or tcp:host:port")
+    parser.add_argument("--link-token-file", default=None,
+                        help="shared secret gateways must prove on the link (required for "
+                        "tcp:, default $EXCHANGE_LINK_TOKEN_FILE)")
     parser.add_argument("--fsync", choices=("always", "never"), default="always",
                         help="'never' is for benchmarks only: acknowledged commands can be lost")
     parser.add_argument("--matcher-id", default="matcher-1")
@@ -231,12 +236,17 @@ def run(args: argparse.Namespace, factory: EngineFactory | None = None) -> int:
     try:
         if args.stop_with_parent is not None:
             stop_with_parent(args.stop_with_parent)
+        if args.link_token_file:
+            use_link_token(load_token(args.link_token_file))
+        if parse_address(args.listen).kind == "tcp" and process_link_token() is None:
+            raise LinkTokenError(f"--listen {args.listen} needs --link-token-file: anyone who "
+                                 "reaches a TCP link could create keys and move money")
         config = load_config(args.config)
         data_dir = Path(args.data_dir)
         claim(data_dir)
         secure_dir(data_dir)
         lock_fd = lock_data_dir(data_dir)
-    except (ConfigError, OSError, DataDirLocked, NotADataDir, ParentGone) as exc:
+    except (ConfigError, OSError, DataDirLocked, NotADataDir, ParentGone, ValueError) as exc:
         return start_failed(str(exc))
     try:
         check_or_record(data_dir, config)

@@ -7,8 +7,8 @@ import asyncio
 import json
 import os
 import signal
-import stat
 import socket
+import stat
 import sys
 from pathlib import Path
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from exchange.link.client import LinkClient, LinkDown
-from exchange.link.codec import encode_frame, parse_address
-from exchange.link.messages import PROTOCOL_VERSION, Hello, Refused, Result
+from exchange.link.codec import decode_message, encode_frame, parse_address, read_frame
+from exchange.link.messages import PROTOCOL_VERSION, Challenge, Hello, Refused, Result
 from exchange.matcher.loop import MatcherOptions
 from exchange.model.commands import CreateAccount, PlaceOrder
 from exchange.model.events import AccountCreated, OrderAccepted, OrderCanceled, OrderEvent
@@ -81,8 +81,12 @@ async def test_reports_go_to_interested_other_gateway(tmp_path: Path) -> None:
 
 
 async def _raw_link(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A bare connection past the matcher's Challenge (the first frame on every link)."""
     addr = parse_address(address)
-    return await asyncio.open_unix_connection(addr.path)
+    reader, writer = await asyncio.open_unix_connection(addr.path)
+    challenge = decode_message(await read_frame(reader))
+    assert isinstance(challenge, Challenge) and len(challenge.nonce) == 32
+    return reader, writer
 
 
 async def test_malformed_frame_closes_only_that_link(tmp_path: Path) -> None:
