@@ -17,13 +17,14 @@ import pytest
 
 from exchange.link import auth
 from exchange.link.client import LinkClient, LinkDown
-from exchange.link.codec import encode_frame, read_frame
+from exchange.link.codec import encode_frame
 from exchange.link.messages import Hello, Submit
 from exchange.matcher.link_server import LinkHandler, LinkServer
 from exchange.matcher.main import open_matcher
 from exchange.matcher.metrics import LINKS_CLOSED
 from exchange.model.commands import CreateAccount
 from exchange.model.instruments import load_config
+from tests.exchange.link.test_link_basic import read_frame
 from tests.support.matcher_harness import REPO, StubFactory, inprocess_matcher
 
 TOKEN = b"link-token-for-tests-0123456789"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from exchange.link.client import LinkClient, LinkDown
-from exchange.link.codec import decode_message, encode_frame, parse_address, read_frame
+from exchange.link.codec import decode_message, encode_frame, parse_address
 from exchange.link.messages import PROTOCOL_VERSION, Challenge, Hello, Refused, Result
 from exchange.matcher.loop import MatcherOptions
 from exchange.model.commands import CreateAccount, PlaceOrder
@@ -78,6 +78,12 @@ async def test_reports_go_to_interested_other_gateway(tmp_path: Path) -> None:
         assert trader_reports == []
         await watcher.close()
         await trader.close()
+
+
+async def read_frame(reader: asyncio.StreamReader) -> bytes:
+    """One frame body off a raw link connection."""
+    size = struct.unpack(">I", await reader.readexactly(4))[0]
+    return await reader.readexactly(size)
 
 
 async def _raw_link(address: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
