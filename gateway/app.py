@@ -17,6 +17,7 @@ import asyncio
 import datetime
 import os
 import socket
+import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class GatewaySettings:
     fix_store: Path | None = None
     fix_store_messages: int = DEFAULT_MAX_MESSAGES  # kept per session for resends
     fix_reset_at: datetime.time | None = None  # daily session reset (UTC), QuickFIX StartTime
+    # TLS for WebSocket/REST (the caller's site) and the FIX acceptor; None: plain TCP.
+    tls: ssl.SSLContext | None = None
 
 
 LINK_KEY = web.AppKey("matcher_link", MatcherLink)
@@ -125,7 +128,7 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
         app[FIX_KEY] = fix
 
         async def fix_ctx(app: web.Application) -> AsyncIterator[None]:
-            await fix.start(settings.host, settings.fix_port or 0)
+            await fix.start(settings.host, settings.fix_port or 0, tls=settings.tls)
             yield
             await fix.stop()
 

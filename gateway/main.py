@@ -15,6 +15,7 @@ import errno
 import gc
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ from gateway.core.matcher_link import LinkLimits
 from gateway.core.ratelimit import RateLimit
 from gateway.core.trading import TradeLimits
 from gateway.fix.store import DEFAULT_MAX_MESSAGES
+from gateway.tls import TlsConfigError, server_context
 
 log = structlog.get_logger("gateway.main")
 
@@ -62,6 +64,10 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the admin HTTP API on 127.0.0.1:PORT")
     parser.add_argument("--admin-token-file", type=Path, default=None,
                         help="file holding the admin bearer token (needed with --admin-port)")
+    parser.add_argument("--tls-cert", type=Path, default=None,
+                        help="PEM certificate chain: serve wss/https and FIX over TLS")
+    parser.add_argument("--tls-key", type=Path, default=None,
+                        help="PEM private key of --tls-cert")
     parser.add_argument("--log-level", default="info")
     t, k = TradeLimits(), LinkLimits()
     parser.add_argument("--max-message-bytes", type=int, default=t.max_message_bytes)
@@ -127,6 +133,14 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         parse_address(args.matcher)
     except ValueError as exc:
         raise SystemExit(f"exchange gateway: --matcher: {exc}") from None
+    tls = None
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise SystemExit("exchange gateway: --tls-cert and --tls-key go together")
+    if args.tls_cert is not None:
+        try:
+            tls = server_context(args.tls_cert, args.tls_key)
+        except TlsConfigError as exc:
+            raise SystemExit(f"exchange gateway: {exc}") from None
     trade = TradeLimits(
         max_message_bytes=args.max_message_bytes,
         max_connections=args.max_connections,
@@ -147,7 +161,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
                            fix_port=args.fix_port, fix_comp_id=args.fix_comp_id, host=args.host,
                            fix_store=Path(args.fix_store) if args.fix_store else None,
                            fix_store_messages=args.fix_store_messages,
-                           fix_reset_at=_reset_time(args.fix_reset_at))
+                           fix_reset_at=_reset_time(args.fix_reset_at), tls=tls)
 
 
 def _reset_time(text: str | None) -> datetime.time | None:
@@ -212,7 +226,7 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
     # and clients see "starting" rather than a refused connection. The placeholder serves a
     # duplicate of the listening socket: closing it leaves the app's socket listening.
     try:
-        placeholder = await _start_placeholder(sock.dup())
+        placeholder = await _start_placeholder(sock.dup(), settings.tls)
     except BaseException:
         sock.close()
         raise
@@ -231,7 +245,7 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         app = building.result()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=settings.tls).start()
     except BaseException:
         sock.close()
         raise
@@ -261,7 +275,8 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         await runner.cleanup()
 
 
-async def _start_placeholder(sock: socket.socket) -> web.AppRunner:
+async def _start_placeholder(sock: socket.socket,
+                             tls: ssl.SSLContext | None = None) -> web.AppRunner:
     async def starting(request: web.Request) -> web.Response:
         if request.path == "/healthz":
             return web.json_response({"status": "starting", "matcher": "down",
@@ -274,7 +289,7 @@ async def _start_placeholder(sock: socket.socket) -> web.AppRunner:
     app.router.add_route("*", "/{tail:.*}", starting)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=tls).start()
     return runner
 
 

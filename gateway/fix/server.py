@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -522,10 +523,12 @@ class FixAcceptor:
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._accept, host, port, reuse_port=True)
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._accept, host, port, reuse_port=True,
+                                                  ssl=tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
-        log.info("fix_listening", host=host, port=self.port, comp_id=self.comp_id)
+        log.info("fix_listening", host=host, port=self.port, comp_id=self.comp_id,
+                 tls=tls is not None)
 
     async def stop(self) -> None:
         if self._server is not None:
