@@ -63,6 +63,10 @@ class GatewaySettings:
     fix_reset_at: datetime.time | None = None  # daily session reset (UTC), QuickFIX StartTime
     # TLS for WebSocket/REST (the caller's site) and the FIX acceptor; None: plain TCP.
     tls: ssl.SSLContext | None = None
+    # A connection's first request headers must arrive within this; at most this many
+    # connections may be waiting for theirs (gateway/http_guard.py).
+    header_timeout_s: float = 10.0
+    max_pending_http: int = 512
 
 
 LINK_KEY = web.AppKey("matcher_link", MatcherLink)

@@ -28,11 +28,12 @@ from exchange.link.auth import load_token, use_link_token
 from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
 from gateway.admin.http import MIN_ADMIN_TOKEN, AdminApi
-from gateway.app import GatewaySettings, create_app, default_gateway_id
+from gateway.app import METRICS_KEY, GatewaySettings, create_app, default_gateway_id
 from gateway.core.matcher_link import LinkLimits
 from gateway.core.ratelimit import RateLimit
 from gateway.core.trading import TradeLimits
 from gateway.fix.store import DEFAULT_MAX_MESSAGES
+from gateway.http_guard import HttpGuard
 from gateway.tls import TlsConfigError, server_context
 
 log = structlog.get_logger("gateway.main")
@@ -64,6 +65,10 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the admin HTTP API on 127.0.0.1:PORT")
     parser.add_argument("--admin-token-file", type=Path, default=None,
                         help="file holding the admin bearer token (needed with --admin-port)")
+    parser.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="close a connection whose request headers take longer")
+    parser.add_argument("--max-pending-http", type=int, default=512,
+                        help="connections allowed to wait for their request headers at once")
     parser.add_argument("--tls-cert", type=Path, default=None,
                         help="PEM certificate chain: serve wss/https and FIX over TLS")
     parser.add_argument("--tls-key", type=Path, default=None,
@@ -161,7 +166,9 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
                            fix_port=args.fix_port, fix_comp_id=args.fix_comp_id, host=args.host,
                            fix_store=Path(args.fix_store) if args.fix_store else None,
                            fix_store_messages=args.fix_store_messages,
-                           fix_reset_at=_reset_time(args.fix_reset_at), tls=tls)
+                           fix_reset_at=_reset_time(args.fix_reset_at), tls=tls,
+                           header_timeout_s=args.header_timeout,
+                           max_pending_http=args.max_pending_http)
 
 
 def _reset_time(text: str | None) -> datetime.time | None:
@@ -245,7 +252,13 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         app = building.result()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        await web.SockSite(runner, sock, ssl_context=settings.tls).start()
+        guard = HttpGuard(app[METRICS_KEY], header_timeout_s=settings.header_timeout_s,
+                          max_pending=settings.max_pending_http)
+        # The listener is made here rather than by a SockSite so that every connection
+        # goes through the guard's header deadline and bound.
+        assert runner.server is not None  # set by setup()
+        http_server = await asyncio.get_running_loop().create_server(
+            guard.factory(runner.server), sock=sock, ssl=settings.tls)
     except BaseException:
         sock.close()
         raise
@@ -270,6 +283,8 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         await stop.wait()
     finally:
         log.info("gateway_stopping")
+        http_server.close()
+        guard.close()
         if admin_runner is not None:
             await admin_runner.cleanup()
         await runner.cleanup()

@@ -108,6 +108,15 @@ class GatewayMetrics:
             "gateway_logon_nonces", "Logon nonces remembered for replay protection",
             registry=r,
         )
+        self.http_pending = Gauge(
+            "gateway_http_pending_connections",
+            "Connections whose first request's headers have not arrived yet", registry=r,
+        )
+        self.http_refused = Counter(
+            "gateway_http_connections_closed",
+            "Connections closed before their first request (header_timeout, too_many_pending)",
+            ["reason"], registry=r,
+        )
 
         # labels() costs a lock and a dict lookup per call: the hot path keeps the children.
         self._children: dict[tuple[Any, ...], Any] = {}
