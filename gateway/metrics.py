@@ -108,6 +108,22 @@ class GatewayMetrics:
             "gateway_logon_nonces", "Logon nonces remembered for replay protection",
             registry=r,
         )
+        self.sessions_pre_logon = Gauge(
+            "gateway_sessions_pre_logon", "Trading connections not logged on yet", registry=r,
+        )
+        self.logon_failures = Counter(
+            "gateway_logon_failures", "Logons refused for their credentials (2002)",
+            registry=r,
+        )
+        self.logon_throttled = Counter(
+            "gateway_logon_throttled",
+            "Logons refused unexamined: too many failed logons from the address (4001)",
+            registry=r,
+        )
+        self.rejections_unlogged = Counter(
+            "gateway_rejections_unlogged",
+            "Rejected requests answered but not logged (log sampling)", registry=r,
+        )
         self.http_pending = Gauge(
             "gateway_http_pending_connections",
             "Connections whose first request's headers have not arrived yet", registry=r,

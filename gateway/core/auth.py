@@ -31,10 +31,11 @@ def sign_logon(secret: str, timestamp: int | str, nonce: str, api_key: str) -> s
                     hashlib.sha256).hexdigest()
 
 
-def signature_ok(secret: str, timestamp: int | str, nonce: str, api_key: str,
+def signature_ok(secret: str | None, timestamp: int | str, nonce: str, api_key: str,
                  signature: str) -> bool:
     """`secret` is the key's stored record: a sealed HMAC secret (opened with the process's
-    key ring), an Ed25519 public key, or a clear secret from an older version."""
+    key ring), an Ed25519 public key, or a clear secret from an older version; None for an
+    unknown key, checked against a dummy secret so that it costs the same and fails."""
     return credentials.verify(secret, api_key, logon_payload(timestamp, nonce, api_key),
                               signature, credentials.process_key_ring())
 
@@ -111,6 +112,32 @@ class KeyCache:
     def put(self, info: ApiKeyInfo) -> None:
         self._entries[info.api_key] = (self._clock(), info)
         self._entries.move_to_end(info.api_key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+class UnknownKeys:
+    """API keys the matcher said it does not know, each remembered for `ttl_s` (bounded)."""
+
+    def __init__(self, max_entries: int = 10_000, ttl_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[str, float] = OrderedDict()
+
+    def known_unknown(self, api_key: str) -> bool:
+        at = self._entries.get(api_key)
+        if at is None:
+            return False
+        if self._clock() - at > self.ttl_s:
+            del self._entries[api_key]
+            return False
+        return True
+
+    def add(self, api_key: str) -> None:
+        self._entries[api_key] = self._clock()
+        self._entries.move_to_end(api_key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 

@@ -11,6 +11,7 @@ in total and per API key.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections import defaultdict
@@ -33,8 +34,15 @@ def new_session_id() -> str:
 class TradingSession:
     """One trading session of any transport; logged on once `account_id` is set."""
 
-    def __init__(self) -> None:
+    # Whether the core's idle deadline applies (a FIX session keeps its own, from HeartBtInt).
+    idle_by_core = True
+
+    def __init__(self, peer: str = "") -> None:
         self.session_id = new_session_id()
+        self.peer = peer  # the client's address: failed logons are throttled per address
+        # Event-loop times: the logon deadline runs from `opened_at`, the idle one from
+        # `last_rx`, which the transport moves on every message it receives.
+        self.opened_at = self.last_rx = asyncio.get_running_loop().time()
         self.account_id: int | None = None
         self.api_key: str | None = None
         self.permissions: tuple[str, ...] = ()
@@ -59,6 +67,7 @@ class SessionRegistry:
         self.all: set[TradingSession] = set()
         self.by_account: dict[int, set[TradingSession]] = defaultdict(set)
         self.per_key: dict[str, int] = defaultdict(int)
+        self.logged_on_count = 0
 
     def __len__(self) -> int:
         return len(self.all)
@@ -68,7 +77,10 @@ class SessionRegistry:
 
     def logged_on(self, session: TradingSession) -> None:
         assert session.account_id is not None and session.api_key is not None
-        self.by_account[session.account_id].add(session)
+        sessions = self.by_account[session.account_id]
+        if session not in sessions:
+            self.logged_on_count += 1
+        sessions.add(session)
         self.per_key[session.api_key] += 1
 
     def remove(self, session: TradingSession) -> None:
@@ -76,6 +88,8 @@ class SessionRegistry:
         if session.account_id is not None:
             sessions = self.by_account.get(session.account_id)
             if sessions is not None:
+                if session in sessions:
+                    self.logged_on_count -= 1
                 sessions.discard(session)
                 if not sessions:
                     del self.by_account[session.account_id]

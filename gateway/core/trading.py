@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import ApiKeyInfo, GetApiKey, Query, QueryResult
 from exchange.model.sessions import CancelOnDisconnect
 from gateway.core import auth
+from gateway.core.abuse import LogonThrottle, LogSampler
 from gateway.core.deadlines import Deadlines
 from gateway.core.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.core.outcomes import INTERNAL_ERROR, TIMED_OUT, Refusal, refusal
@@ -46,6 +48,10 @@ TRADE = "trade"  # permission for commands that change orders
 READ = "read"  # permission for queries
 GOING_AWAY = 1001  # WebSocket close code for a gateway that stops (FIX sends a Logout)
 
+POLICY_VIOLATION = 1008  # WebSocket close code for a missed logon or idle deadline
+_MIN_SWEEP_S = 0.05
+# Unknown keys are remembered this long: a key created meanwhile can log on after it.
+_UNKNOWN_KEY_TTL_S = 2.0
 _COD_RETRIES = 100
 _COD_RETRY_S = 0.01
 
@@ -59,6 +65,9 @@ class TradeLimits:
     heartbeat_s: float = 10.0  # WebSocket ping interval; a missed pong closes
     idle_timeout_s: float = 300.0  # no message at all from the client
     logon_timeout_s: float = 30.0  # connected but not logged on
+    # Connections not logged on yet, counted apart: they can never crowd out traders, who
+    # have max_connections of their own.
+    max_pre_logon: int = 1_000
     request_timeout_s: float = 10.0  # matcher answer, every transport; then 5001
     orders: RateLimit = ORDERS_LIMIT
     requests: RateLimit = REQUESTS_LIMIT
@@ -156,6 +165,10 @@ class TradingCore:
         self._deadlines = Deadlines()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.throttle = LogonThrottle()
+        self.rejection_log = LogSampler()
+        self._unknown_keys = auth.UnknownKeys(limits.key_cache_size, _UNKNOWN_KEY_TTL_S)
+        self._sweeper: asyncio.Task[None] | None = None
         link.set_reports_handler(lambda events: self.sessions.deliver(self.config, events))
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -168,6 +181,8 @@ class TradingCore:
 
     async def close(self) -> None:
         """Close every session (their cancel-on-disconnect runs as for any close)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for session in list(self.sessions.all):
             session.close("gateway shutting down", GOING_AWAY)
 
@@ -196,17 +211,49 @@ class TradingCore:
     # ---- sessions -------------------------------------------------------------------------
 
     def full(self) -> bool:
-        """No room for another connection (every transport counts)."""
-        return len(self.sessions) >= self.limits.max_connections
+        """No room for another connection not logged on yet (every transport counts).
+
+        Connections that have not logged on are bounded by max_pre_logon, apart from the
+        max_connections logged-on ones (checked at logon), so unauthenticated clients can
+        never take the traders' places.
+        """
+        return self.pre_logon() >= self.limits.max_pre_logon
+
+    def pre_logon(self) -> int:
+        return len(self.sessions) - self.sessions.logged_on_count
 
     def opened(self, session: TradingSession) -> None:
         self.sessions.add(session)
         self.metrics.sessions.set(len(self.sessions))
+        self.metrics.sessions_pre_logon.set(self.pre_logon())
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep_deadlines())
+
+    async def _sweep_deadlines(self) -> None:
+        """Close sessions past their logon or idle deadline.
+
+        The deadlines are measured from what the client sent (never from pongs, which
+        aiohttp answers by restarting its own receive timeout), and checked here for every
+        transport by one task; they fire within a tenth of the shorter one.
+        """
+        lim = self.limits
+        interval = max(_MIN_SWEEP_S, min(lim.logon_timeout_s, lim.idle_timeout_s) / 10)
+        loop = asyncio.get_running_loop()
+        while self.sessions.all:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for session in list(self.sessions.all):
+                if not session.logged_on:
+                    if now - session.opened_at > lim.logon_timeout_s:
+                        session.close("no logon", POLICY_VIOLATION)
+                elif session.idle_by_core and now - session.last_rx > lim.idle_timeout_s:
+                    session.close("idle timeout", POLICY_VIOLATION)
 
     def closed(self, session: TradingSession) -> None:
         """The session is gone: forget it, and cancel its orders if it asked for that."""
         self.sessions.remove(session)
         self.metrics.sessions.set(len(self.sessions))
+        self.metrics.sessions_pre_logon.set(self.pre_logon())
         if session.account_id is not None:
             self.link.remove_account(session.account_id)
             if session.cancel_on_disconnect is not CancelOnDisconnect.NONE:
@@ -215,10 +262,28 @@ class TradingCore:
     async def logon(self, session: TradingSession, *, api_key: str, timestamp_ms: int,
                     signed_timestamp: int | str, nonce: str, replay_key: str, signature: str,
                     cancel_on_disconnect: CancelOnDisconnect) -> ApiKeyInfo:
-        """Authenticate, then make `session` a logged-on session of the key's account."""
-        info = await self.authenticate(
-            api_key=api_key, timestamp_ms=timestamp_ms, signed_timestamp=signed_timestamp,
-            nonce=nonce, replay_key=replay_key, signature=signature)
+        """Authenticate, then make `session` a logged-on session of the key's account.
+
+        An address with too many failed logons is refused (4001) without examining the
+        logon; a full house of logged-on sessions answers 4002.
+        """
+        wait_s = self.throttle.blocked_for(session.peer)
+        if wait_s > 0:
+            self.metrics.logon_throttled.inc()
+            raise RequestError(Code.RATE_LIMITED, "too many failed logons from this address",
+                               max(1, math.ceil(wait_s * 1000)))
+        try:
+            info = await self.authenticate(
+                api_key=api_key, timestamp_ms=timestamp_ms, signed_timestamp=signed_timestamp,
+                nonce=nonce, replay_key=replay_key, signature=signature)
+        except RequestError as exc:
+            if exc.code == Code.BAD_CREDENTIALS:
+                self.metrics.logon_failures.inc()
+                self.throttle.failed(session.peer)
+            raise
+        self.throttle.succeeded(session.peer)
+        if self.sessions.logged_on_count >= self.limits.max_connections:
+            raise RequestError(Code.OVERLOADED, "too many sessions", 1000)
         if session.logged_on:  # a concurrent logon on the same connection won the race
             raise RequestError(Code.MALFORMED, "already logged on")
         self.bind(session, info, cancel_on_disconnect)
@@ -248,8 +313,11 @@ class TradingCore:
         """
         if not auth.timestamp_fresh(timestamp_ms, auth.now_ms(), self.limits.logon_window_ms):
             raise RequestError(Code.BAD_CREDENTIALS)
-        info = await self.key_info(api_key)
-        if not auth.signature_ok(info.secret, signed_timestamp, nonce, api_key, signature):
+        info = await self.key_info_or_none(api_key)
+        # An unknown key is checked against a dummy secret: the same work either way.
+        secret = info.secret if info is not None else None
+        if (not auth.signature_ok(secret, signed_timestamp, nonce, api_key, signature)
+                or info is None):
             raise RequestError(Code.BAD_CREDENTIALS)
         # Nonces are recorded only for good signatures: garbage cannot fill the cache.
         if not self.nonces.use(api_key, replay_key):
@@ -268,15 +336,26 @@ class TradingCore:
 
     async def key_info(self, api_key: str) -> ApiKeyInfo:
         """The key's account, secret and permissions (cached); 2002 for an unknown key."""
+        info = await self.key_info_or_none(api_key)
+        if info is None:
+            raise RequestError(Code.BAD_CREDENTIALS)
+        return info
+
+    async def key_info_or_none(self, api_key: str) -> ApiKeyInfo | None:
+        """The key's record, or None for an unknown key. Unknown keys are remembered a
+        little while as known ones are, so probing them costs no matcher round trip more."""
         info = self.keys.get(api_key)
         if info is None:
+            if self._unknown_keys.known_unknown(api_key):
+                return None
             try:
                 async with asyncio.timeout(self.limits.request_timeout_s):
                     answer = await self.link.ask_nowait(GetApiKey(api_key=api_key))
             except (TimeoutError, LinkDown):
                 raise RequestError(Code.TIMEOUT, "no answer from the matcher") from None
             if not isinstance(answer, ApiKeyInfo):
-                raise RequestError(Code.BAD_CREDENTIALS)
+                self._unknown_keys.add(api_key)
+                return None
             info = answer
             self.keys.put(info)
             self.metrics.key_cache.set(len(self.keys))

@@ -29,6 +29,7 @@ from exchange.model.queries import (
     GetReports,
 )
 from exchange.model.sessions import CancelOnDisconnect
+from gateway.json_limits import TooDeep, check_depth
 
 RequestId = int | str | None
 
@@ -94,8 +95,11 @@ class EnvelopeError(RequestError):
 def parse_request(data: str | bytes) -> Request:
     """`{"id", "method", "params"?}`; anything else raises EnvelopeError (1001)."""
     try:
+        check_depth(data)
         obj = _DECODER.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except TooDeep as exc:
+        raise EnvelopeError(str(exc)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise EnvelopeError("not valid JSON") from None
     if not isinstance(obj, dict):
         raise EnvelopeError("a request is a JSON object")

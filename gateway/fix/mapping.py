@@ -26,9 +26,11 @@ from exchange.model.instruments import ExchangeConfig, Instrument
 from exchange.model.queries import GetOrder, OrderState
 from gateway.core.outcomes import band_message
 from gateway.core.reports import EXEC_TYPE, avg_px
+from gateway.core.validation import MAX_WIRE_INT
 from gateway.fix.codec import FixMessage
 
 MAX_CLIENT_ORDER_ID = 36
+_MAX_ORDER_ID_DIGITS = 16  # MAX_WIRE_INT (2**53) has 16 digits
 
 ORD_STATUS: dict[OrdStatus, str] = {
     "new": "0",
@@ -102,6 +104,14 @@ def _client_order_id(msg: FixMessage, tag: int = 11) -> str:
     return value
 
 
+def _bounded_order_id(digits: str) -> int:
+    """An OrderID(37) the link can carry (order ids are 64-bit), else 1002."""
+    value = int(digits[:_MAX_ORDER_ID_DIGITS + 1])
+    if len(digits) > _MAX_ORDER_ID_DIGITS or value >= MAX_WIRE_INT:
+        raise FixReject(Code.INVALID_VALUE, "OrderID(37) out of range")
+    return value
+
+
 def _order_ref(msg: FixMessage) -> tuple[int | None, str | None]:
     """(OrderID 37, OrigClOrdID 41): at least one is needed to name an order."""
     order_id_text = msg.get(37)
@@ -109,7 +119,7 @@ def _order_ref(msg: FixMessage) -> tuple[int | None, str | None]:
     if order_id_text:
         if not order_id_text.isdigit():
             raise FixReject(Code.UNKNOWN_ORDER, "unknown order")
-        order_id = int(order_id_text)
+        order_id = _bounded_order_id(order_id_text)
     orig = msg.get(41)
     if order_id is None and not orig:
         raise FixReject(Code.INVALID_VALUE, "OrderID(37) or OrigClOrdID(41) is required")
@@ -201,7 +211,8 @@ def cancel_replace_request(config: ExchangeConfig, account_id: int,
 def status_request(config: ExchangeConfig, account_id: int, msg: FixMessage) -> GetOrder:
     inst = _instrument(config, msg)
     order_id_text = msg.get(37)
-    order_id = int(order_id_text) if order_id_text and order_id_text.isdigit() else None
+    order_id = (_bounded_order_id(order_id_text)
+                if order_id_text and order_id_text.isdigit() else None)
     client_order_id = msg.get(11)
     if order_id is None and not client_order_id:
         raise FixReject(Code.INVALID_VALUE, "OrderID(37) or ClOrdID(11) is required")

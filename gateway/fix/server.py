@@ -109,9 +109,12 @@ class _FixPending(Pending):
 class FixConnection(TradingSession):
     """One TCP connection: the session layer, its logon, and its order traffic."""
 
+    idle_by_core = False  # the session layer's Heartbeat/TestRequest timers keep it
+
     def __init__(self, acceptor: FixAcceptor, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
-        super().__init__()
+        peer = writer.get_extra_info("peername")
+        super().__init__(str(peer[0]) if isinstance(peer, tuple) and peer else "")
         self.acceptor = acceptor
         self.core = acceptor.core
         self.loop = asyncio.get_running_loop()
@@ -482,8 +485,12 @@ class FixConnection(TradingSession):
         detail = f"{int(code)} {text}"
         if retry_after_ms is not None:
             detail += f" retry_after_ms={retry_after_ms}"
-        log.info("fix_request_rejected", session_id=self.session_id, msg_type=msg.msg_type,
-                 code=int(code))
+        unlogged = self.core.rejection_log.take()  # sampled, as on the WebSocket
+        if unlogged is None:
+            self.core.metrics.rejections_unlogged.inc()
+        else:
+            log.info("fix_request_rejected", session_id=self.session_id,
+                     msg_type=msg.msg_type, code=int(code), unlogged_before=unlogged)
         msg_type = msg.msg_type
         if msg_type in ("F", "G"):
             order_id = msg.get_int(37)

@@ -49,7 +49,7 @@ class TradeSession(TradingSession):
     def __init__(self, ws: web.WebSocketResponse, request: web.Request, *, send_buffer: int,
                  metrics: GatewayMetrics, requests_bucket: TokenBucket,
                  flusher: Flusher) -> None:
-        super().__init__()
+        super().__init__(request.remote or "")
         self.ws = ws
         self.request = request
         self.metrics = metrics

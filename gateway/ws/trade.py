@@ -231,8 +231,14 @@ class TradeGateway:
                 error["retry_after_ms"] = retry_after_ms
             body["error"] = error
             # Named here: answers from the matcher run outside the session's log context.
-            log.info("request_rejected", method=method, code=int(code), msg=error["msg"],
-                     session_id=session.session_id, account_id=session.account_id)
+            # Sampled: a flood of bad requests must not become a flood of log lines.
+            unlogged = self.core.rejection_log.take()
+            if unlogged is None:
+                self.metrics.rejections_unlogged.inc()
+            else:
+                log.info("request_rejected", method=method, code=int(code), msg=error["msg"],
+                         session_id=session.session_id, account_id=session.account_id,
+                         unlogged_before=unlogged)
         body["rate_limits"] = self._rate_limits(session)
         self.metrics.count_request(method or "invalid", int(code))
         session.send(body, received_at=received_at, method=method or "invalid")
@@ -240,7 +246,11 @@ class TradeGateway:
     def _too_large_body(self, session: TradeSession) -> dict[str, Any]:
         code = Code.TOO_LARGE
         self.metrics.count_request("invalid", int(code))
-        log.info("request_rejected", method="", code=int(code))
+        unlogged = self.core.rejection_log.take()
+        if unlogged is None:
+            self.metrics.rejections_unlogged.inc()
+        else:
+            log.info("request_rejected", method="", code=int(code), unlogged_before=unlogged)
         return {"id": None, "status": STATUS_OF[code],
                 "error": {"code": int(code),
                           "msg": f"message larger than {self.limits.max_message_bytes} bytes"},

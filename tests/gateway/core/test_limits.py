@@ -28,6 +28,7 @@ async def ex(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningE
         max_message_bytes=1024,
         max_connections_per_key=2,
         max_connections=12,
+        max_pre_logon=12,
         logon_timeout_s=0.5,
         idle_timeout_s=1.0,
     )
@@ -138,7 +139,7 @@ async def test_messages_keep_a_session_open_past_the_idle_timeout(ex: RunningExc
     assert loop.time() - quiet_from >= 0.9
 
 
-async def test_total_connections(ex: RunningExchange) -> None:
+async def test_connections_not_logged_on_are_bounded(ex: RunningExchange) -> None:
     from gateway.app import TRADE_KEY
 
     assert ex.runner is not None
