@@ -28,7 +28,8 @@ async def ex(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningE
     # Pings every 0.2 s: the clients' pongs arrive far more often than any deadline.
     trade = limits(heartbeat_s=0.2, logon_timeout_s=0.6, idle_timeout_s=1.0, max_pre_logon=3,
                    max_connections=2)
-    async with running_exchange(tmp_path_factory.mktemp("guards"), trade=trade) as running:
+    async with running_exchange(tmp_path_factory.mktemp("guards"), trade=trade,
+                                fix=True) as running:
         yield running
 
 
@@ -54,6 +55,15 @@ async def test_logon_deadline_fires_for_a_client_that_answers_pings(ex: RunningE
     anonymous = await TradeClient.connect(ex.ws_url)
     assert await _wait_closed(anonymous, 5) < 3
     assert anonymous.close_code == 1008
+
+
+async def test_fix_connection_that_never_logs_on_is_closed(ex: RunningExchange) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", ex.fix_port)
+    started = time.monotonic()
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""  # closed by the gateway
+    assert time.monotonic() - started < 3
+    writer.close()
 
 
 async def test_idle_deadline_fires_for_a_silent_logged_on_client(ex: RunningExchange) -> None:
