@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiohttp import WSMsgType, web
 from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
 from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 
+from gateway.ws.masking import PROTOCOL_ERROR, MaskCheck
+
 log = structlog.get_logger("gateway.ws.direct")
+
 
 # (message data, its size in bytes) of one text or binary message.
 DirectHandler = Callable[[Any, int], None]
@@ -46,6 +49,19 @@ class DirectQueue(WebSocketDataQueue):
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+
+_closing: set[asyncio.Task[bool]] = set()
+
+
+def _close_unmasked(ws: web.WebSocketResponse) -> None:
+    """An unmasked client frame (RFC 6455 5.1): close with 1002 and read nothing more."""
+    log.info("ws_unmasked_frame", detail="closing with 1002")
+    loop = ws._loop
+    if loop is not None:
+        task = loop.create_task(ws.close(code=PROTOCOL_ERROR, message=b"frames must be masked"))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
 
 
 def post_start(ws: web.WebSocketResponse, request: web.BaseRequest, protocol: str | None,
@@ -72,6 +88,7 @@ def post_start(ws: web.WebSocketResponse, request: web.BaseRequest, protocol: st
     ws._parser = parser
     # Feeds what arrived with the upgrade request at once: into the queue, since `direct`
     # is not set yet.
-    request.protocol.set_parser(parser, data_received_cb=callback)
+    checked = cast(WebSocketReader, MaskCheck(parser, lambda: _close_unmasked(ws)))
+    request.protocol.set_parser(checked, data_received_cb=callback)
     request.protocol.keep_alive(False)
     return queue

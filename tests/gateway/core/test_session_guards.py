@@ -170,3 +170,37 @@ async def test_rejections_are_logged_sampled_and_counted(ex: RunningExchange) ->
         await client.send_raw("not json")
     await wait_until(lambda: _metric(ex, "gateway_rejections_unlogged_total") > before, 5)
     await client.close()
+
+
+def _frame(payload: bytes, *, masked: bool) -> bytes:
+    head = bytes([0x81, (0x80 if masked else 0) | len(payload)])
+    if not masked:
+        return head + payload
+    key = b"\x01\x02\x03\x04"
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def test_unmasked_client_frames_close_the_connection_with_1002(
+        ex: RunningExchange) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", ex.port)
+    writer.write(b"GET /ws/trade HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+        b"HTTP/1.1 101")
+    writer.write(_frame(b'{"id":1,"method":"ping"}', masked=True))
+    answer = await asyncio.wait_for(reader.read(4096), 5)
+    assert b'"id":1' in answer  # a masked frame is read as usual (2001: not logged on)
+    writer.write(_frame(b'{"id":2,"method":"ping"}', masked=False))
+    await writer.drain()
+    received = b""
+    async with asyncio.timeout(5):
+        while b"\x88" not in received:
+            chunk = await reader.read(4096)
+            assert chunk, f"closed without a close frame: {received!r}"
+            received += chunk
+    close_at = received.index(b"\x88")
+    assert received[close_at + 2 : close_at + 4] == (1002).to_bytes(2, "big")
+    assert b'"id":2' not in received  # the unmasked frame was not read
+    writer.close()

@@ -1,0 +1,72 @@
+"""RFC 6455 section 5.1: a server must close the connection on a frame from the client that is
+not masked. aiohttp's frame reader accepts such frames; `MaskCheck` sits in front of it, reads
+only the frame headers (a few integer operations per frame, none per payload byte) and on an
+unmasked frame stops feeding the reader and has the connection closed with 1002.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+PROTOCOL_ERROR = 1002
+
+
+class MaskCheck:
+    """A payload parser (feed_data/feed_eof) that checks the mask bit of every frame."""
+
+    __slots__ = ("_head", "_inner", "_on_unmasked", "_skip", "violated")
+
+    def __init__(self, inner: Any, on_unmasked: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_unmasked = on_unmasked
+        self._head = b""  # an incomplete frame header
+        self._skip = 0  # payload bytes of the current frame still to come
+        self.violated = False
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self.violated:
+            return False, b""
+        bad_at = self._scan(data)
+        if bad_at < 0:
+            result: tuple[bool, bytes] = self._inner.feed_data(data)
+            return result
+        # The frames before the unmasked one are handled; nothing after it is read.
+        self.violated = True
+        if bad_at:
+            self._inner.feed_data(data[:bad_at])
+        self._on_unmasked()
+        return False, b""
+
+    def _scan(self, data: bytes) -> int:
+        """Follow frame boundaries through `data`: -1, or where in `data` the first unmasked
+        frame starts (0 when it started in an earlier chunk)."""
+        carried = len(self._head)
+        view = self._head + data if self._head else data
+        pos, end = 0, len(view)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            if end - pos < 2:
+                break
+            second = view[pos + 1]
+            if not second & 0x80:
+                return max(0, pos - carried)
+            size = second & 0x7F
+            header = 2 + (2 if size == 126 else 8 if size == 127 else 0) + 4
+            if end - pos < header:
+                break
+            if size == 126:
+                size = int.from_bytes(view[pos + 2 : pos + 4], "big")
+            elif size == 127:
+                size = int.from_bytes(view[pos + 2 : pos + 10], "big")
+            pos += header
+            self._skip = size
+        self._head = bytes(view[pos:]) if pos < end else b""
+        return -1
