@@ -76,7 +76,10 @@ def add_serving_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info")
     t, k = TradeLimits(), LinkLimits()
     parser.add_argument("--max-message-bytes", type=int, default=t.max_message_bytes)
-    parser.add_argument("--max-connections", type=int, default=t.max_connections)
+    parser.add_argument("--max-connections", type=int, default=t.max_connections,
+                        help="logged-on trading sessions (WebSocket and FIX)")
+    parser.add_argument("--max-pre-logon", type=int, default=t.max_pre_logon,
+                        help="trading connections not logged on yet, bounded apart")
     parser.add_argument("--max-connections-per-key", type=int,
                         default=t.max_connections_per_key)
     parser.add_argument("--send-buffer", type=int, default=t.send_buffer,
@@ -149,6 +152,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     trade = TradeLimits(
         max_message_bytes=args.max_message_bytes,
         max_connections=args.max_connections,
+        max_pre_logon=args.max_pre_logon,
         max_connections_per_key=args.max_connections_per_key,
         send_buffer=args.send_buffer,
         heartbeat_s=args.heartbeat,
