@@ -184,17 +184,27 @@ class FixConnection(TradingSession):
         return clordid, orig
 
     def _rename(self, order_id: int, clordid: str, orig: str) -> None:
-        self._forget_alias(order_id)
+        self._forget_alias(order_id, save=False)
         self._aliases[order_id] = (clordid, orig)
         self._by_clordid[clordid] = order_id
         if len(self._aliases) > _MAX_CLORDID_ALIASES:
             _, (old_clordid, _) = self._aliases.popitem(last=False)
             self._by_clordid.pop(old_clordid, None)
+        self._save_aliases()
 
-    def _forget_alias(self, order_id: int) -> None:
+    def _forget_alias(self, order_id: int, *, save: bool = True) -> None:
         alias = self._aliases.pop(order_id, None)
         if alias is not None:
             self._by_clordid.pop(alias[0], None)
+            if save:
+                self._save_aliases()
+
+    def _save_aliases(self) -> None:
+        """The session keeps them: after a reconnect the new ClOrdIDs still name orders."""
+        store = self.store
+        if store is not None:
+            store.aliases = dict(self._aliases)
+            store.save_aliases()
 
     def _named(self, clordid: str | None) -> int | None:
         """The order a ClOrdID given after a replace names (None: not a renamed one)."""
@@ -316,6 +326,8 @@ class FixConnection(TradingSession):
             self._act(self.session.reject_logon("logon rejected", now))
             return
         self.store = store
+        self._aliases = OrderedDict(store.aliases)
+        self._by_clordid = {clordid: oid for oid, (clordid, _) in store.aliases.items()}
         # Bound from here: the account's reports come (held until the catch-up is done).
         self.core.bind(self, info, COD_TAG_VALUES.get(logon.get(8013) or "N",
                                                       CancelOnDisconnect.NONE))

@@ -10,6 +10,9 @@ store's root holds:
 - `body`: the application messages sent, appended as `seq length sending_time type\\n` then
   the body fields; read back for a ResendRequest. Session-level messages are not stored:
   they are gap-filled, as QuickFIX does.
+- `aliases`: the session's replaced open orders, order id -> [newest ClOrdID, the one
+  before], so that a ClOrdID given in a replace still names the order after a reconnect
+  (rewritten whole, by rename, when it changes: only on replaces and their orders' end).
 - `lock`: `flock`ed while a connection holds the session, so that two gateways sharing the
   directory never run the same session at once (the second Logon is refused).
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -103,6 +107,10 @@ class SessionStore:
              self.created) = values
         # seq -> (offset of the body bytes, their length, sending time, type)
         self._index: dict[int, tuple[int, int, str, str]] = {}
+        self.aliases: dict[int, tuple[str, str]] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            raw_aliases = json.loads((path / "aliases").read_text())
+            self.aliases = {int(k): (str(v[0]), str(v[1])) for k, v in raw_aliases.items()}
         self._body_path = path / "body"
         self._body = open(self._body_path, "ab+")  # noqa: SIM115 - held for the session
         self._records = 0  # records in the file, live or not
@@ -114,6 +122,11 @@ class SessionStore:
         line = _SEQNUMS_FORMAT.format(self.next_in, self.next_out, self.last_account_seq,
                                       self.account_id, self.created)
         os.pwrite(self._seq_fd, line.encode(), 0)
+
+    def save_aliases(self) -> None:
+        tmp = self.path / "aliases.tmp"
+        tmp.write_text(json.dumps({str(k): list(v) for k, v in self.aliases.items()}))
+        os.replace(tmp, self.path / "aliases")
 
     def reset(self, now_s: int) -> None:
         """Both sequence numbers back to 1, nothing stored (141=Y or the daily reset)."""

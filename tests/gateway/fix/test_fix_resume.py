@@ -236,3 +236,26 @@ async def test_a_catch_up_the_matcher_does_not_answer_ends_in_a_logout(tmp_path:
         await again.send("D", sell("s1"))
         assert (await again.expect("8")).get(150) == "0"
         await again.close()
+
+
+async def test_a_replaced_clordid_still_names_the_order_after_a_reconnect(
+        tmp_path: Path) -> None:
+    async with running_exchange(tmp_path, fix=True) as ex:
+        alice = await ex.new_account(FUNDS)
+        client, _ = await fix_logon(ex, alice)
+        await client.send("D", sell("r1"))
+        order_id = (await client.expect("8")).get(37)
+        await client.send("G", [(11, "r2"), (41, "r1"), (55, SYM), (54, "2"), (38, "0.5"),
+                                (40, "2"), (44, "50000.00")])
+        assert (await client.expect("8")).get(150) == "5"
+        saved_out = client.next_out
+        await client.close()
+        await wait_until(lambda: fix_sessions(ex) == 0)
+        await ex.stop_gateway()
+        await ex.start_gateway()
+        again, _ = await fix_logon(ex, alice, next_out=saved_out)
+        await again.send("F", [(11, "r3"), (41, "r2"), (55, SYM), (54, "2")])
+        canceled = await again.expect("8")
+        assert (canceled.get(150), canceled.get(11), canceled.get(41), canceled.get(37)) == (
+            "4", "r3", "r2", order_id)
+        await again.close()
