@@ -11,7 +11,7 @@ import contextlib
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exchange.link.codec import encode_command
@@ -82,10 +82,21 @@ _values = (st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), 
            | st.sampled_from(["BTC-USD", "1", "2", "3", "4", "0.5", "101.25", "Y", "N",
                               "99999999999999999999999", "-1", "1e3", ""]))
 _fields = st.lists(st.tuples(_tags, _values), max_size=12)
+# A well-formed order message with a few fields replaced: reaches past the first check.
+_BASE = {55: "BTC-USD", 11: "c1", 54: "1", 38: "1", 40: "2", 44: "50000", 37: "5", 41: "c0"}
+_numbers = st.sampled_from(["99999999999999999999999", "18446744073709551616", "0", "-1",
+                           "1e3", "0.5", "9" * 40, "4611686018427387905"])
+_near_valid = st.dictionaries(st.sampled_from([37, 38, 44, 99, 111]) | _tags,
+                              _numbers | _values, max_size=3).map(
+    lambda changes: list({**_BASE, **changes}.items()))
 
 
 @FUZZ
-@given(_fields, st.sampled_from(["D", "F", "G", "H"]))
+@given(_fields | _near_valid, st.sampled_from(["D", "F", "G", "H"]))
+@example([(55, "BTC-USD"), (11, "c1"), (37, "99999999999999999999999")], "F")
+@example([(55, "BTC-USD"), (11, "c1"), (37, "18446744073709551616")], "H")
+@example([(55, "BTC-USD"), (11, "c1"), (54, "1"), (38, "1"), (40, "2"),
+          (44, "9" * 39)], "D")
 def test_fix_mapping_builds_a_command_or_rejects(fields: list[tuple[int, str]],
                                                   msg_type: str) -> None:
     msg = FixMessage([(35, msg_type), *fields])
