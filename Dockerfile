@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY exchange ./exchange
 COPY gateway ./gateway
 COPY loadtest ./loadtest
+COPY bench ./bench
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 exchange \
     && mkdir -p /data /secrets && chown exchange /data /secrets && chmod 0700 /data /secrets
