@@ -67,6 +67,8 @@ class GatewaySettings:
     # connections may be waiting for theirs (gateway/http_guard.py).
     header_timeout_s: float = 10.0
     max_pending_http: int = 512
+    # SO_REUSEPORT on the FIX port too: several gateways on one port only when asked.
+    reuse_port: bool = False
 
 
 LINK_KEY = web.AppKey("matcher_link", MatcherLink)
@@ -132,7 +134,8 @@ def build_app(settings: GatewaySettings, link: MatcherLink, config: ExchangeConf
         app[FIX_KEY] = fix
 
         async def fix_ctx(app: web.Application) -> AsyncIterator[None]:
-            await fix.start(settings.host, settings.fix_port or 0, tls=settings.tls)
+            await fix.start(settings.host, settings.fix_port or 0, tls=settings.tls,
+                            reuse_port=settings.reuse_port)
             yield
             await fix.stop()
 

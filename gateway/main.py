@@ -30,6 +30,7 @@ from exchange.logs import configure_logging
 from gateway.admin.http import MIN_ADMIN_TOKEN, AdminApi
 from gateway.app import METRICS_KEY, GatewaySettings, create_app, default_gateway_id
 from gateway.core.matcher_link import LinkLimits
+from gateway.core.ports import PortInUse, port_in_use
 from gateway.core.ratelimit import RateLimit
 from gateway.core.trading import TradeLimits
 from gateway.fix.store import DEFAULT_MAX_MESSAGES
@@ -168,6 +169,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     return GatewaySettings(matcher=args.matcher, gateway_id=args.gateway_id or
                            default_gateway_id(), redis_url=args.redis, trade=trade, link=link,
                            fix_port=args.fix_port, fix_comp_id=args.fix_comp_id, host=args.host,
+                           reuse_port=args.reuse_port,
                            fix_store=Path(args.fix_store) if args.fix_store else None,
                            fix_store_messages=args.fix_store_messages,
                            fix_reset_at=_reset_time(args.fix_reset_at), tls=tls,
@@ -182,13 +184,6 @@ def _reset_time(text: str | None) -> datetime.time | None:
         return datetime.time.fromisoformat(text)
     except ValueError:
         raise SystemExit(f"exchange gateway: --fix-reset-at: {text!r} is not HH:MM") from None
-
-
-class PortInUse(OSError):
-    """The listening port is taken (by another exchange, or anything else)."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 def listen_socket(host: str, port: int, *, reuse_port: bool = False,
@@ -209,8 +204,7 @@ def listen_socket(host: str, port: int, *, reuse_port: bool = False,
             sock.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                hint = "" if reuse_port else " (to share it with other gateways: --reuse-port)"
-                raise PortInUse(exc.errno, f"port {port} on {host} is in use{hint}") from None
+                raise port_in_use("port", host, port, reuse_port) from None
             raise
         sock.listen(backlog)
         sock.setblocking(False)

@@ -36,8 +36,8 @@ from exchange.cli.supervise import MatcherFailed, MatcherSupervisor, say
 from exchange.journal.datadir import NotADataDir, claim
 from exchange.journal.files import secure_dir
 from exchange.link.client import LinkClient, LinkDown
+from gateway.core.ports import PortInUse
 from gateway.main import (
-    PortInUse,
     add_serving_arguments,
     admin_token,
     listen_socket,
@@ -228,7 +228,7 @@ async def _up(args: argparse.Namespace) -> int:
         if failure:
             say(failure[0])
             code = 1
-    except MatcherFailed as exc:
+    except (MatcherFailed, PortInUse) as exc:  # PortInUse: the FIX port
         listening.close()
         say(f"cannot start: {exc}")
         code = 1

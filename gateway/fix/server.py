@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import errno
 import ssl
 import time
 from collections import OrderedDict
@@ -44,6 +45,7 @@ from exchange.model.queries import (
 from exchange.model.sessions import CancelOnDisconnect
 from gateway.core.matcher_link import Overloaded, Unavailable
 from gateway.core.outcomes import Refusal, refusal, rejection
+from gateway.core.ports import port_in_use
 from gateway.core.sessions import TradingSession
 from gateway.core.trading import READ, TRADE, Pending, TradingCore
 from gateway.core.validation import RequestError
@@ -542,9 +544,16 @@ class FixAcceptor:
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> None:
-        self._server = await asyncio.start_server(self._accept, host, port, reuse_port=True,
-                                                  ssl=tls)
+    async def start(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
+                    reuse_port: bool = False) -> None:
+        """Listen; a port in use raises PortInUse unless every listener shares it."""
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port,
+                                                      reuse_port=reuse_port, ssl=tls)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise port_in_use("FIX port", host, port, reuse_port) from None
+            raise
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("fix_listening", host=host, port=self.port, comp_id=self.comp_id,
                  tls=tls is not None)

@@ -208,3 +208,15 @@ async def test_up_from_a_settings_file_with_the_admin_api(tmp_path: Path) -> Non
     (tmp_path / "token").write_text("short\n")
     _, err = await run_up_expecting_failure(tmp_path / "d", port, "--settings", str(settings))
     assert "cannot start: --admin-token-file" in err and "at least 16 characters" in err
+
+
+async def test_fix_port_in_use_is_refused_too(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        fix_port = holder.getsockname()[1]
+        out, err = await run_up_expecting_failure(tmp_path / "d", free_port(),
+                                                  "--fix-port", str(fix_port))
+    assert "ws://" not in out
+    assert (f"exchange up: cannot start: FIX port {fix_port} on 127.0.0.1 is in use "
+            "(to share it with other gateways: --reuse-port)") in err
