@@ -91,3 +91,20 @@ def test_secrets_key_cli_makes_a_private_file_and_refuses_to_overwrite(tmp_path:
     line = subprocess.run([*run[:4], "--id", "k2"], capture_output=True, text=True,
                           timeout=60).stdout.strip()
     assert KeyRing.parse(line).keys[0][0] == "k2"
+
+
+def test_an_unknown_key_pays_the_same_aes_gcm_open_as_a_sealed_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ring = KeyRing.parse(new_key_line())
+    opened: list[str] = []
+    real_open = KeyRing.open
+
+    def counting_open(self: KeyRing, stored: str, api_key: str) -> str | None:
+        opened.append(stored)
+        return real_open(self, stored, api_key)
+
+    monkeypatch.setattr(KeyRing, "open", counting_open)
+    signature = hmac_signature("s", PAYLOAD)
+    assert verify(ring.seal("s", "key1"), "key1", PAYLOAD, signature, ring)
+    assert not verify(None, "key1", PAYLOAD, signature, ring)
+    assert len(opened) == 2  # one open each: the unknown key's fails, as it must
