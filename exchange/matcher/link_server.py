@@ -1,3 +1,4 @@
+# Kept whole: the per-link protocol and the routing tables it feeds change together.
 """The matcher's end of the link: accepts gateways, decodes frames, routes answers back.
 
 One `GatewayLink` per connection (an asyncio Protocol). It handshakes (Hello -> Welcome),

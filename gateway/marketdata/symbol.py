@@ -1,3 +1,4 @@
+# Kept whole: book, sequence checks, resync and fan-out are one state machine.
 """One symbol's feed inside a gateway: its L2 book, sequence checks, resync and fan-out.
 
 Book subscribers are grouped into views by (depth, interval_ms) (see views.py). An
