@@ -10,43 +10,30 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     exit 1
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# need PACKAGES WHY -- CHECK...: when CHECK fails, install Debian's PACKAGES as root, or else say
+# what to install and stop. Tests that need a server start their own on a free port.
+need() {
+    local packages=$1 why=$2
+    shift 3
+    "$@" && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing redis-server (Debian package) for the market-data tests"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-    else
-        echo "redis-server is not installed: install the 'redis-server' package (e.g. sudo apt-get install redis-server);" >&2
-        echo "the tests start their own server on a free port and never use a running one." >&2
-        exit 1
-    fi
-fi
-
-# The trading page's tests drive a real headless Chromium (Debian's chromium + chromium-driver).
-if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing chromium and chromium-driver (Debian packages) for the browser tests"
+        echo "installing $packages (Debian packages) for $why"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-            install -y -qq chromium chromium-driver >/dev/null
+            install -y -qq $packages >/dev/null
     else
-        echo "chromium or chromedriver is not installed: install the 'chromium' and" >&2
-        echo "'chromium-driver' packages (e.g. sudo apt-get install chromium chromium-driver);" >&2
-        echo "the browser tests start their own exchange on free ports." >&2
+        echo "missing for $why: install the Debian packages '$packages'" >&2
+        echo "(e.g. sudo apt-get install $packages); the tests never use a running server." >&2
         exit 1
     fi
-fi
+}
+have() { command -v "$1" >/dev/null 2>&1; }
 
-# promtool checks and unit-tests the Prometheus alert rules in deploy/ (tests/deploy).
-if ! command -v promtool >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing prometheus (Debian package, for promtool) for the deploy tests"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
-            install -y -qq prometheus >/dev/null
-    else
-        echo "promtool is not installed: install the 'prometheus' package (e.g. sudo apt-get" >&2
-        echo "install prometheus); the tests run promtool on deploy/prometheus only." >&2
-        exit 1
-    fi
-fi
+need "redis-server" "the market-data tests" -- have redis-server
+need "chromium chromium-driver" "the trading page's headless-browser tests" -- \
+    eval 'have chromium && have chromedriver'
+need "prometheus" "promtool, which checks and unit-tests deploy/'s alert rules" -- have promtool
+need "g++ libquickfix-dev" "the real QuickFIX initiator in the FIX tests" -- \
+    eval 'have g++ && [ -f /usr/include/quickfix/SocketInitiator.h ]'
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
