@@ -14,6 +14,8 @@ from pathlib import Path
 
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 # "func (path/to/file.py:123)" -> "func (path/to/file.py)": aggregate by function, not line.
+# The checkout this module runs from: frames under it are shown relative to it.
+_PROJECT_ROOT = f"{Path(__file__).resolve().parents[1]}/"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
@@ -30,7 +32,7 @@ def _function(frame: str) -> str:
         return frame.strip()
     path = m.group("file")
     # Keep the project-relative part of the path (or the library's module path).
-    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3", _PROJECT_ROOT):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
