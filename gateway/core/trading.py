@@ -365,7 +365,7 @@ class TradingCore:
 
     @staticmethod
     def admit(session: TradingSession, permission: str, *, order: bool = False) -> None:
-        """1003 unless the session's key has `permission` (TRADE or READ); for a new or
+        """2003 unless the session's key has `permission` (TRADE or READ); for a new or
         changed order (`order`: place, amend) also one token of the key's order budget, or
         4001 with the wait. One call: it runs for every request."""
         if permission not in session.permissions:
