@@ -10,6 +10,7 @@ from aiohttp import WSMsgType, web
 from gateway.marketdata import metrics
 from gateway.marketdata.client import MdClient
 from gateway.marketdata.hub import MdHub
+from gateway.masking import MaskedWebSocketResponse
 
 # Requests are small JSON objects; a frame larger than this closes the socket (1009).
 MAX_FRAME_BYTES = 64 * 1024
@@ -29,8 +30,9 @@ async def md_websocket(request: web.Request, hub: MdHub) -> web.StreamResponse:
             },
             status=503,
         )
-    # compress=False: frames are encoded once and written as-is to every subscriber.
-    ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_FRAME_BYTES)
+    # compress=False: frames are encoded once and written as-is to every subscriber. Unmasked
+    # client frames close the connection with 1002 (RFC 6455 5.1).
+    ws = MaskedWebSocketResponse(compress=False, max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     transport = request.transport
     if transport is None:  # the peer is already gone

@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
 from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 
-from gateway.ws.masking import PROTOCOL_ERROR, MaskCheck
+from gateway.masking import MaskCheck, close_unmasked
 
 log = structlog.get_logger("gateway.ws.direct")
 
@@ -51,19 +51,6 @@ class DirectQueue(WebSocketDataQueue):
         return len(self._buffer)
 
 
-_closing: set[asyncio.Task[bool]] = set()
-
-
-def _close_unmasked(ws: web.WebSocketResponse) -> None:
-    """An unmasked client frame (RFC 6455 5.1): close with 1002 and read nothing more."""
-    log.info("ws_unmasked_frame", detail="closing with 1002")
-    loop = ws._loop
-    if loop is not None:
-        task = loop.create_task(ws.close(code=PROTOCOL_ERROR, message=b"frames must be masked"))
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
-
-
 def post_start(ws: web.WebSocketResponse, request: web.BaseRequest, protocol: str | None,
                writer: Any) -> DirectQueue | None:
     """`WebSocketResponse._post_start` with a DirectQueue as the parser's queue.
@@ -88,7 +75,7 @@ def post_start(ws: web.WebSocketResponse, request: web.BaseRequest, protocol: st
     ws._parser = parser
     # Feeds what arrived with the upgrade request at once: into the queue, since `direct`
     # is not set yet.
-    checked = cast(WebSocketReader, MaskCheck(parser, lambda: _close_unmasked(ws)))
+    checked = cast(WebSocketReader, MaskCheck(parser, lambda: close_unmasked(ws)))
     request.protocol.set_parser(checked, data_received_cb=callback)
     request.protocol.keep_alive(False)
     return queue

@@ -1,6 +1,7 @@
 """Deadlines that fire whatever pongs arrive, pre-logon connections bounded apart from traders,
 failed logons throttled per address, unknown keys answered like known ones, sampled logs,
-nested JSON refused on /ws/trade, FIX order ids bounded."""
+nested JSON refused on /ws/trade, FIX order ids bounded, unmasked frames refused on both
+WebSocket endpoints."""
 
 from __future__ import annotations
 
@@ -180,19 +181,32 @@ def _frame(payload: bytes, *, masked: bool) -> bytes:
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+# A request each endpoint answers with its id: on /ws/trade 2001 (not logged on), on /ws/md
+# an unsubscribe.
+_ANSWERED = {
+    "/ws/trade": b'{"id":%d,"method":"ping"}',
+    "/ws/md": b'{"id":%d,"method":"unsubscribe","params":{"symbols":[]}}',
+}
+
+
+@pytest.mark.parametrize("path", sorted(_ANSWERED))
 async def test_unmasked_client_frames_close_the_connection_with_1002(
-        ex: RunningExchange) -> None:
+        ex: RunningExchange, path: str) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", ex.port)
-    writer.write(b"GET /ws/trade HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  b"Sec-WebSocket-Version: 13\r\n\r\n")
     await writer.drain()
     assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
         b"HTTP/1.1 101")
-    writer.write(_frame(b'{"id":1,"method":"ping"}', masked=True))
-    answer = await asyncio.wait_for(reader.read(4096), 5)
-    assert b'"id":1' in answer  # a masked frame is read as usual (2001: not logged on)
-    writer.write(_frame(b'{"id":2,"method":"ping"}', masked=False))
+    writer.write(_frame(_ANSWERED[path] % 1, masked=True))
+    answer = b""
+    async with asyncio.timeout(5):
+        while b'"id":1' not in answer:  # a masked frame is read as usual
+            chunk = await reader.read(4096)
+            assert chunk, f"closed before answering: {answer!r}"
+            answer += chunk
+    writer.write(_frame(_ANSWERED[path] % 2, masked=False))
     await writer.drain()
     received = b""
     async with asyncio.timeout(5):

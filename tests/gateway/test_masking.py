@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.ws.masking import MaskCheck
+from gateway.masking import MaskCheck
 
 
 def _frame(size: int, *, masked: bool = True) -> bytes:

@@ -2,14 +2,69 @@
 not masked. aiohttp's frame reader accepts such frames; `MaskCheck` sits in front of it, reads
 only the frame headers (a few integer operations per frame, none per payload byte) and on an
 unmasked frame stops feeding the reader and has the connection closed with 1002.
+
+Both WebSocket endpoints use it (/ws/trade through gateway/ws/direct.py, /ws/md through
+`MaskedWebSocketResponse`), so it sits below both transports.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+
+import structlog
+from aiohttp import web
+from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+
+log = structlog.get_logger("gateway.masking")
 
 PROTOCOL_ERROR = 1002
+
+# Close tasks started from the parser callback; held so they are not collected mid-close.
+_closing: set[asyncio.Task[bool]] = set()
+
+
+def close_unmasked(ws: web.WebSocketResponse) -> None:
+    """An unmasked client frame (RFC 6455 5.1): close with 1002 and read nothing more."""
+    log.info("ws_unmasked_frame", detail="closing with 1002")
+    loop = ws._loop
+    if loop is not None:
+        task = loop.create_task(ws.close(code=PROTOCOL_ERROR, message=b"frames must be masked"))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+class MaskedWebSocketResponse(web.WebSocketResponse):
+    """A WebSocketResponse whose frame reader refuses unmasked client frames.
+
+    `_post_start` does what `WebSocketResponse._post_start` does in aiohttp 3.14 (pinned in
+    pyproject.toml) with a `MaskCheck` in front of the parser; where those internals are
+    missing it falls back to aiohttp's own `_post_start` (frames then are not checked).
+    """
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None,
+                    writer: Any) -> None:
+        try:
+            loop = self._loop
+            assert loop is not None
+            queue = WebSocketDataQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
+            parser = WebSocketReader(queue, self._max_msg_size, bool(self._compress),
+                                     self._decode_text)
+            callback = None if self._heartbeat is None else self._on_data_received
+        except (AttributeError, TypeError) as exc:  # pragma: no cover - aiohttp internals moved
+            log.warning("ws_mask_check_unavailable", error=repr(exc))
+            super()._post_start(request, protocol, writer)
+            return
+        self._ws_protocol = protocol
+        self._writer = writer
+        self._reset_heartbeat()
+        self._reader = queue
+        self._parser = parser
+        checked = cast(WebSocketReader, MaskCheck(parser, lambda: close_unmasked(self)))
+        request.protocol.set_parser(checked, data_received_cb=callback)
+        request.protocol.keep_alive(False)
 
 
 class MaskCheck:
