@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from exchange import credentials
+
 STARTUP_TIMEOUT_S = 30.0
 # The gateway's per-key/per-connection rate limits protect the exchange from one client; a
 # benchmark offers its load through few sessions, so it raises them out of the way.
@@ -107,6 +109,17 @@ class Cluster:
         self.url = ""
         self.matcher_metrics_url = ""
 
+    def _use_secrets_key(self) -> None:
+        """API secrets are sealed at rest: without a key ring from the caller's environment,
+        make one in the work dir and name it in this process's environment, which the
+        gateway inherits and the in-process account provisioning reads."""
+        if os.environ.get(credentials.KEY_ENV) or os.environ.get(credentials.KEY_FILE_ENV):
+            return
+        path = self.workdir / "secrets-key"
+        if not path.exists():
+            credentials.write_new_key_file(path)
+        os.environ[credentials.KEY_FILE_ENV] = str(path)
+
     def _spawn(self, name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.workdir / f"{name}.log"
         with log.open("wb") as out:
@@ -117,6 +130,7 @@ class Cluster:
 
     def start(self) -> Cluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._use_secrets_key()
         exe = [sys.executable, "-m", "exchange.cli.main"]
         redis_bin = shutil.which("redis-server")
         if self.want_redis and redis_bin:
