@@ -16,11 +16,13 @@ from exchange.model.commands import (
     Deposit,
     HaltSymbol,
     ResumeSymbol,
+    RevokeApiKey,
     Withdraw,
 )
 from exchange.model.events import (
     AccountCreated,
     ApiKeyCreated,
+    ApiKeyRevoked,
     CommandRejected,
     Deposited,
     Event,
@@ -38,6 +40,7 @@ _UNKNOWN_SYMBOL = int(Code.UNKNOWN_SYMBOL)
 _UNKNOWN_ACCOUNT = int(Code.UNKNOWN_ACCOUNT)
 _BALANCE = int(Code.INSUFFICIENT_BALANCE)
 _DUP_KEY = int(Code.DUPLICATE_API_KEY)
+_UNKNOWN_KEY = int(Code.UNKNOWN_API_KEY)
 
 
 class Admin(EngineBase):
@@ -65,6 +68,14 @@ class Admin(EngineBase):
                 permissions=c.permissions,
             )
         ]
+
+    def _revoke_api_key(self, c: RevokeApiKey, seq: int, ts: int) -> list[Event]:
+        """The key is forgotten: GetApiKey, snapshots and replays no longer know it, so it
+        is refused as an unknown key is. Revoking it again is 3010, as for a key never made."""
+        key = self._api_keys.pop(c.api_key, None)
+        if key is None:
+            return [CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_KEY, reason="unknown api key")]
+        return [ApiKeyRevoked(seq=seq, ts=ts, account_id=key.account_id, api_key=c.api_key)]
 
     def _funds_check(self, c: Deposit | Withdraw, seq: int, ts: int) -> list[Event] | None:
         if (

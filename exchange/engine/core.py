@@ -32,6 +32,7 @@ from exchange.model.commands import (
     HaltSymbol,
     PlaceOrder,
     ResumeSymbol,
+    RevokeApiKey,
     Withdraw,
 )
 from exchange.model.events import CommandRejected, Event
@@ -58,6 +59,8 @@ class Engine(Placing, Amending, Admin, Queries, Snapshots, Invariants):
                 return self._create_account(command, seq, ts)
             case CreateApiKey():
                 return self._create_api_key(command, seq, ts)
+            case RevokeApiKey():
+                return self._revoke_api_key(command, seq, ts)
             case Deposit():
                 return self._deposit(command, seq, ts)
             case Withdraw():

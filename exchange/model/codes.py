@@ -33,6 +33,7 @@ class Code(IntEnum):
     SYMBOL_HALTED = 3007
     UNKNOWN_ACCOUNT = 3008
     DUPLICATE_API_KEY = 3009
+    UNKNOWN_API_KEY = 3010
 
 
 STATUS_OF: dict[Code, int] = {
@@ -57,6 +58,7 @@ STATUS_OF: dict[Code, int] = {
     Code.SYMBOL_HALTED: 503,
     Code.UNKNOWN_ACCOUNT: 404,
     Code.DUPLICATE_API_KEY: 409,
+    Code.UNKNOWN_API_KEY: 404,
 }
 
 
@@ -82,4 +84,5 @@ MESSAGES: dict[Code, str] = {
     Code.SYMBOL_HALTED: "symbol halted",
     Code.UNKNOWN_ACCOUNT: "unknown account",
     Code.DUPLICATE_API_KEY: "duplicate api key",
+    Code.UNKNOWN_API_KEY: "unknown api key",
 }

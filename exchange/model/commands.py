@@ -90,6 +90,10 @@ class CreateApiKey(_Command, tag="create_api_key", kw_only=True, frozen=True):
     permissions: tuple[Permission, ...] = ("trade", "read")
 
 
+class RevokeApiKey(_Command, tag="revoke_api_key", kw_only=True, frozen=True):
+    api_key: str
+
+
 class Deposit(_Command, tag="deposit", kw_only=True, frozen=True):
     account_id: int
     asset: str
@@ -128,6 +132,7 @@ Command = (
     | CancelAll
     | CreateAccount
     | CreateApiKey
+    | RevokeApiKey
     | Deposit
     | Withdraw
     | HaltSymbol

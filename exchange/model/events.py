@@ -13,7 +13,7 @@ one command are ordered; the first one answers the command itself:
 - Batch       -> the events of each of its commands in turn (each starts with the event
                  that answers it), or CommandRejected
 - a trade that reaches a stop order's stop price -> OrderTriggered, then its fills/rest
-- operator commands -> AccountCreated / ApiKeyCreated / Deposited / Withdrawn /
+- operator commands -> AccountCreated / ApiKeyCreated / ApiKeyRevoked / Deposited / Withdrawn /
                  SymbolHalted / SymbolResumed, or CommandRejected
 
 Order events carry the order's whole state after the event, so an execution report can be
@@ -143,6 +143,11 @@ class ApiKeyCreated(_Event, tag="api_key_created", kw_only=True, frozen=True):
     permissions: tuple[Permission, ...]
 
 
+class ApiKeyRevoked(_Event, tag="api_key_revoked", kw_only=True, frozen=True):
+    account_id: int
+    api_key: str
+
+
 class Deposited(_Event, tag="deposited", kw_only=True, frozen=True):
     account_id: int
     asset: str
@@ -207,6 +212,7 @@ Event = (
     | CommandRejected
     | AccountCreated
     | ApiKeyCreated
+    | ApiKeyRevoked
     | Deposited
     | Withdrawn
     | SymbolHalted

@@ -31,12 +31,14 @@ from exchange.model.commands import (
     HaltSymbol,
     PlaceOrder,
     ResumeSymbol,
+    RevokeApiKey,
     Withdraw,
 )
 from exchange.model.events import (
     AccountCreated,
     AllCanceled,
     ApiKeyCreated,
+    ApiKeyRevoked,
     BookChanged,
     CancelRejected,
     CommandRejected,
@@ -714,6 +716,12 @@ class ReferenceEngine:
                         permissions=c.permissions,
                     )
                 )
+        elif isinstance(c, RevokeApiKey):
+            if c.api_key in self.keys:
+                aid = self.keys.pop(c.api_key)
+                ev.append(ApiKeyRevoked(seq=seq, ts=ts, account_id=aid, api_key=c.api_key))
+            else:
+                ev.append(CommandRejected(seq=seq, ts=ts, code=3010, reason="unknown api key"))
         elif isinstance(c, Deposit | Withdraw):
             if (
                 c.asset not in self.net
@@ -931,6 +939,8 @@ class StreamGenerator:
             return cls(account_id=self._account(), asset=asset, amount=amount)
         if r < 0.96:
             return (HaltSymbol if rng.random() < 0.25 else ResumeSymbol)(symbol=symbol)
+        if r < 0.985:
+            return RevokeApiKey(api_key=rng.choice(["k1", "k2", "k3", ""]))
         if r < 0.998:
             return CreateApiKey(
                 account_id=self._account(), api_key=rng.choice(["k1", "k2", "k3", ""]),

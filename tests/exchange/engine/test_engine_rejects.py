@@ -16,6 +16,7 @@ from exchange.model.commands import (
     HaltSymbol,
     PlaceOrder,
     ResumeSymbol,
+    RevokeApiKey,
     Withdraw,
 )
 from exchange.model.events import CancelRejected, CommandRejected, OrderRejected
@@ -152,6 +153,8 @@ OPERATOR_CASES: list[tuple[str, Command, int]] = [
     ("empty api key", CreateApiKey(account_id=2, api_key="", secret="s"), 1002),
     ("empty permissions",
      CreateApiKey(account_id=2, api_key="k3", secret="s", permissions=()), 1002),
+    ("revoke unknown api key", RevokeApiKey(api_key="k2"), 3010),
+    ("revoke empty api key", RevokeApiKey(api_key=""), 3010),
     ("halt unknown symbol", HaltSymbol(symbol="X"), 1003),
     ("resume unknown symbol", ResumeSymbol(symbol="X"), 1003),
     ("cancel all unknown symbol", CancelAll(account_id=1, symbol="X"), 1003),
