@@ -3,6 +3,7 @@
     exchange admin --matcher unix:/run/exchange/matcher.sock create-account [--label L]
     exchange admin --matcher ADDR create-key --account N [--permissions trade,read]
     exchange admin --matcher ADDR create-key --account N --ed25519-public-key HEX_OR_BASE64
+    exchange admin --matcher ADDR revoke-key --key API_KEY
     exchange admin --matcher ADDR deposit --account N --asset USD --amount 100.5
     exchange admin --matcher ADDR withdraw --account N --asset USD --amount 1
     exchange admin --matcher ADDR halt BTC-USD | resume BTC-USD
@@ -61,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--permissions", default="trade,read")
     p.add_argument("--ed25519-public-key", default=None,
                    help="an Ed25519 key: the exchange keeps this public key, no secret")
+    p = sub.add_parser("revoke-key", help="revoke an API key: its sessions are closed and its "
+                       "logons refused", parents=[common])
+    p.add_argument("--key", required=True, help="the api_key to revoke")
     for name in ("deposit", "withdraw"):
         p = sub.add_parser(name, help=f"{name} an amount (decimal string) of an asset",
                            parents=[common])
@@ -89,6 +93,10 @@ async def execute(client: LinkClient, args: argparse.Namespace) -> dict[str, Any
             key, secret = await admin_ops.create_api_key(client, args.account, perms)
             return {"account_id": args.account, "api_key": key, "secret": secret,
                     "permissions": perms}
+        case "revoke-key":
+            revoked = await admin_ops.revoke_api_key(client, args.key)
+            return {"api_key": revoked.api_key, "account_id": revoked.account_id,
+                    "revoked": True, "seq": revoked.seq}
         case "deposit" | "withdraw":
             op = admin_ops.deposit if args.admin_command == "deposit" else admin_ops.withdraw
             event = await op(client, args.account, args.asset, args.amount)

@@ -32,11 +32,13 @@ from exchange.model.commands import (
     HaltSymbol,
     Permission,
     ResumeSymbol,
+    RevokeApiKey,
     Withdraw,
 )
 from exchange.model.events import (
     AccountCreated,
     ApiKeyCreated,
+    ApiKeyRevoked,
     CommandRejected,
     Deposited,
     Event,
@@ -59,6 +61,7 @@ __all__ = [
     "halt",
     "parse_permissions",
     "resume",
+    "revoke_api_key",
     "withdraw",
 ]
 
@@ -68,6 +71,8 @@ PERMISSIONS: tuple[Permission, ...] = ("trade", "read")
 MAX_LABEL_CHARS = 200
 # Account ids travel as 64-bit integers; anything larger cannot name an account.
 MAX_ACCOUNT_ID = 2**63 - 1
+# Keys made here are 32 hex characters; anything much longer names no key.
+MAX_API_KEY_CHARS = 200
 
 
 class AdminError(Exception):
@@ -174,6 +179,15 @@ async def create_ed25519_key(
                            secret=credentials.ed25519_record(raw), permissions=perms)
     _expect(await _run(client, command), ApiKeyCreated)
     return api_key
+
+
+async def revoke_api_key(client: LinkClient, api_key: str) -> ApiKeyRevoked:
+    """Withdraw a key for good: journaled, its sessions on every gateway are closed and its
+    logons refused from then on. An unknown or already revoked key is AdminError 3010."""
+    if not api_key or len(api_key) > MAX_API_KEY_CHARS or not api_key.isprintable():
+        raise AdminError(Code.INVALID_VALUE,
+                         f"api key must be 1 to {MAX_API_KEY_CHARS} printable characters")
+    return _expect(await _run(client, RevokeApiKey(api_key=api_key)), ApiKeyRevoked)
 
 
 def _units(client: LinkClient, asset: str, amount: str) -> int:

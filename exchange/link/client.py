@@ -44,6 +44,7 @@ from exchange.link.messages import (
     Heartbeat,
     Hello,
     Interest,
+    KeyRevoked,
     MarketData,
     MdSubscribe,
     MdUnsubscribe,
@@ -71,6 +72,7 @@ _POLL_READ_BYTES = 256 * 1024  # as much as the event loop reads per wake-up
 
 ReportsCallback = Callable[[list[OrderEvent]], None]
 MarketDataCallback = Callable[[str, bytes], None]
+KeyRevokedCallback = Callable[[str], None]
 ClosedCallback = Callable[[BaseException | None], None]
 # Called once with the outcome of a submit: Result, Refused, or LinkDown (outcome unknown).
 SubmitCallback = Callable[["Result | Refused | LinkDown"], None]
@@ -119,10 +121,12 @@ class LinkClient:
         on_reports: ReportsCallback | None = None,
         on_market_data: MarketDataCallback | None = None,
         on_closed: ClosedCallback | None = None,
+        on_key_revoked: KeyRevokedCallback | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.on_reports = on_reports
         self.on_market_data = on_market_data
+        self.on_key_revoked = on_key_revoked
         self.on_closed = on_closed
         self.max_pending = max_pending
         self._loop = asyncio.get_running_loop()
@@ -157,6 +161,7 @@ class LinkClient:
         on_reports: ReportsCallback | None = None,
         on_market_data: MarketDataCallback | None = None,
         on_closed: ClosedCallback | None = None,
+        on_key_revoked: KeyRevokedCallback | None = None,
         token: bytes | None = None,
     ) -> LinkClient:
         """Connect and handshake; raises LinkDown if the matcher is unreachable or refuses.
@@ -171,6 +176,7 @@ class LinkClient:
             on_reports=on_reports,
             on_market_data=on_market_data,
             on_closed=on_closed,
+            on_key_revoked=on_key_revoked,
         )
         loop = asyncio.get_running_loop()
         try:
@@ -387,6 +393,10 @@ class LinkClient:
         elif isinstance(msg, MarketData):
             if self.on_market_data is not None:
                 self._callback(self.on_market_data, msg.symbol, msg.payload)
+        elif isinstance(msg, KeyRevoked):
+            # Every link gets it; only a gateway's trading link has sessions to close.
+            if self.on_key_revoked is not None:
+                self._callback(self.on_key_revoked, msg.api_key)
         elif isinstance(msg, Heartbeat):
             pass
         elif isinstance(msg, Challenge):

@@ -114,6 +114,13 @@ class SessionClosed(_Msg, tag="session_closed", kw_only=True, frozen=True):
     session_id: str
 
 
+class KeyRevoked(_Msg, tag="key_revoked", kw_only=True, frozen=True):
+    """Pushed to every gateway once a RevokeApiKey is journaled: close the key's sessions and
+    forget it."""
+
+    api_key: str
+
+
 class MdSubscribe(_Msg, tag="md_sub", kw_only=True, frozen=True):
     symbols: list[str]
 
@@ -141,6 +148,7 @@ LinkMessage = (
     | Reports
     | SessionOpened
     | SessionClosed
+    | KeyRevoked
     | MdSubscribe
     | MdUnsubscribe
     | MarketData

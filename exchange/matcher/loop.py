@@ -31,7 +31,7 @@ import structlog
 from exchange.journal.log import MAX_COMMAND_BYTES, Journal, encode_batch
 from exchange.journal.snapshots import SnapshotStore
 from exchange.link.codec import FrameTooLarge, append_frame, encode_command
-from exchange.link.messages import PROTOCOL_VERSION, Reports, Result, Welcome
+from exchange.link.messages import PROTOCOL_VERSION, KeyRevoked, Reports, Result, Welcome
 from exchange.marketdata.port import MarketDataPort, NullMarketData
 from exchange.matcher.engine_port import EngineLike
 from exchange.matcher.link_server import GatewayLink, LinkServer
@@ -47,8 +47,8 @@ from exchange.matcher.metrics import (
 )
 from exchange.matcher.snapshotting import Snapshotter
 from exchange.model.codes import Code
-from exchange.model.commands import CancelAll, Command
-from exchange.model.events import ORDER_EVENTS, Event
+from exchange.model.commands import CancelAll, Command, RevokeApiKey
+from exchange.model.events import ORDER_EVENTS, ApiKeyRevoked, Event
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import Query, QueryResult
 from exchange.model.sessions import CancelOnDisconnect
@@ -369,6 +369,14 @@ class Matcher:
                                 if target is not link:
                                     target.reports.append(event)
                                     reported.add(target)
+            if type(command) is RevokeApiKey and type(events[0]) is ApiKeyRevoked:
+                # Journaled (this runs after the batch's fsync): every gateway closes the
+                # key's sessions and drops it from its key cache. A link still in its
+                # handshake knows no key yet; a gateway drops its whole cache on (re)connect.
+                revoked = KeyRevoked(api_key=command.api_key)
+                for gateway in list(server.links):
+                    if gateway.welcomed:
+                        gateway.send(revoked)
             batch_events.extend(events)
             seq += 1
         for target in reported:

@@ -7,6 +7,7 @@ never queue behind order flow.
 
     POST /admin/accounts                      {"label"?}            -> {"account_id"}
     POST /admin/accounts/{id}/keys            {"permissions"?}      -> {"api_key", "secret"}
+    DELETE /admin/keys/{api_key}                                     -> {"api_key", "revoked"}
     POST /admin/accounts/{id}/deposit         {"asset", "amount"}   -> {"asset", "available"}
     POST /admin/accounts/{id}/withdraw        {"asset", "amount"}   -> {"asset", "available"}
     GET  /admin/accounts/{id}/balances                              -> {"balances": [...]}
@@ -71,6 +72,7 @@ class AdminApi:
         app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         app.router.add_post("/admin/accounts", self.create_account)
         app.router.add_post("/admin/accounts/{account}/keys", self.create_key)
+        app.router.add_delete("/admin/keys/{api_key}", self.revoke_key)
         app.router.add_post("/admin/accounts/{account}/deposit", self.deposit)
         app.router.add_post("/admin/accounts/{account}/withdraw", self.withdraw)
         app.router.add_get("/admin/accounts/{account}/balances", self.balances)
@@ -166,6 +168,11 @@ class AdminApi:
         api_key, secret = await admin_ops.create_api_key(await self._link(), account_id, perms)
         return web.json_response({"account_id": account_id, "api_key": api_key,
                                   "secret": secret})
+
+    async def revoke_key(self, request: web.Request) -> web.Response:
+        event = await admin_ops.revoke_api_key(await self._link(), request.match_info["api_key"])
+        return web.json_response({"account_id": event.account_id, "api_key": event.api_key,
+                                  "revoked": True})
 
     async def deposit(self, request: web.Request) -> web.Response:
         account_id = self._account(request)

@@ -109,6 +109,12 @@ class KeyCache:
         self._entries.move_to_end(api_key)
         return info
 
+    def drop(self, api_key: str) -> None:
+        self._entries.pop(api_key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
     def put(self, info: ApiKeyInfo) -> None:
         self._entries[info.api_key] = (self._clock(), info)
         self._entries.move_to_end(info.api_key)
@@ -137,6 +143,25 @@ class UnknownKeys:
 
     def add(self, api_key: str) -> None:
         self._entries[api_key] = self._clock()
+        self._entries.move_to_end(api_key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+class RevokedKeys:
+    """API keys the matcher said were revoked, newest kept (bounded): a logon that fetched its
+    key just before the revocation reached this gateway is closed as soon as it binds.
+    Revocation is for good, so no time to live."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, api_key: object) -> bool:
+        return api_key in self._entries
+
+    def add(self, api_key: str) -> None:
+        self._entries[api_key] = None
         self._entries.move_to_end(api_key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -39,6 +39,7 @@ from gateway.metrics import GatewayMetrics
 log = structlog.get_logger("gateway.core.matcher_link")
 
 ReportsHandler = Callable[[list[OrderEvent]], None]
+KeyRevokedHandler = Callable[[str], None]
 # What a submitted command comes to: the matcher's Result or Refused, LinkDown (sent, outcome
 # unknown) or Unavailable (never sent). Called once, on the event loop.
 Outcome = Result | Refused | LinkDown | ConnectionError
@@ -130,6 +131,7 @@ class MatcherLink:
         self._announced = _Announced()
         self._reports_handler: ReportsHandler | None = None
         self._md_handler: MarketDataHandler | None = None
+        self._key_revoked_handler: KeyRevokedHandler | None = None
         self._state_handlers: list[LinkStateHandler] = []
         self.last_error: str = "not connected yet"
         # Read when scraped, not set per command: the gauges cost nothing on the hot path.
@@ -179,6 +181,7 @@ class MatcherLink:
                     self.gateway_id,
                     on_reports=self._on_reports,
                     on_market_data=self._on_market_data,
+                    on_key_revoked=self._on_key_revoked,
                 )
             except Exception as exc:  # LinkDown, OSError, a refused handshake...
                 self.last_error = str(exc)
@@ -417,6 +420,13 @@ class MatcherLink:
 
     def set_market_data_handler(self, handler: MarketDataHandler) -> None:
         self._md_handler = handler
+
+    def set_key_revoked_handler(self, handler: KeyRevokedHandler) -> None:
+        self._key_revoked_handler = handler
+
+    def _on_key_revoked(self, api_key: str) -> None:
+        if self._key_revoked_handler is not None:
+            self._key_revoked_handler(api_key)
 
     def set_link_state_handler(self, handler: LinkStateHandler) -> None:
         self._state_handlers.append(handler)

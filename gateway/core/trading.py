@@ -49,6 +49,7 @@ READ = "read"  # permission for queries
 GOING_AWAY = 1001  # WebSocket close code for a gateway that stops (FIX sends a Logout)
 
 POLICY_VIOLATION = 1008  # WebSocket close code for a missed logon or idle deadline
+KEY_REVOKED = "api key revoked"  # the close reason (FIX: the Logout's Text) of such sessions
 _MIN_SWEEP_S = 0.05
 # Unknown keys are remembered this long: a key created meanwhile can log on after it.
 _UNKNOWN_KEY_TTL_S = 2.0
@@ -170,6 +171,9 @@ class TradingCore:
         self._unknown_keys = auth.UnknownKeys(limits.key_cache_size, _UNKNOWN_KEY_TTL_S)
         self._sweeper: asyncio.Task[None] | None = None
         link.set_reports_handler(lambda events: self.sessions.deliver(self.config, events))
+        self._revoked = auth.RevokedKeys(limits.key_cache_size)
+        link.set_key_revoked_handler(self.key_revoked)
+        link.set_link_state_handler(self._link_state)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -302,6 +306,43 @@ class TradingCore:
         if cancel_on_disconnect is not CancelOnDisconnect.NONE:
             self.link.session_opened(session.session_id, info.account_id,
                                      cancel_on_disconnect)
+        if info.api_key in self._revoked:  # revoked while this logon was being checked
+            session.close(KEY_REVOKED, POLICY_VIOLATION)
+
+    # ---- revocation -----------------------------------------------------------------------
+
+    def key_revoked(self, api_key: str) -> None:
+        """The matcher journaled a RevokeApiKey: forget the key and close its sessions."""
+        self._revoked.add(api_key)
+        self.keys.drop(api_key)
+        self.metrics.key_cache.set(len(self.keys))
+        closed = 0
+        for session in list(self.sessions.all):
+            if session.api_key == api_key:
+                session.close(KEY_REVOKED, POLICY_VIOLATION)
+                closed += 1
+        log.info("api_key_revoked", sessions_closed=closed)
+
+    def _link_state(self, up: bool) -> None:
+        """Back from a link loss: a revocation may have been missed meanwhile. Every cached key
+        is fetched afresh, and the keys of open sessions are asked for again."""
+        if not up:
+            return
+        self.keys.clear()
+        self.metrics.key_cache.set(0)
+        keys = sorted(self.sessions.per_key)
+        if keys:
+            self.spawn(self._recheck_keys(keys))
+
+    async def _recheck_keys(self, api_keys: list[str]) -> None:
+        for api_key in api_keys:
+            try:
+                async with asyncio.timeout(self.limits.request_timeout_s):
+                    answer = await self.link.ask_nowait(GetApiKey(api_key=api_key))
+            except (TimeoutError, LinkDown, Overloaded, Unavailable):
+                return  # the link is gone again: the next reconnect checks again
+            if not isinstance(answer, ApiKeyInfo):
+                self.key_revoked(api_key)
 
     async def authenticate(self, *, api_key: str, timestamp_ms: int,
                            signed_timestamp: int | str, nonce: str, replay_key: str,

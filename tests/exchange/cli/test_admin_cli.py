@@ -73,3 +73,24 @@ async def test_admin_cli_out_of_range_numbers_answer_1002(tmp_path: Path) -> Non
             assert out.returncode == 1, out.stderr
             assert json.loads(out.stderr)["error"]["code"] == 1002
             assert "Traceback" not in out.stderr
+
+
+async def test_admin_cli_revokes_a_key_once(tmp_path: Path) -> None:
+    async with MatcherProcess.started(tmp_path / "d") as proc:
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return _admin(proc.address, *args)
+
+        out = await asyncio.to_thread(run, "create-account")
+        account = json.loads(out.stdout)["account_id"]
+        out = await asyncio.to_thread(run, "create-key", "--account", str(account))
+        assert out.returncode == 0, out.stderr
+        key = json.loads(out.stdout)["api_key"]
+        out = await asyncio.to_thread(run, "revoke-key", "--key", key)
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert (doc["api_key"], doc["account_id"], doc["revoked"]) == (key, account, True)
+        out = await asyncio.to_thread(run, "revoke-key", "--key", key)
+        assert out.returncode == 1
+        assert json.loads(out.stderr)["error"] == {"code": 3010, "msg": "unknown api key"}
+        out = await asyncio.to_thread(run, "revoke-key", "--key", "k" * 201)
+        assert out.returncode == 1 and json.loads(out.stderr)["error"]["code"] == 1002

@@ -41,6 +41,12 @@ class RecordingLink:
     def set_reports_handler(self, handler: Any) -> None:
         pass
 
+    def set_key_revoked_handler(self, handler: Any) -> None:
+        pass
+
+    def set_link_state_handler(self, handler: Any) -> None:
+        pass
+
     def submit_to(self, command: Command, done: Callable[[Any], None], *,
                   cancel: bool = False) -> None:
         if self.refuse_with is not None:
