@@ -22,6 +22,7 @@ export const ERROR_TEXT = {
   3007: "The symbol is halted.",
   3008: "Unknown account.",
   3009: "Duplicate API key.",
+  3010: "Unknown or revoked API key.",
 };
 
 // "Insufficient balance: ... (code 3001)"; retry_after_ms and the server's own words added.
