@@ -111,14 +111,16 @@ class Cluster:
 
     def _use_secrets_key(self) -> None:
         """API secrets are sealed at rest: without a key ring from the caller's environment,
-        make one in the work dir and name it in this process's environment, which the
-        gateway inherits and the in-process account provisioning reads."""
+        make one in the work dir, name it in the environment the gateway inherits, and seal
+        this process's own account provisioning with it."""
         if os.environ.get(credentials.KEY_ENV) or os.environ.get(credentials.KEY_FILE_ENV):
             return
         path = self.workdir / "secrets-key"
         if not path.exists():
             credentials.write_new_key_file(path)
         os.environ[credentials.KEY_FILE_ENV] = str(path)
+        # The process reads its ring once; this process may have read another one already.
+        credentials.use_key_ring(credentials.KeyRing.load(path))
 
     def _spawn(self, name: str, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path]:
         log = self.workdir / f"{name}.log"

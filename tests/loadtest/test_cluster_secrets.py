@@ -20,6 +20,10 @@ from loadtest.cluster import Cluster
 @pytest.mark.timeout(120)
 def test_cluster_provisions_accounts_without_a_key_ring_in_the_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The process reads its ring once: whatever earlier tests left (the suite's ring, read
+    # from its environment) is what a stale cache would seal with, and is put back after.
+    monkeypatch.setattr(credentials, "_process_ring", credentials.process_key_ring())
+    monkeypatch.setattr(credentials, "_process_ring_loaded", True)
     for name in (credentials.KEY_ENV, credentials.KEY_FILE_ENV):
         monkeypatch.setenv(name, "")  # registered, so monkeypatch restores the original
         monkeypatch.delenv(name)
