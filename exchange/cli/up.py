@@ -194,21 +194,7 @@ async def _up(args: argparse.Namespace) -> int:
             log.info("demo_accounts_created", path=str(creds_path))
 
         def ready(port: int) -> None:
-            lines = [
-                f"exchange up: trading  ws://{args.host}:{port}/ws/trade",
-                f"             market   ws://{args.host}:{port}/ws/md",
-                f"             REST     http://{args.host}:{port}/api/instruments",
-                f"             health   http://{args.host}:{port}/healthz",
-            ]
-            if args.fix_port is not None:
-                lines.append(f"             FIX 4.4  tcp://{args.host}:{args.fix_port}")
-            if args.admin_port is not None:
-                lines.append(f"             admin    http://127.0.0.1:{args.admin_port}/admin")
-            lines.append(f"             data     {data_dir.resolve()} (matcher log: {log_path})")
-            if args.demo:
-                lines.append(f"             demo credentials: {creds_path.resolve()}")
-            lines.append("             Ctrl-C stops both")
-            print("\n".join(lines), flush=True)
+            print("\n".join(banner(args, port, data_dir, log_path, creds_path)), flush=True)
 
         failure: list[str] = []
 
@@ -256,3 +242,25 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     return int(uvloop.run(_up(args)))
+
+
+def banner(args: argparse.Namespace, port: int, data_dir: Path, log_path: Path,
+           creds_path: Path) -> list[str]:
+    """What `exchange up` prints once serving: every address, with its scheme under TLS."""
+    tls = getattr(args, "tls_cert", None) is not None
+    ws, http, fix = ("wss", "https", "tls") if tls else ("ws", "http", "tcp")
+    lines = [
+        f"exchange up: trading  {ws}://{args.host}:{port}/ws/trade",
+        f"             market   {ws}://{args.host}:{port}/ws/md",
+        f"             REST     {http}://{args.host}:{port}/api/instruments",
+        f"             health   {http}://{args.host}:{port}/healthz",
+    ]
+    if args.fix_port is not None:
+        lines.append(f"             FIX 4.4  {fix}://{args.host}:{args.fix_port}")
+    if args.admin_port is not None:
+        lines.append(f"             admin    http://127.0.0.1:{args.admin_port}/admin")
+    lines.append(f"             data     {data_dir.resolve()} (matcher log: {log_path})")
+    if args.demo:
+        lines.append(f"             demo credentials: {creds_path.resolve()}")
+    lines.append("             Ctrl-C stops both")
+    return lines
