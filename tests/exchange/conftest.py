@@ -4,6 +4,7 @@ every command, and a hash of the state that ignores the command counters."""
 from __future__ import annotations
 
 import hashlib
+from itertools import chain, islice
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from exchange.model.commands import (
 from exchange.model.events import Event
 from exchange.model.instruments import load_config
 from exchange.model.queries import BalanceList, BookSnapshot, GetBalances, GetBook
+from tests.support.reference_engine import StreamGenerator
 
 CONFIG = load_config()
 BTC = CONFIG.instruments["BTC-USD"]
@@ -29,6 +31,18 @@ REF = BTC.reference_ticks  # 50000.00 in ticks
 USD_FUNDS = 10**12  # 1,000,000 USD in micro-dollars
 BTC_FUNDS = 10**10  # 100 BTC in satoshi
 
+
+
+def recorded_commands(seed: int, n: int) -> list[Command]:
+    """The setup and `n` commands of a seeded stream, generated against a real engine (the
+    generator aims at live orders by watching events), for tests that replay them."""
+    gen = StreamGenerator(CONFIG, seed)
+    engine = Engine(CONFIG)
+    out: list[Command] = []
+    for seq, cmd in enumerate(chain(gen.setup(), islice(gen, n)), start=1):
+        out.append(cmd)
+        gen.observe(engine.apply(cmd, seq, seq))
+    return out
 
 def business_hash(engine: Engine) -> str:
     """state_hash without last_seq and the exec_id counter, which every command moves (a

@@ -3,28 +3,14 @@ replaying the same commands gives byte-identical events and state."""
 
 from __future__ import annotations
 
-from itertools import chain, islice
-
 import msgspec
 
 from exchange.engine.core import Engine
 from exchange.model.commands import Command
 from exchange.model.events import Event
-from tests.exchange.conftest import CONFIG
-from tests.support.reference_engine import StreamGenerator
+from tests.exchange.conftest import CONFIG, recorded_commands
 
 ENC = msgspec.msgpack.Encoder()
-
-
-def commands(seed: int, n: int) -> list[Command]:
-    gen = StreamGenerator(CONFIG, seed)
-    engine = Engine(CONFIG)
-    out: list[Command] = []
-    # The generator aims at live orders by watching events: record what it produced.
-    for seq, cmd in enumerate(chain(gen.setup(), islice(gen, n)), start=1):
-        out.append(cmd)
-        gen.observe(engine.apply(cmd, seq, seq))
-    return out
 
 
 def run(engine: Engine, cmds: list[Command], first_seq: int) -> list[Event]:
@@ -35,7 +21,7 @@ def run(engine: Engine, cmds: list[Command], first_seq: int) -> list[Event]:
 
 
 def test_restore_gives_same_hash_and_same_subsequent_events() -> None:
-    cmds = commands(11, 4000)
+    cmds = recorded_commands(11, 4000)
     for cut in (0, 1, 57, 1500, 3000):
         a = Engine(CONFIG)
         run(a, cmds[:cut], 1)
@@ -52,7 +38,7 @@ def test_restore_gives_same_hash_and_same_subsequent_events() -> None:
 
 
 def test_replay_is_byte_identical() -> None:
-    cmds = commands(12, 3000)
+    cmds = recorded_commands(12, 3000)
     a, b = Engine(CONFIG), Engine(CONFIG)
     assert ENC.encode(run(a, cmds, 1)) == ENC.encode(run(b, cmds, 1))
     assert a.snapshot() == b.snapshot()
@@ -61,7 +47,7 @@ def test_replay_is_byte_identical() -> None:
 def test_hash_changes_with_state() -> None:
     a = Engine(CONFIG)
     h0 = a.state_hash()
-    cmds = commands(13, 10)
+    cmds = recorded_commands(13, 10)
     run(a, cmds[:1], 1)
     assert a.state_hash() != h0
     assert len(h0) == 64 and int(h0, 16) >= 0

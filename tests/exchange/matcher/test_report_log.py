@@ -4,7 +4,6 @@ and after replay; pages bounded; evicted reports answered with a gap, never a ho
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import chain, islice
 
 import msgspec
 import pytest
@@ -15,20 +14,9 @@ from exchange.matcher.report_log import MAX_PAGE, ReportingEngine, ReportingFact
 from exchange.model.commands import Command
 from exchange.model.events import ORDER_EVENTS, Event, OrderEvent
 from exchange.model.queries import GetReports, ReportPage
-from tests.exchange.conftest import CONFIG
-from tests.support.reference_engine import StreamGenerator
+from tests.exchange.conftest import CONFIG, recorded_commands
 
 ENC = msgspec.msgpack.Encoder()
-
-
-def commands(seed: int, n: int) -> list[Command]:
-    gen = StreamGenerator(CONFIG, seed)
-    engine = Engine(CONFIG)
-    out: list[Command] = []
-    for seq, cmd in enumerate(chain(gen.setup(), islice(gen, n)), start=1):
-        out.append(cmd)
-        gen.observe(engine.apply(cmd, seq, seq))
-    return out
 
 
 def run(engine: ReportingEngine, cmds: list[Command], first_seq: int) -> list[Event]:
@@ -52,7 +40,7 @@ def page(engine: ReportingEngine, account_id: int, after: int, limit: int = 100)
 
 def test_every_order_event_is_numbered_contiguously_per_account() -> None:
     engine = new_engine()
-    events = run(engine, commands(21, 3000), 1)
+    events = run(engine, recorded_commands(21, 3000), 1)
     seen: dict[int, list[int]] = defaultdict(list)
     for event in events:
         if isinstance(event, ORDER_EVENTS):
@@ -64,7 +52,7 @@ def test_every_order_event_is_numbered_contiguously_per_account() -> None:
 
 
 def test_snapshot_restore_continues_the_same_numbering() -> None:
-    cmds = commands(22, 3000)
+    cmds = recorded_commands(22, 3000)
     straight = new_engine()
     expected = ENC.encode(run(straight, cmds, 1))
     for cut in (0, 1, 700, 2500):
@@ -83,7 +71,7 @@ def test_snapshot_restore_continues_the_same_numbering() -> None:
 
 def test_pages_are_bounded_contiguous_and_complete() -> None:
     engine = new_engine()
-    events = run(engine, commands(23, 2000), 1)
+    events = run(engine, recorded_commands(23, 2000), 1)
     account_id = next(e.account_id for e in events if isinstance(e, ORDER_EVENTS))
     mine = [e for e in events if isinstance(e, ORDER_EVENTS) and e.account_id == account_id]
     got: list[OrderEvent] = []
@@ -106,7 +94,7 @@ def test_pages_are_bounded_contiguous_and_complete() -> None:
 
 def test_eviction_keeps_the_newest_and_answers_older_requests_with_a_gap() -> None:
     engine = new_engine(capacity=50)
-    events = run(engine, commands(24, 1500), 1)
+    events = run(engine, recorded_commands(24, 1500), 1)
     assert engine.reports.size == 50
     kept = [e for e in events if isinstance(e, ORDER_EVENTS)][-50:]
     account_id = kept[-1].account_id
@@ -120,7 +108,7 @@ def test_eviction_keeps_the_newest_and_answers_older_requests_with_a_gap() -> No
 
 def test_a_snapshot_of_the_bare_engine_still_restores() -> None:
     engine = Engine(CONFIG)
-    run_cmds = commands(25, 200)
+    run_cmds = recorded_commands(25, 200)
     for i, cmd in enumerate(run_cmds, start=1):
         engine.apply(cmd, i, i)
     restored = ReportingFactory(ClassFactory(Engine)).restore(CONFIG, engine.snapshot())
