@@ -19,7 +19,8 @@ from exchange.model.queries import (
     GetAccountTrades,
     GetOrderHistory,
 )
-from tests.exchange.matcher.test_report_log import commands, new_engine, run
+from tests.exchange.conftest import recorded_commands
+from tests.exchange.matcher.test_report_log import new_engine, run
 
 CLOSING = ("filled", "canceled", "expired")
 
@@ -38,7 +39,7 @@ def closed(engine: ReportingEngine, account_id: int, **kw: object) -> list[objec
 
 def test_history_is_the_accounts_own_fills_and_closing_events() -> None:
     engine = new_engine()
-    events = run(engine, commands(31, 3000), 1)
+    events = run(engine, recorded_commands(31, 3000), 1)
     for account_id in (1, 2):
         own = [e for e in events if isinstance(e, ORDER_EVENTS) and e.account_id == account_id]
         want_fills = [e for e in own if isinstance(e, OrderFilled)]
@@ -61,7 +62,7 @@ def test_history_is_the_accounts_own_fills_and_closing_events() -> None:
 
 def test_history_is_bounded_by_the_log_and_survives_restore() -> None:
     engine = new_engine(capacity=500)
-    run(engine, commands(32, 2000), 1)
+    run(engine, recorded_commands(32, 2000), 1)
     got = fills(engine, 1, limit=1000)
     assert 0 < len(got) <= 500
     factory = ReportingFactory(ClassFactory(Engine), 500)
