@@ -40,6 +40,19 @@ def _foreign(names: list[str]) -> list[str]:
     return sorted(n for n in names if n not in _KNOWN_NAMES and not n.startswith(_KNOWN_PREFIXES))
 
 
+def _check_marker(data_dir: Path) -> None:
+    """Raise NotADataDir unless DATA_DIR/EXCHANGE_DATA is readable and of this format."""
+    marker = data_dir / MARKER
+    try:
+        version = json.loads(marker.read_text())["format"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NotADataDir(f"{marker} is unreadable ({exc}); is {data_dir} "
+                          "an exchange data directory?") from None
+    if version != FORMAT:
+        raise NotADataDir(f"{data_dir} has data-dir format {version}; this version "
+                          f"reads format {FORMAT}")
+
+
 def claim(data_dir: Path) -> None:
     """Check that `data_dir` is an exchange data directory, creating and marking it if new.
 
@@ -48,15 +61,7 @@ def claim(data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     marker = data_dir / MARKER
     if marker.exists():
-        try:
-            meta = json.loads(marker.read_text())
-            version = meta["format"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise NotADataDir(f"{marker} is unreadable ({exc}); is {data_dir} "
-                              "an exchange data directory?") from None
-        if version != FORMAT:
-            raise NotADataDir(f"{data_dir} has data-dir format {version}; this version "
-                              f"reads format {FORMAT}")
+        _check_marker(data_dir)
         return
     names = os.listdir(data_dir)
     legacy = data_dir / "matcher"
@@ -77,3 +82,21 @@ def claim(data_dir: Path) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, marker)
+
+
+def check_readable(data_dir: Path) -> None:
+    """Check, writing nothing, that `data_dir` holds an exchange's data: for read-only tools.
+
+    A marked directory passes; so does an unmarked one holding journal segments or snapshots
+    (written before the marker existed; the matcher marks it at its next start). Anything else
+    raises NotADataDir: replaying a mistyped path must not print the state of an empty exchange.
+    """
+    if not data_dir.is_dir():
+        raise NotADataDir(f"{data_dir} does not exist or is not a directory")
+    if (data_dir / MARKER).exists():
+        _check_marker(data_dir)
+        return
+    names = os.listdir(data_dir)
+    if not any(n.startswith(("journal-", "snapshot-")) for n in names):
+        raise NotADataDir(f"{data_dir} is not an exchange data directory (no {MARKER}, "
+                          "no journal, no snapshot)")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import msgspec
 
+from exchange.journal.datadir import NotADataDir, check_readable
 from exchange.matcher.engine_port import EngineFactory, default_factory
 from exchange.matcher.recovery import Recovered, recover
 from exchange.model.events import Event
@@ -82,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     from exchange.logs import configure_logging
 
     configure_logging("replay", "warning")
+    try:
+        check_readable(Path(args.data_dir))
+    except NotADataDir as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
     recovered, sha = replay(
         Path(args.data_dir), config_path=args.config, upto_seq=args.upto,
         from_snapshot=args.from_snapshot,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exchange.journal.datadir import MARKER, NotADataDir, claim
+from exchange.journal.datadir import MARKER, NotADataDir, check_readable, claim
 
 
 def test_new_directory_is_created_and_marked(tmp_path: Path) -> None:
@@ -54,3 +54,28 @@ def test_unknown_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / MARKER).write_text("garbage")
     with pytest.raises(NotADataDir, match="unreadable"):
         claim(tmp_path)
+
+
+def test_read_only_check_accepts_marked_and_unmarked_journal_directories(tmp_path: Path) -> None:
+    marked = tmp_path / "marked"
+    claim(marked)
+    check_readable(marked)
+    unmarked = tmp_path / "unmarked"
+    unmarked.mkdir()
+    (unmarked / "journal-00000000000000000001.log").write_bytes(b"")
+    check_readable(unmarked)
+    assert not (unmarked / MARKER).exists()  # read-only: nothing written
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "foreign"])
+def test_read_only_check_refuses_what_holds_no_exchange(tmp_path: Path, make: str) -> None:
+    data = tmp_path / "data"
+    if make != "missing":
+        data.mkdir()
+    if make == "foreign":
+        (data / "notes.txt").write_text("mine")
+    with pytest.raises(NotADataDir) as info:
+        check_readable(data)
+    assert "\n" not in str(info.value)
+    assert not (data / MARKER).exists()
+
