@@ -9,11 +9,14 @@ text, a free port here: tests never rely on a fixed port).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
+from gateway.client import TradeClient
 from tests.exchange.cli.test_exchange_up import free_port, start_up, stop_up
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +49,14 @@ async def run_example(code: str, cwd: Path) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
+async def demo_open_orders(cwd: Path, port: int) -> list[dict[str, Any]]:
+    creds = json.loads((cwd / "data" / "demo-credentials.json").read_text())
+    async with await TradeClient.connect(f"ws://127.0.0.1:{port}/ws/trade",
+                                         api_key=creds[0]["api_key"],
+                                         secret=creds[0]["secret"]) as client:
+        return await client.open_orders()
+
+
 async def test_examples_run_as_written_repeatedly(tmp_path: Path) -> None:
     port = free_port()
     up = await start_up(tmp_path / "data", port)
@@ -56,5 +67,6 @@ async def test_examples_run_as_written_repeatedly(tmp_path: Path) -> None:
                 code = code.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
                 status, output = await run_example(code, tmp_path)
                 assert status == 0, f"{where} failed:\n{output}"
+                assert await demo_open_orders(tmp_path, port) == [], f"{where} left orders"
     finally:
         assert await stop_up(up) == 0
