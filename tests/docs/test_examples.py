@@ -1,5 +1,6 @@
 """The README's and docs' examples run as written, and run again: against `exchange up --demo`
-started in a fresh directory (as a reader would, from the directory holding ./data).
+started in a fresh directory (as a reader would, from the directory holding ./data), each
+leaving no open order behind (run again and again, an example must not fill the book).
 
 An example is a ```python block that ends by running itself (`asyncio.run(main())`); the
 other blocks are API summaries. The only change made to an example is its port (8080 in the
