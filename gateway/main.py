@@ -27,6 +27,7 @@ from exchange import credentials
 from exchange.link.auth import load_token, use_link_token
 from exchange.link.codec import parse_address
 from exchange.logs import configure_logging
+from exchange.pauses import PauseWatch
 from gateway.admin.http import MIN_ADMIN_TOKEN, AdminApi
 from gateway.app import METRICS_KEY, GatewaySettings, create_app, default_gateway_id
 from gateway.core.matcher_link import LinkLimits
@@ -263,6 +264,7 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
     finally:
         await placeholder.cleanup()
     admin_runner: web.AppRunner | None = None
+    pauses: PauseWatch | None = None
     try:
         if admin_port is not None:
             if not admin_token:
@@ -275,12 +277,16 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         # collector's generations so full collections stay short (docs/ARCHITECTURE.md: the tail).
         gc.collect()
         gc.freeze()
+        pauses = PauseWatch("gateway", app[METRICS_KEY].registry)
+        pauses.start()
         log.info("gateway_listening", host=host, port=bound, admin_port=admin_port)
         if on_ready is not None:
             on_ready(bound)
         await stop.wait()
     finally:
         log.info("gateway_stopping")
+        if pauses is not None:
+            pauses.stop()
         http_server.close()
         guard.close()
         if admin_runner is not None:

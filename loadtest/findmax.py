@@ -27,6 +27,7 @@ class Step(msgspec.Struct, kw_only=True):
     p50_ms: float
     p99_ms: float
     p999_ms: float
+    max_ms: float = 0.0  # the step's worst ack: a stall shows here first
     errors: int
     violations: int
     held: bool
@@ -59,6 +60,7 @@ def judge(result: RunResult, bound_p99_ms: float) -> Step:
         p50_ms=h["p50_ms"],
         p99_ms=h["p99_ms"],
         p999_ms=h["p999_ms"],
+        max_ms=h["max_ms"],
         errors=result.errors,
         violations=result.violations.total,
         held=not reasons,
@@ -88,7 +90,8 @@ def find_max(
             steps.append(step)
             progress(
                 f"find-max: {rate}/s -> achieved {step.achieved_per_s:.0f}/s "
-                f"p99 {step.p99_ms:.3f} ms errors {step.errors}: {step.why}"
+                f"p99 {step.p99_ms:.3f} ms p99.9 {step.p999_ms:.3f} ms max {step.max_ms:.3f} ms "
+                f"errors {step.errors}: {step.why}"
             )
             if step.held:
                 break

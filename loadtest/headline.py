@@ -89,7 +89,7 @@ def write_exchange_json(
         "cpu_us_per_request": {name: 1e6 * t / per for name, t in cpu.items()},
         "histograms": [
             {"metric": name, "labels": dict(labels), "count": h.count, "sum": h.total,
-             "p50_le": h.quantile(0.5), "p99_le": h.quantile(0.99)}
+             "p50_le": h.quantile(0.5), "p99_le": h.quantile(0.99), "max_le": h.top()}
             for (name, labels), h in sorted(inside.items()) if h.count
         ],
     }

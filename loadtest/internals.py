@@ -19,7 +19,17 @@ WATCHED: dict[str, str] = {
     "gateway_ack_latency_seconds": "ms",
     "matcher_journal_write_seconds": "ms",
     "matcher_batch_commands": "commands",
+    "gateway_loop_lag_seconds": "ms",
+    "gateway_gc_pause_seconds": "ms",
+    "matcher_loop_lag_seconds": "ms",
+    "matcher_gc_pause_seconds": "ms",
+    "gateway_loop_stalls": "ms",
+    "matcher_loop_stalls": "ms",
 }
+# Counters of stall seconds, reported as the `total` of the stall counts above (so the mean
+# column is the mean lag of a stall of that cause).
+STALL_SECONDS = {"gateway_loop_stall_seconds": "gateway_loop_stalls",
+                 "matcher_loop_stall_seconds": "matcher_loop_stalls"}
 
 Key = tuple[str, tuple[tuple[str, str], ...]]  # (family, labels without "le")
 
@@ -47,10 +57,31 @@ class Hist:
                 return le
         return math.inf
 
+    def top(self) -> float:
+        """Upper bound of the highest bucket holding a sample: the max, to a bucket."""
+        if not self.count or not self.buckets:
+            return math.nan
+        for le in sorted(self.buckets):
+            if self.buckets[le] >= self.count:
+                return le
+        return math.inf
+
 
 def parse(text: str) -> dict[Key, Hist]:
     out: dict[Key, Hist] = {}
     for family in text_string_to_metric_families(text):
+        if family.type == "counter" and (family.name in WATCHED or family.name in STALL_SECONDS):
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                labels = tuple(sorted(sample.labels.items()))
+                name = STALL_SECONDS.get(family.name, family.name)
+                hist = out.setdefault((name, labels), Hist())
+                if family.name in STALL_SECONDS:
+                    hist.total = float(sample.value)
+                else:
+                    hist.count = float(sample.value)
+            continue
         if family.name not in WATCHED or family.type != "histogram":
             continue
         for sample in family.samples:
@@ -80,13 +111,15 @@ def delta(after: dict[Key, Hist], before: dict[Key, Hist]) -> dict[Key, Hist]:
 
 
 def table(hists: dict[Key, Hist]) -> str:
-    lines = [f"{'inside the exchange':<60}{'count':>9}{'mean':>9}{'p50<=':>9}{'p99<=':>9}"]
+    lines = [f"{'inside the exchange':<60}{'count':>9}{'mean':>9}{'p50<=':>9}{'p99<=':>9}"
+             f"{'max<=':>9}"]
     for (name, labels), h in sorted(hists.items()):
         if not h.count:
             continue
         unit = WATCHED[name]
         scale = 1000.0 if unit == "ms" else 1.0
         label = name + "".join(f" {k}={v}" for k, v in labels) + f" ({unit})"
-        cells = [h.total / h.count * scale, h.quantile(0.5) * scale, h.quantile(0.99) * scale]
+        cells = [h.total / h.count * scale, h.quantile(0.5) * scale, h.quantile(0.99) * scale,
+                 h.top() * scale]
         lines.append(f"{label:<60}{int(h.count):>9}" + "".join(f"{c:>9.3f}" for c in cells))
     return "\n".join(lines)

@@ -103,6 +103,7 @@ def table(result: RunResult) -> str:
         f"{per_request(result.generator_cpu_s - result.generator_md_cpu_s):.0f}, market data "
         f"{per_request(result.generator_md_cpu_s):.0f}; "
         f"{100 * result.generator_cpu_s / max(spec.duration_s, 1e-9):.0f}% of one core)",
+        result.pauses.line(),
         "",
         f"{'latency (ms)':<24}{'count':>9}" + "".join(f"{'p' + f'{p:g}':>10}" for p in PERCENTILES)
         + f"{'max':>10}",

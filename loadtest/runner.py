@@ -22,6 +22,7 @@ from loadtest.recorder import Interval
 from loadtest.schedule import worker_phase_ns
 from loadtest.spec import (
     Credential,
+    Pauses,
     RunSpec,
     WorkerResult,
     WorkerSpec,
@@ -71,6 +72,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     timeline: list[Second] = msgspec.field(default_factory=list)
     violations: Violations = msgspec.field(default_factory=Violations)
     failures: list[str] = msgspec.field(default_factory=list)
+    pauses: Pauses = msgspec.field(default_factory=Pauses)  # the generator's own
 
     @property
     def offered_per_s(self) -> float:
@@ -146,6 +148,7 @@ def merge(spec: RunSpec, results: list[WorkerResult], timeline: list[Second]) ->
         if r.market_data_only:
             out.generator_md_cpu_s += r.cpu_s
         out.violations.merge(r.violations)
+        out.pauses.merge(r.pauses)
         for name, text in r.hists.items():
             target = merged.get(name)
             if target is None:

@@ -57,6 +57,32 @@ class WorkerSpec(msgspec.Struct, frozen=True, kw_only=True):
     phase_ns: int = 0
 
 
+class Pauses(msgspec.Struct, kw_only=True):
+    """A generator process's own stalls (exchange.pauses): gc by generation, loop lag."""
+
+    gc_count: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])
+    gc_max_ms: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
+    gc_total_ms: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
+    lag_max_ms: float = 0.0
+    stalls: dict[str, int] = msgspec.field(default_factory=dict)  # >= 5 ms, by cause
+
+    def merge(self, other: Pauses) -> None:
+        for g in range(3):
+            self.gc_count[g] += other.gc_count[g]
+            self.gc_max_ms[g] = max(self.gc_max_ms[g], other.gc_max_ms[g])
+            self.gc_total_ms[g] += other.gc_total_ms[g]
+        self.lag_max_ms = max(self.lag_max_ms, other.lag_max_ms)
+        for cause, n in other.stalls.items():
+            self.stalls[cause] = self.stalls.get(cause, 0) + n
+
+    def line(self) -> str:
+        gcs = ", ".join(f"gen{g} {self.gc_count[g]} (max {self.gc_max_ms[g]:.1f} ms)"
+                        for g in range(3))
+        stalls = ", ".join(f"{c} {n}" for c, n in sorted(self.stalls.items()) if n) or "none"
+        return (f"generator pauses: gc {gcs}; loop lag max {self.lag_max_ms:.1f} ms; "
+                f"stalls >= 5 ms by cause: {stalls}")
+
+
 class WorkerResult(msgspec.Struct, kw_only=True):
     worker_id: int
     sessions: int = 0
@@ -80,6 +106,7 @@ class WorkerResult(msgspec.Struct, kw_only=True):
     market_data_only: bool = False  # the process of the md probes (cpu_s: until they end)
     hists: dict[str, str] = msgspec.field(default_factory=dict)
     violations: Violations = msgspec.field(default_factory=Violations)
+    pauses: Pauses = msgspec.field(default_factory=Pauses)
     failure: str | None = None
 
 

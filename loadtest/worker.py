@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from exchange.model.instruments import Instrument, load_config
+from exchange.pauses import PauseWatch
 from loadtest.checks import MD_CLOSED, SESSION_CLOSED, Violations
 from loadtest.md_probe import BookChecker, run_probe
 from loadtest.mix import Mix
@@ -26,7 +27,7 @@ from loadtest.pacer import Pacer
 from loadtest.recorder import Recorder
 from loadtest.schedule import Schedule
 from loadtest.session import Session
-from loadtest.spec import WorkerResult, WorkerSpec
+from loadtest.spec import Pauses, WorkerResult, WorkerSpec
 
 # Messages to the coordinator: (kind, worker_id, msgpack payload).
 READY, INTERVALS, RESULT = "ready", "intervals", "result"
@@ -105,6 +106,14 @@ async def _wait_answered(sessions: list[Session], deadline_ns: int) -> None:
         await asyncio.sleep(0.05)
 
 
+def pauses_of(watch: PauseWatch) -> Pauses:
+    s = watch.summary
+    return Pauses(gc_count=[s.gc[g].count for g in range(3)],
+                  gc_max_ms=[s.gc[g].max_s * 1e3 for g in range(3)],
+                  gc_total_ms=[s.gc[g].total_s * 1e3 for g in range(3)],
+                  lag_max_ms=s.lag_max_s * 1e3, stalls=dict(s.stalls))
+
+
 async def run_worker(
     spec: WorkerSpec, queue: Queue[Any], start_wall_ns: Callable[[], int]
 ) -> WorkerResult:
@@ -131,6 +140,8 @@ async def run_worker(
         await session.connect(spec.url)
         await session.logon(cred.api_key, cred.secret)
         sessions.append(session)
+    pauses = PauseWatch("generator")
+    pauses.start()
     queue.put_nowait((READY, spec.worker_id, b""))
     wall = await loop.run_in_executor(None, start_wall_ns)
     start_ns = time.monotonic_ns() + (int(wall) - time.time_ns())
@@ -166,6 +177,8 @@ async def run_worker(
         result.cpu_s = time.process_time() - cpu0
         shipper.cancel()
         pacer.close()
+        pauses.stop()
+        result.pauses = pauses_of(pauses)
     closed = recorder.flush()
     queue.put_nowait((INTERVALS, spec.worker_id, msgspec.msgpack.encode(closed)))
 

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import structlog
+from prometheus_client import REGISTRY
 
 from exchange.engine.core import Engine
 from exchange.engine.queries import MAX_DEPTH
@@ -45,6 +46,7 @@ from exchange.matcher.report_log import DEFAULT_CAPACITY, ReportingFactory
 from exchange.model.candles import INTERVALS, LAST_BUCKET
 from exchange.model.instruments import ConfigError, ExchangeConfig, load_config
 from exchange.model.queries import BookSnapshot, CandleList, GetBook, GetCandles
+from exchange.pauses import PauseWatch
 
 log = structlog.get_logger("exchange.matcher.main")
 
@@ -209,7 +211,12 @@ async def serve(args: argparse.Namespace, config: ExchangeConfig, factory: Engin
         segment_bytes=args.segment_bytes, options=options, redis_url=args.redis_url,
     )
     freeze_gc()  # process-wide, so here rather than in open_matcher (tests embed that)
-    return await matcher.run(args.listen)
+    pauses = PauseWatch("matcher", REGISTRY)  # gc and loop-lag metrics: process-wide, like gc
+    pauses.start()
+    try:
+        return await matcher.run(args.listen)
+    finally:
+        pauses.stop()
 
 
 # The journal thread needs the GIL for a moment after each fsync; with the default 5 ms

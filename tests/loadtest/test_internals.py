@@ -36,3 +36,25 @@ def test_delta_of_two_scrapes_and_bucket_quantiles() -> None:
     assert math.isinf(h.quantile(0.99))
     text = table(d)
     assert "matcher_journal_write_seconds (ms)" in text and "5.000" in text
+
+
+STALLS = """\
+# HELP gateway_loop_stalls_total x
+# TYPE gateway_loop_stalls_total counter
+gateway_loop_stalls_total{cause="runqueue"} 7.0
+gateway_loop_stalls_created{cause="runqueue"} 1.0
+# HELP gateway_loop_stall_seconds_total x
+# TYPE gateway_loop_stall_seconds_total counter
+gateway_loop_stall_seconds_total{cause="runqueue"} 0.35
+"""
+
+
+def test_stall_counters_carry_their_seconds_and_the_top_bucket_is_the_max() -> None:
+    d = delta(parse(STALLS.replace("7.0", "9.0").replace("0.35", "0.45")), parse(STALLS))
+    (h,) = d.values()
+    assert h.count == 2 and abs(h.total - 0.1) < 1e-9  # mean stall 50 ms
+    assert "gateway_loop_stalls cause=runqueue (ms)" in table(d) and "50.000" in table(d)
+    (j,) = delta(parse(AFTER), parse(BEFORE)).values()
+    assert math.isinf(j.top())  # 50 of the 100 samples fell past the last finite bucket
+    (k,) = parse(BEFORE).values()
+    assert k.top() == 0.001
