@@ -97,12 +97,14 @@ class Cluster:
         redis: bool = True,
         config: str | None = None,
         gateway_args: list[str] | None = None,
+        matcher_args: list[str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.fsync = fsync
         self.want_redis = redis
         self.config = config
         self.gateway_args = gateway_args or []
+        self.matcher_args = matcher_args or []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.redis_url: str | None = None
         self.matcher = ""
@@ -146,7 +148,8 @@ class Cluster:
         sock = self.workdir / "matcher.sock"
         self.matcher = f"unix:{sock}"
         argv = [*exe, "matcher", "--data-dir", str(self.workdir / "data"),
-                "--listen", self.matcher, "--fsync", self.fsync, "--log-level", "warning"]
+                "--listen", self.matcher, "--fsync", self.fsync, "--log-level", "warning",
+                *self.matcher_args]
         metrics_port = free_port()
         argv += ["--metrics-port", str(metrics_port)]
         self.matcher_metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"

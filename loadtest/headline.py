@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway-args", default="", metavar="ARGS",
                         help="extra `exchange gateway` options, one string (e.g. "
                              "\"--window 1024 --queue-size 4096\"), to size the gateway")
+    parser.add_argument("--matcher-args", default="", metavar="ARGS",
+                        help="extra `exchange matcher` options, one string (e.g. "
+                             "\"--snapshot-interval 10\" to see snapshots' pauses in a short run)")
     parser.add_argument("--floor-seconds", type=float, default=10.0,
                         help="first run the same load against a bare WebSocket server for this "
                              "long (0: skip) and quote the gateway's CPU per request against it")
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="exchange-headline-") as tmp:
         workdir = args.workdir or Path(tmp)
         with Cluster(workdir, fsync=args.fsync, redis=not args.no_redis,
-                     config=args.config, gateway_args=shlex.split(args.gateway_args)) as cluster:
+                     config=args.config, gateway_args=shlex.split(args.gateway_args),
+                     matcher_args=shlex.split(args.matcher_args)) as cluster:
             md = f"Redis ({cluster.redis_url})" if cluster.redis_url else "the matcher link"
             print(f"exchange up: gateway {cluster.url}, matcher {cluster.matcher} "
                   f"(fsync {args.fsync}), market data over {md}", flush=True)

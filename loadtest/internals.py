@@ -23,6 +23,7 @@ WATCHED: dict[str, str] = {
     "gateway_gc_pause_seconds": "ms",
     "matcher_loop_lag_seconds": "ms",
     "matcher_gc_pause_seconds": "ms",
+    "matcher_snapshot_stall_seconds": "ms",
     "gateway_loop_stalls": "ms",
     "matcher_loop_stalls": "ms",
 }

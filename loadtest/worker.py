@@ -10,6 +10,7 @@ and the over-time plots.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -140,7 +141,7 @@ async def run_worker(
         await session.connect(spec.url)
         await session.logon(cred.api_key, cred.secret)
         sessions.append(session)
-    pauses = PauseWatch("generator")
+    pauses = PauseWatch("generator", log_s=math.inf)  # reported in the result, not logged
     pauses.start()
     queue.put_nowait((READY, spec.worker_id, b""))
     wall = await loop.run_in_executor(None, start_wall_ns)
