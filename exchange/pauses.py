@@ -18,6 +18,7 @@ Every serving process (gateway, matcher; the load generator for itself) runs one
   logged (`loop_stall`, at most one line a second).
 
 Prometheus, under the process's prefix: `<prefix>_gc_pause_seconds{generation}`,
+`<prefix>_gc_cpu_seconds_total{generation}`,
 `<prefix>_loop_lag_seconds`, `<prefix>_loop_stalls_total{cause}` and
 `<prefix>_loop_stall_seconds_total{cause}`. The same figures are kept as plain numbers
 (`summary`) for processes that do not serve metrics.
@@ -69,8 +70,10 @@ class Stall:
 @dataclass
 class GcStats:
     count: int = 0
-    total_s: float = 0.0
+    total_s: float = 0.0  # wall
     max_s: float = 0.0
+    cpu_s: float = 0.0
+    max_cpu_s: float = 0.0
 
 
 @dataclass
@@ -101,6 +104,9 @@ class PauseWatch:
                             "Garbage-collection pauses, by generation collected",
                             ["generation"], buckets=GC_BUCKETS, registry=registry)
         self._gc_children = [gc_hist.labels(generation=str(g)) for g in range(3)]
+        gc_cpu = Counter(f"{prefix}_gc_cpu_seconds", "CPU time spent collecting, by generation",
+                         ["generation"], registry=registry)
+        self._gc_cpu_children = [gc_cpu.labels(generation=str(g)) for g in range(3)]
         self._lag = Histogram(f"{prefix}_loop_lag_seconds",
                               "How late the event loop ran a timer (sampled every "
                               f"{interval_s * 1e3:g} ms)", buckets=LAG_BUCKETS, registry=registry)
@@ -134,14 +140,19 @@ class PauseWatch:
             return
         pause = time.perf_counter() - self._gc_started
         # CPU, not wall: a collection preempted half-way is the machine's stall, not gc's.
-        self.gc_cpu_s += time.thread_time() - self._gc_cpu_started
+        cpu = time.thread_time() - self._gc_cpu_started
+        self.gc_cpu_s += cpu
         generation = info["generation"]
         self._gc_children[generation].observe(pause)
+        self._gc_cpu_children[generation].inc(cpu)
         stats = self.summary.gc[generation]
         stats.count += 1
         stats.total_s += pause
+        stats.cpu_s += cpu
         if pause > stats.max_s:
             stats.max_s = pause
+        if cpu > stats.max_cpu_s:
+            stats.max_cpu_s = cpu
 
     # -- loop lag ----------------------------------------------------------------------
 

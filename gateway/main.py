@@ -38,6 +38,11 @@ from gateway.fix.store import DEFAULT_MAX_MESSAGES
 from gateway.http_guard import HttpGuard
 from gateway.tls import TlsConfigError, server_context
 
+# A young collection every 10,000 net container allocations instead of 700: at 4,000
+# requests/s the default ran ~25 young collections a second. One over 10,000 survivors costs
+# ~0.3 ms of CPU on the 2-vCPU benchmark machine; the older generations keep their defaults.
+GC_THRESHOLDS = (10_000, 10, 10)
+
 log = structlog.get_logger("gateway.main")
 
 
@@ -277,6 +282,7 @@ async def serve(settings: GatewaySettings, host: str, port: int, *, stop: asynci
         # collector's generations so full collections stay short (docs/ARCHITECTURE.md: the tail).
         gc.collect()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         pauses = PauseWatch("gateway", app[METRICS_KEY].registry)
         pauses.start()
         log.info("gateway_listening", host=host, port=bound, admin_port=admin_port)

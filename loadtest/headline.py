@@ -90,7 +90,7 @@ def write_exchange_json(
         "histograms": [
             {"metric": name, "labels": dict(labels), "count": h.count, "sum": h.total,
              "p50_le": h.quantile(0.5), "p99_le": h.quantile(0.99), "max_le": h.top()}
-            for (name, labels), h in sorted(inside.items()) if h.count
+            for (name, labels), h in sorted(inside.items()) if h.count or h.total
         ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)

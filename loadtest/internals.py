@@ -31,6 +31,8 @@ WATCHED: dict[str, str] = {
 # column is the mean lag of a stall of that cause).
 STALL_SECONDS = {"gateway_loop_stall_seconds": "gateway_loop_stalls",
                  "matcher_loop_stall_seconds": "matcher_loop_stalls"}
+# Counters of seconds reported as their total over the run (in the `mean` column).
+TOTALS = {"gateway_gc_cpu_seconds": "ms", "matcher_gc_cpu_seconds": "ms"}
 
 Key = tuple[str, tuple[tuple[str, str], ...]]  # (family, labels without "le")
 
@@ -71,6 +73,12 @@ class Hist:
 def parse(text: str) -> dict[Key, Hist]:
     out: dict[Key, Hist] = {}
     for family in text_string_to_metric_families(text):
+        if family.type == "counter" and family.name in TOTALS:
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    labels = tuple(sorted(sample.labels.items()))
+                    out[(family.name, labels)] = Hist(total=float(sample.value))
+            continue
         if family.type == "counter" and (family.name in WATCHED or family.name in STALL_SECONDS):
             for sample in family.samples:
                 if not sample.name.endswith("_total"):
@@ -115,6 +123,10 @@ def table(hists: dict[Key, Hist]) -> str:
     lines = [f"{'inside the exchange':<60}{'count':>9}{'mean':>9}{'p50<=':>9}{'p99<=':>9}"
              f"{'max<=':>9}"]
     for (name, labels), h in sorted(hists.items()):
+        if name in TOTALS:
+            label = name + "".join(f" {k}={v}" for k, v in labels) + f" ({TOTALS[name]}, total)"
+            lines.append(f"{label:<60}{'':>9}{h.total * 1000.0:>9.3f}")
+            continue
         if not h.count:
             continue
         unit = WATCHED[name]

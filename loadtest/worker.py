@@ -10,6 +10,7 @@ and the over-time plots.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 import traceback
@@ -33,6 +34,8 @@ from loadtest.spec import Pauses, WorkerResult, WorkerSpec
 # Messages to the coordinator: (kind, worker_id, msgpack payload).
 READY, INTERVALS, RESULT = "ready", "intervals", "result"
 CLEANUP_WAIT_S = 5.0
+# A young collection every 10,000 net container allocations instead of 700 (as the gateway).
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def instruments_for(spec: WorkerSpec) -> list[Instrument]:
@@ -141,6 +144,11 @@ async def run_worker(
         await session.connect(spec.url)
         await session.logon(cred.api_key, cred.secret)
         sessions.append(session)
+    # Connections, sessions and modules live for the whole run: out of the collector's sight,
+    # so that its collections during the run walk only what the run allocates.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     pauses = PauseWatch("generator", log_s=math.inf)  # reported in the result, not logged
     pauses.start()
     queue.put_nowait((READY, spec.worker_id, b""))

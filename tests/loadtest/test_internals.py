@@ -58,3 +58,15 @@ def test_stall_counters_carry_their_seconds_and_the_top_bucket_is_the_max() -> N
     assert math.isinf(j.top())  # 50 of the 100 samples fell past the last finite bucket
     (k,) = parse(BEFORE).values()
     assert k.top() == 0.001
+
+
+def test_gc_cpu_counters_are_reported_as_run_totals() -> None:
+    text = """\
+# HELP matcher_gc_cpu_seconds_total x
+# TYPE matcher_gc_cpu_seconds_total counter
+matcher_gc_cpu_seconds_total{generation="2"} 0.25
+"""
+    (h,) = delta(parse(text.replace("0.25", "0.75")), parse(text)).values()
+    assert abs(h.total - 0.5) < 1e-9
+    row = table({("matcher_gc_cpu_seconds", (("generation", "2"),)): h}).splitlines()[1]
+    assert "matcher_gc_cpu_seconds generation=2 (ms, total)" in row and "500.000" in row
