@@ -63,6 +63,7 @@ class Pauses(msgspec.Struct, kw_only=True):
     gc_count: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])
     gc_max_ms: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
     gc_total_ms: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
+    gc_max_cpu_ms: list[float] = msgspec.field(default_factory=lambda: [0.0, 0.0, 0.0])
     lag_max_ms: float = 0.0
     stalls: dict[str, int] = msgspec.field(default_factory=dict)  # >= 5 ms, by cause
 
@@ -71,13 +72,14 @@ class Pauses(msgspec.Struct, kw_only=True):
             self.gc_count[g] += other.gc_count[g]
             self.gc_max_ms[g] = max(self.gc_max_ms[g], other.gc_max_ms[g])
             self.gc_total_ms[g] += other.gc_total_ms[g]
+            self.gc_max_cpu_ms[g] = max(self.gc_max_cpu_ms[g], other.gc_max_cpu_ms[g])
         self.lag_max_ms = max(self.lag_max_ms, other.lag_max_ms)
         for cause, n in other.stalls.items():
             self.stalls[cause] = self.stalls.get(cause, 0) + n
 
     def line(self) -> str:
-        gcs = ", ".join(f"gen{g} {self.gc_count[g]} (max {self.gc_max_ms[g]:.1f} ms)"
-                        for g in range(3))
+        gcs = ", ".join(f"gen{g} {self.gc_count[g]} (max {self.gc_max_ms[g]:.1f} ms, "
+                        f"{self.gc_max_cpu_ms[g]:.1f} ms CPU)" for g in range(3))
         stalls = ", ".join(f"{c} {n}" for c, n in sorted(self.stalls.items()) if n) or "none"
         return (f"generator pauses: gc {gcs}; loop lag max {self.lag_max_ms:.1f} ms; "
                 f"stalls >= 5 ms by cause: {stalls}")

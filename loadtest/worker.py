@@ -115,6 +115,7 @@ def pauses_of(watch: PauseWatch) -> Pauses:
     return Pauses(gc_count=[s.gc[g].count for g in range(3)],
                   gc_max_ms=[s.gc[g].max_s * 1e3 for g in range(3)],
                   gc_total_ms=[s.gc[g].total_s * 1e3 for g in range(3)],
+                  gc_max_cpu_ms=[s.gc[g].max_cpu_s * 1e3 for g in range(3)],
                   lag_max_ms=s.lag_max_s * 1e3, stalls=dict(s.stalls))
 
 
