@@ -189,6 +189,10 @@ class PauseWatch:
         lag = now - self._due
         if lag < 0.0:
             lag = 0.0
+        # Next tick first: whatever fails below (a log stream closed under us) must not end
+        # the watch.
+        self._due = now + self.interval_s
+        self._handle = loop.call_at(self._due, self._tick)
         self._lag.observe(lag)
         self.summary.ticks += 1
         if lag > self.summary.lag_max_s:
@@ -199,8 +203,6 @@ class PauseWatch:
         if lag >= self.stall_s:
             self._stall(lag, now - then, (cpu - cpu0) / 1e9, (wait - wait0) / 1e9,
                         self.gc_cpu_s - gc0)
-        self._due = now + self.interval_s
-        self._handle = loop.call_at(self._due, self._tick)
 
     def _stall(self, lag: float, window: float, cpu: float, runqueue: float, gc_s: float) -> None:
         # The window is the tick interval plus the lag; the loop is expected to be idle (off

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
 import time
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from exchange.pauses import CAUSES, PauseWatch
@@ -39,9 +41,9 @@ def test_collections_are_timed_by_generation() -> None:
     assert watch.summary.gc[2].count == before
 
 
-def test_a_blocked_loop_is_a_stall_and_is_logged_by_lag() -> None:
+def test_a_blocked_loop_is_a_stall() -> None:
     registry = CollectorRegistry()
-    watch = PauseWatch("t", registry, interval_s=0.01)
+    watch = PauseWatch("t", registry, interval_s=0.01, log_s=math.inf)
 
     async def main() -> None:
         watch.start()
@@ -63,7 +65,7 @@ def test_a_blocked_loop_is_a_stall_and_is_logged_by_lag() -> None:
 
 
 def test_stall_cause_is_the_largest_share() -> None:
-    watch = PauseWatch("t", CollectorRegistry(), interval_s=0.02)
+    watch = PauseWatch("t", CollectorRegistry(), interval_s=0.02, log_s=math.inf)
     # (window, cpu, runqueue, gc) -> cause
     cases = {
         (0.07, 0.049, 0.001, 0.045): "gc",  # the CPU was a collection's
@@ -75,3 +77,31 @@ def test_stall_cause_is_the_largest_share() -> None:
         watch._stall(0.05, window, cpu, runqueue, gc_s)
         assert watch.recent[-1].cause == cause
     assert watch.summary.stalls == dict.fromkeys(CAUSES, 1)
+
+
+def test_a_failure_while_recording_a_stall_does_not_stop_the_ticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    watch = PauseWatch("t", CollectorRegistry(), interval_s=0.01)
+
+    def broken(*args: float) -> None:
+        raise ValueError("I/O operation on closed file.")  # as a closed log stream does
+
+    monkeypatch.setattr(watch, "_stall", broken)
+    errors: list[object] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        watch.start()
+        try:
+            await wait_until(lambda: watch.summary.ticks >= 2)
+            loop.call_soon(time.sleep, 0.1)  # a stall: the recording raises
+            await wait_until(lambda: bool(errors))
+            ticks = watch.summary.ticks
+            await wait_until(lambda: watch.summary.ticks >= ticks + 2)
+        finally:
+            watch.stop()
+
+    asyncio.run(main())
+    assert errors
