@@ -38,9 +38,11 @@ from gateway.fix.store import DEFAULT_MAX_MESSAGES
 from gateway.http_guard import HttpGuard
 from gateway.tls import TlsConfigError, server_context
 
-# A young collection every 10,000 net container allocations instead of 700: at 4,000
-# requests/s the default ran ~25 young collections a second. One over 10,000 survivors costs
-# ~0.3 ms of CPU on the 2-vCPU benchmark machine; the older generations keep their defaults.
+# A young collection every 10,000 net container allocations instead of 700: at 2,000
+# requests/s the default ran ~14 young collections a second and a full one every ~10 s. Now
+# 50-90x fewer young collections and 8-10x less gc CPU in all, each young one 4-5 ms of CPU
+# on the loaded 2-vCPU benchmark machine (docs/PERFORMANCE.md, "Pauses and stalls"); the
+# older generations keep their default thresholds.
 GC_THRESHOLDS = (10_000, 10, 10)
 
 log = structlog.get_logger("gateway.main")
