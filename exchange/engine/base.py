@@ -67,10 +67,12 @@ def _fill_base(tpl: SymbolTemplates, o: Order, seq: int, ts: int) -> OrderFilled
 
 class EngineBase:
     def __init__(self, config: ExchangeConfig) -> None:
-        self.config = config
+        # The live set of assets and instruments: the listing commands change this copy
+        # (exchange.engine.listing), never the caller's config.
+        self.config = config.copy()
         self.last_seq = 0
         self._assets: list[str] = list(config.assets)
-        self._books: dict[str, Book] = {s: Book(i) for s, i in config.instruments.items()}
+        self._books: dict[str, Book] = {s: Book(i) for s, i in self.config.instruments.items()}
         self._accounts: dict[int, Account] = {
             FEE_ACCOUNT: Account(FEE_ACCOUNT, "fees", self._assets)
         }

@@ -6,8 +6,8 @@ caller breaking the contract (a non-increasing `seq`). Semantics and the event o
 command are written down in docs/ENGINE.md.
 
 `Engine` is the state (`base.EngineBase`) with one mixin per purpose: placing, cancel and
-amend (with stop orders in `stops`), operator commands, queries, snapshots and the
-invariant check.
+amend (with stop orders in `stops`), operator commands, listing (assets and instruments),
+queries, snapshots and the invariant check.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from exchange.engine.admin import Admin
 from exchange.engine.amending import Amending
 from exchange.engine.invariants import Invariants
+from exchange.engine.listing import Listing
 from exchange.engine.placing import Placing
 from exchange.engine.queries import Queries
 from exchange.engine.snapshot import Snapshots
@@ -30,9 +31,12 @@ from exchange.model.commands import (
     CreateApiKey,
     Deposit,
     HaltSymbol,
+    ListAsset,
+    ListInstrument,
     PlaceOrder,
     ResumeSymbol,
     RevokeApiKey,
+    UpdateInstrument,
     Withdraw,
 )
 from exchange.model.events import CommandRejected, Event
@@ -40,7 +44,7 @@ from exchange.model.events import CommandRejected, Event
 _INVALID = int(Code.INVALID_VALUE)
 
 
-class Engine(Placing, Amending, Admin, Queries, Snapshots, Invariants):
+class Engine(Placing, Amending, Admin, Listing, Queries, Snapshots, Invariants):
     def apply(self, command: Command, seq: int, ts: int) -> list[Event]:
         if seq <= self.last_seq:
             raise ValueError(f"seq {seq} is not after {self.last_seq}")
@@ -69,6 +73,12 @@ class Engine(Placing, Amending, Admin, Queries, Snapshots, Invariants):
                 return self._halt(command, seq, ts)
             case Batch():
                 return self._batch(command, seq, ts)
+            case ListAsset():
+                return self._list_asset(command, seq, ts)
+            case ListInstrument():
+                return self._list_instrument(command, seq, ts)
+            case UpdateInstrument():
+                return self._update_instrument(command, seq, ts)
         raise TypeError(f"not a command: {command!r}")
 
     def _batch(self, c: Batch, seq: int, ts: int) -> list[Event]:

@@ -8,10 +8,12 @@ from typing import Self
 
 from exchange.engine.accounts import Account, ApiKey, Balance
 from exchange.engine.base import EngineBase
+from exchange.engine.book import Book
 from exchange.engine.orders import CLOSED_MASK, Order
 from exchange.engine.state import (
     DECODER,
     ENCODER,
+    LOADABLE_VERSIONS,
     STATE_VERSION,
     AccountRecord,
     ApiKeyRecord,
@@ -21,7 +23,7 @@ from exchange.engine.state import (
     OrderRecord,
 )
 from exchange.model.candles import SymbolCandles
-from exchange.model.instruments import ExchangeConfig
+from exchange.model.instruments import IMMUTABLE_FIELDS, ExchangeConfig
 from exchange.model.orders import ORDER_FIELDS
 
 _order_fields = attrgetter(*ORDER_FIELDS)
@@ -33,6 +35,19 @@ def _record(o: Order) -> OrderRecord:
 
 def _order(r: OrderRecord) -> Order:
     return Order(*_order_fields(r))
+
+
+def _clash(config: ExchangeConfig, live: ExchangeConfig) -> str:
+    """What of `config` the snapshot's `live` set lacks or means otherwise; "" when none."""
+    for name, asset in config.assets.items():
+        if live.assets.get(name) != asset:
+            return f"asset {name} is not in it with {asset.decimals} decimals"
+    for symbol, inst in config.instruments.items():
+        have = live.instruments.get(symbol)
+        for field in IMMUTABLE_FIELDS:
+            if have is None or getattr(have, field) != getattr(inst, field):
+                return f"instrument {symbol} is not in it with the config's {field}"
+    return ""
 
 
 class Snapshots(EngineBase):
@@ -81,12 +96,29 @@ class Snapshots(EngineBase):
                 for b in self._books.values()
             ],
             closed=[_record(o) for o in self._closed if o is not None],
+            assets=list(self.config.assets.values()),
+            instruments=list(self.config.instruments.values()),
         )
 
     def _load_state(self, state: EngineState) -> None:
         """Fill this fresh engine from `state`, rebuilding the same insertion orders."""
-        if state.version != STATE_VERSION:
-            raise ValueError(f"snapshot version {state.version} is not {STATE_VERSION}")
+        if state.version not in LOADABLE_VERSIONS:
+            raise ValueError(f"snapshot version {state.version} is not one of "
+                             f"{LOADABLE_VERSIONS}")
+        if state.version >= 3:
+            # The snapshot's own set is the truth: the config is only where it started
+            # (exchange.matcher.params checks the config against that start). Live
+            # parameters may differ from the config's; what stored integers mean may not.
+            live = ExchangeConfig(
+                assets={a.name: a for a in state.assets},
+                instruments={i.symbol: i for i in state.instruments},
+            )
+            clash = _clash(self.config, live)
+            if clash:
+                raise ValueError(f"snapshot does not fit this config: {clash}")
+            self.config = live
+            self._assets = list(self.config.assets)
+            self._books = {s: Book(i) for s, i in self.config.instruments.items()}
         assets = {name for name, _ in state.net_deposits}
         symbols = {b.symbol for b in state.books}
         if assets != set(self._assets) or symbols != set(self._books):

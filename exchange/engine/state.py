@@ -12,6 +12,7 @@ import msgspec
 from exchange.model.candles import Candle
 from exchange.model.commands import Permission
 from exchange.model.events import TradeExecuted
+from exchange.model.instruments import Asset, Instrument
 from exchange.model.orders import OrderFields
 
 
@@ -64,8 +65,14 @@ class EngineState(msgspec.Struct, array_like=True):
     api_keys: list[ApiKeyRecord]
     books: list[BookRecord]
     closed: list[OrderRecord]  # recently closed orders, oldest first
+    # The live assets and instruments, in listing order (version 3 on). Version 2 snapshots
+    # have none: the config they were made with is their set.
+    assets: list[Asset] = []
+    instruments: list[Instrument] = []
 
 
-STATE_VERSION = 2  # 2: shared order fields, stop orders, icebergs
+# 2: shared order fields, stop orders, icebergs; 3: the live assets and instruments.
+STATE_VERSION = 3
+LOADABLE_VERSIONS = (2, 3)
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(EngineState)

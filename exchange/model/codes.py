@@ -34,6 +34,7 @@ class Code(IntEnum):
     UNKNOWN_ACCOUNT = 3008
     DUPLICATE_API_KEY = 3009
     UNKNOWN_API_KEY = 3010
+    ALREADY_LISTED = 3011
 
 
 STATUS_OF: dict[Code, int] = {
@@ -59,6 +60,7 @@ STATUS_OF: dict[Code, int] = {
     Code.UNKNOWN_ACCOUNT: 404,
     Code.DUPLICATE_API_KEY: 409,
     Code.UNKNOWN_API_KEY: 404,
+    Code.ALREADY_LISTED: 409,
 }
 
 
@@ -85,4 +87,5 @@ MESSAGES: dict[Code, str] = {
     Code.UNKNOWN_ACCOUNT: "unknown account",
     Code.DUPLICATE_API_KEY: "duplicate api key",
     Code.UNKNOWN_API_KEY: "unknown api key",
+    Code.ALREADY_LISTED: "already listed",
 }

@@ -114,6 +114,44 @@ class ResumeSymbol(_Command, tag="resume", kw_only=True, frozen=True):
     symbol: str
 
 
+class ListAsset(_Command, tag="list_asset", kw_only=True, frozen=True):
+    """A new asset: every account gets a zero balance of it."""
+
+    asset: str
+    decimals: int
+
+
+class ListInstrument(_Command, tag="list_instrument", kw_only=True, frozen=True):
+    """A new instrument, written as in the config file (decimal strings for sizes and
+    prices): the engine derives its integer scales exactly as a config load does, so the
+    journal holds what the operator asked for."""
+
+    symbol: str
+    base: str
+    quote: str
+    tick_size: str
+    lot_size: str
+    min_qty: str
+    max_qty: str
+    price_band_pct: int
+    maker_fee_bps: int
+    taker_fee_bps: int
+    reference_price: str
+
+
+class UpdateInstrument(_Command, tag="update_instrument", kw_only=True, frozen=True):
+    """New live parameters for a listed instrument; None leaves a field as it is. Tick, lot,
+    base and quote are not here: stored integers mean them, so they never change."""
+
+    symbol: str
+    price_band_pct: int | None = None
+    maker_fee_bps: int | None = None
+    taker_fee_bps: int | None = None
+    min_qty: str | None = None
+    max_qty: str | None = None
+    reference_price: str | None = None
+
+
 # Most commands one Batch may carry.
 MAX_BATCH = 20
 
@@ -138,6 +176,9 @@ Command = (
     | HaltSymbol
     | ResumeSymbol
     | Batch
+    | ListAsset
+    | ListInstrument
+    | UpdateInstrument
 )
 
 ORDER_COMMANDS = (PlaceOrder, CancelOrder, AmendOrder, CancelAll, Batch)

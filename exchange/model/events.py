@@ -14,7 +14,8 @@ one command are ordered; the first one answers the command itself:
                  that answers it), or CommandRejected
 - a trade that reaches a stop order's stop price -> OrderTriggered, then its fills/rest
 - operator commands -> AccountCreated / ApiKeyCreated / ApiKeyRevoked / Deposited / Withdrawn /
-                 SymbolHalted / SymbolResumed, or CommandRejected
+                 SymbolHalted / SymbolResumed / AssetListed / InstrumentListed /
+                 InstrumentUpdated, or CommandRejected
 
 Order events carry the order's whole state after the event, so an execution report can be
 rendered from the event alone. Market-data events (BookChanged, TradeExecuted) are per symbol
@@ -28,6 +29,7 @@ from typing import Literal
 import msgspec
 
 from exchange.model.commands import OrderType, Permission, Side, TimeInForce
+from exchange.model.instruments import Asset, Instrument
 
 OrdStatus = Literal["new", "partially_filled", "filled", "canceled", "rejected", "expired"]
 CancelReason = Literal["user", "stp", "cancel_all", "disconnect", "amend"]
@@ -170,6 +172,18 @@ class SymbolResumed(_Event, tag="resumed", kw_only=True, frozen=True):
     symbol: str
 
 
+class AssetListed(_Event, tag="asset_listed", kw_only=True, frozen=True):
+    asset: Asset
+
+
+class InstrumentListed(_Event, tag="instrument_listed", kw_only=True, frozen=True):
+    instrument: Instrument  # as derived: what every gateway validates and renders with
+
+
+class InstrumentUpdated(_Event, tag="instrument_updated", kw_only=True, frozen=True):
+    instrument: Instrument  # the whole instrument after the change
+
+
 class BookChanged(_Event, tag="book", kw_only=True, frozen=True):
     """Absolute new level totals (lots) after the command; a 0 size deletes the level."""
 
@@ -217,6 +231,9 @@ Event = (
     | Withdrawn
     | SymbolHalted
     | SymbolResumed
+    | AssetListed
+    | InstrumentListed
+    | InstrumentUpdated
     | BookChanged
     | TradeExecuted
 )
@@ -226,3 +243,5 @@ ORDER_EVENTS = (
     OrderTriggered,
 )
 MARKET_DATA_EVENTS = (BookChanged, TradeExecuted)
+# The events that change the live set of assets and instruments (gateways are told).
+LISTING_EVENTS = (AssetListed, InstrumentListed, InstrumentUpdated)

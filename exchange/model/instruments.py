@@ -8,9 +8,11 @@ counts of the asset's smallest unit (10**-decimals). For an instrument:
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -25,6 +27,20 @@ from exchange.model.numbers import (
 
 class ConfigError(ValueError):
     """The instrument configuration is not usable."""
+
+
+# Symbols and asset names appear in URLs, Redis channels (md:<symbol>) and FIX tags: letters,
+# digits and a few separators, bounded.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+MAX_ASSET_DECIMALS = 18
+
+# The fields an instrument is written with (the TOML's, a ListInstrument's); the rest of
+# `Instrument` is derived from them.
+CONFIG_FIELDS = ("base", "quote", "tick_size", "lot_size", "min_qty", "max_qty",
+                 "price_band_pct", "maker_fee_bps", "taker_fee_bps", "reference_price")
+# What gives an instrument's stored integers (ticks, lots, units) their meaning: never changed
+# once listed. The other fields are its live parameters (UpdateInstrument).
+IMMUTABLE_FIELDS = ("base", "quote", "tick_size", "lot_size")
 
 
 class Asset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -81,9 +97,32 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return format_units(lots * self.lot_units, self.qty_decimals)
 
 
+_T = TypeVar("_T")
+
+
+def _sync(mine: dict[str, _T], theirs: dict[str, _T]) -> None:
+    for name in [n for n in mine if n not in theirs]:
+        del mine[name]
+    mine.update(theirs)
+
+
 class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Assets and instruments by name. A config file gives the initial set; the engine's own
+    copy is the live set, which journaled commands extend and change (ListAsset,
+    ListInstrument, UpdateInstrument). A gateway keeps the matcher's in one object whose
+    dicts it updates in place (`refresh`), so every transport holding it sees a change."""
+
     assets: dict[str, Asset]
     instruments: dict[str, Instrument]
+
+    def copy(self) -> ExchangeConfig:
+        """A config with dicts of its own (the instruments themselves are frozen)."""
+        return ExchangeConfig(assets=dict(self.assets), instruments=dict(self.instruments))
+
+    def refresh(self, other: ExchangeConfig) -> None:
+        """Make this config's dicts equal to `other`'s, in place."""
+        _sync(self.assets, other.assets)
+        _sync(self.instruments, other.instruments)
 
     def asset_to_units(self, asset: str, text: object) -> int | None:
         """A positive asset amount as integer units (at most MAX_UNITS), or None."""
@@ -97,12 +136,28 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
         return format_units(units, self.assets[asset].decimals)
 
 
-def _derive(raw: dict[str, object], assets: dict[str, Asset]) -> Instrument:
+def check_asset(name: object, decimals: object) -> Asset:
+    """An asset from its name and decimals, or ConfigError saying what is wrong."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ConfigError(f"asset {name!r}: a name is 1-32 letters, digits, '.', '_' or '-'")
+    if type(decimals) is not int:
+        raise ConfigError(f"asset {name}: needs an integer 'decimals'")
+    if not 0 <= decimals <= MAX_ASSET_DECIMALS:
+        raise ConfigError(f"asset {name}: decimals must be in 0..{MAX_ASSET_DECIMALS}")
+    return Asset(name=name, decimals=decimals)
+
+
+def derive_instrument(raw: dict[str, object], assets: dict[str, Asset]) -> Instrument:
+    """An instrument from its written fields (symbol and CONFIG_FIELDS), checked and with its
+    integer scales derived; ConfigError names the instrument and what is wrong. Pure: the
+    engine uses it to apply ListInstrument and UpdateInstrument exactly as a config loads."""
     try:
         inst = msgspec.convert(raw, Instrument)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"instrument {raw.get('symbol')!r}: {exc}") from exc
     where = f"instrument {inst.symbol}"
+    if not NAME.fullmatch(inst.symbol):
+        raise ConfigError(f"{where}: a symbol is 1-32 letters, digits, '.', '_' or '-'")
     for asset in (inst.base, inst.quote):
         if asset not in assets:
             raise ConfigError(f"{where}: unknown asset {asset}")
@@ -161,16 +216,14 @@ def parse_config(data: dict[str, object]) -> ExchangeConfig:
         raise ConfigError("config needs [assets.NAME] tables and [[instruments]] entries")
     assets: dict[str, Asset] = {}
     for name, spec in raw_assets.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("decimals"), int):
+        if not isinstance(spec, dict):
             raise ConfigError(f"asset {name}: needs an integer 'decimals'")
-        if not 0 <= spec["decimals"] <= 18:
-            raise ConfigError(f"asset {name}: decimals must be in 0..18")
-        assets[name] = Asset(name=name, decimals=spec["decimals"])
+        assets[name] = check_asset(name, spec.get("decimals"))
     instruments: dict[str, Instrument] = {}
     for raw in raw_instruments:
         if not isinstance(raw, dict):
             raise ConfigError("each [[instruments]] entry must be a table")
-        inst = _derive(raw, assets)
+        inst = derive_instrument(raw, assets)
         if inst.symbol in instruments:
             raise ConfigError(f"instrument {inst.symbol}: defined twice")
         instruments[inst.symbol] = inst

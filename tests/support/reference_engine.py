@@ -29,9 +29,12 @@ from exchange.model.commands import (
     CreateApiKey,
     Deposit,
     HaltSymbol,
+    ListAsset,
+    ListInstrument,
     PlaceOrder,
     ResumeSymbol,
     RevokeApiKey,
+    UpdateInstrument,
     Withdraw,
 )
 from exchange.model.events import (
@@ -39,11 +42,14 @@ from exchange.model.events import (
     AllCanceled,
     ApiKeyCreated,
     ApiKeyRevoked,
+    AssetListed,
     BookChanged,
     CancelRejected,
     CommandRejected,
     Deposited,
     Event,
+    InstrumentListed,
+    InstrumentUpdated,
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
@@ -56,7 +62,14 @@ from exchange.model.events import (
     TradeExecuted,
     Withdrawn,
 )
-from exchange.model.instruments import ExchangeConfig, Instrument
+from exchange.model.instruments import (
+    CONFIG_FIELDS,
+    ConfigError,
+    ExchangeConfig,
+    Instrument,
+    check_asset,
+    derive_instrument,
+)
 
 
 @dataclass(eq=False)
@@ -101,7 +114,7 @@ def ceil_div(a: int, b: int) -> int:
 
 class ReferenceEngine:
     def __init__(self, config: ExchangeConfig) -> None:
-        self.config = config
+        self.config = config.copy()  # the live set: listing commands change this copy
         self.assets = list(config.assets)
         self.accounts: dict[int, str] = {0: "fees"}
         self.bal: dict[tuple[int, str], list[int]] = {(0, a): [0, 0] for a in self.assets}
@@ -753,6 +766,8 @@ class ReferenceEngine:
                         Withdrawn(seq=seq, ts=ts, account_id=c.account_id, asset=c.asset,
                                   amount=c.amount, available=b[0])
                     )
+        elif isinstance(c, ListAsset | ListInstrument | UpdateInstrument):
+            self._listing(c)
         elif isinstance(c, HaltSymbol | ResumeSymbol):
             if c.symbol not in self.halted:
                 ev.append(CommandRejected(seq=seq, ts=ts, code=1003, reason="unknown symbol"))
@@ -766,13 +781,85 @@ class ReferenceEngine:
             raise TypeError(c)
 
 
+    def _listing(self, c: ListAsset | ListInstrument | UpdateInstrument) -> None:
+        seq, ts = self.seq, self.ts
+        ev = self.events
+        try:
+            if isinstance(c, ListAsset):
+                asset = check_asset(c.asset, c.decimals)
+                if asset.name in self.config.assets:
+                    ev.append(CommandRejected(seq=seq, ts=ts, code=3011,
+                                              reason=f"asset {c.asset} is already listed"))
+                    return
+                self.config.assets[asset.name] = asset
+                self.assets.append(asset.name)
+                self.net[asset.name] = 0
+                for aid in self.accounts:
+                    self.bal[(aid, asset.name)] = [0, 0]
+                ev.append(AssetListed(seq=seq, ts=ts, asset=asset))
+                return
+            if isinstance(c, ListInstrument):
+                if c.symbol in self.config.instruments:
+                    ev.append(CommandRejected(seq=seq, ts=ts, code=3011,
+                                              reason=f"instrument {c.symbol} is already listed"))
+                    return
+                raw = {"symbol": c.symbol, **{f: getattr(c, f) for f in CONFIG_FIELDS}}
+                inst = derive_instrument(raw, self.config.assets)
+                self.config.instruments[inst.symbol] = inst
+                for table in (self.last_price, self.book_seq, self.trade_id):
+                    table[inst.symbol] = 0
+                self.halted[inst.symbol] = False
+                ev.append(InstrumentListed(seq=seq, ts=ts, instrument=inst))
+                return
+            old = self.config.instruments.get(c.symbol)
+            if old is None:
+                ev.append(CommandRejected(seq=seq, ts=ts, code=1003,
+                                          reason=f"unknown symbol {c.symbol}"))
+                return
+            changes = {
+                f: getattr(c, f) for f in ("price_band_pct", "maker_fee_bps", "taker_fee_bps",
+                                           "min_qty", "max_qty", "reference_price")
+                if getattr(c, f) is not None
+            }
+            if not changes:
+                ev.append(CommandRejected(seq=seq, ts=ts, code=1002,
+                                          reason=f"instrument {c.symbol}: nothing to change"))
+                return
+            raw = {"symbol": c.symbol, **{f: getattr(old, f) for f in CONFIG_FIELDS}, **changes}
+            new = derive_instrument(raw, self.config.assets)
+        except ConfigError as exc:
+            ev.append(CommandRejected(seq=seq, ts=ts, code=1002, reason=str(exc)))
+            return
+        # Waiting stop_market buys hold at the top of the band: re-hold them all under the
+        # new band, or refuse the whole update when an account cannot cover it.
+        stops = [o for o in self.open if o.symbol == c.symbol and o.order_type == "stop_market"
+                 and o.side == "buy"]
+        for o in stops:
+            self._hold(o, -1)
+        self.config.instruments[c.symbol] = new
+        for o in stops:
+            self._hold(o, 1)
+        if any(self.bal[(o.account_id, new.quote)][0] < 0 for o in stops):
+            for o in stops:
+                self._hold(o, -1)
+            self.config.instruments[c.symbol] = old
+            for o in stops:
+                self._hold(o, 1)
+            ev.append(CommandRejected(
+                seq=seq, ts=ts, code=3001,
+                reason=f"instrument {c.symbol}: a waiting stop order's account cannot cover "
+                "its hold under the new band"))
+            return
+        ev.append(InstrumentUpdated(seq=seq, ts=ts, instrument=new))
+
+
 # ---------------------------------------------------------------------- random streams
 class StreamGenerator:
     """Seeded random commands of every type over a small price range, so that orders cross,
     self-trade, run out of balance, hit the band and name unknown orders often."""
 
     def __init__(self, config: ExchangeConfig, seed: int, accounts: int = 4) -> None:
-        self.config = config
+        self.config = config.copy()  # follows the listing events it observes
         self.rng = random.Random(seed)
         self.n_accounts = accounts
         self.symbols = list(config.instruments)
@@ -787,6 +874,12 @@ class StreamGenerator:
         for e in events:
             if isinstance(e, TradeExecuted):
                 self.center[e.symbol] = e.price
+            elif isinstance(e, InstrumentListed | InstrumentUpdated):
+                self.config.instruments[e.instrument.symbol] = e.instrument
+                if e.instrument.symbol not in self.symbols:
+                    self.symbols.append(e.instrument.symbol)
+            elif isinstance(e, AssetListed):
+                self.config.assets[e.asset.name] = e.asset
             elif isinstance(e, OrderAccepted):
                 self.recent.append((e.order_id, e.account_id, e.client_order_id, e.symbol))
                 self.max_order_id = e.order_id
@@ -941,9 +1034,47 @@ class StreamGenerator:
             return (HaltSymbol if rng.random() < 0.25 else ResumeSymbol)(symbol=symbol)
         if r < 0.985:
             return RevokeApiKey(api_key=rng.choice(["k1", "k2", "k3", ""]))
-        if r < 0.998:
+        if r < 0.994:
             return CreateApiKey(
                 account_id=self._account(), api_key=rng.choice(["k1", "k2", "k3", ""]),
                 secret="s", permissions=("trade", "read"),
             )
+        if r < 0.997:
+            return self._update_instrument(symbol, inst)
+        if r < 0.998:
+            return self._listing()
         return CreateAccount(label="late")
+
+    def _update_instrument(self, symbol: str, inst: Instrument) -> UpdateInstrument:
+        """New live parameters, now and then out of range, off the grid, or none at all."""
+        rng = self.rng
+        fields: dict[str, object] = {}
+        if rng.random() < 0.5:
+            fields["price_band_pct"] = rng.choice([2, 5, 10, 20, 50, 0, 101])
+        if rng.random() < 0.3:
+            fields["maker_fee_bps"] = rng.choice([0, 5, 10, 10_000])
+        if rng.random() < 0.3:
+            fields["taker_fee_bps"] = rng.choice([0, 15, 30, -1])
+        if rng.random() < 0.3:
+            center = self.center.get(inst.symbol, inst.reference_ticks)
+            ticks = max(1, center + rng.randint(-8, 8))
+            fields["reference_price"] = (inst.ticks_to_price(ticks) if rng.random() < 0.9
+                                         else rng.choice(["0", "1e3", inst.tick_size + "1"]))
+        if rng.random() < 0.2:
+            fields["max_qty"] = inst.lots_to_qty(rng.choice([6, 12, 1000, inst.min_lots]))
+        if rng.random() < 0.1:
+            fields["min_qty"] = inst.lots_to_qty(rng.choice([1, 2, 3, inst.max_lots + 1]))
+        return UpdateInstrument(symbol=symbol, **fields)  # type: ignore[arg-type]
+
+    def _listing(self) -> ListAsset | ListInstrument:
+        """A new asset, or an instrument on it (sometimes again, or on an unknown asset)."""
+        rng = self.rng
+        if rng.random() < 0.4:
+            return ListAsset(asset=rng.choice(["SOL", "SOL", "bad name"]),
+                             decimals=rng.choice([9, 9, 19]))
+        return ListInstrument(
+            symbol=rng.choice(["SOL-USD", "SOL-USD", "BTC-USD"]), base="SOL", quote="USD",
+            tick_size=rng.choice(["0.01", "0.01", "0.0000001"]), lot_size="0.01",
+            min_qty="0.01", max_qty="10000", price_band_pct=10, maker_fee_bps=10,
+            taker_fee_bps=20, reference_price="150.00",
+        )

@@ -44,8 +44,8 @@ def run_stream(seed: int, n: int, accounts: int = 4) -> Engine:
     ref = ReferenceEngine(CONFIG)
     gen = StreamGenerator(CONFIG, seed, accounts)
     last_exec = 0
-    book_seqs = dict.fromkeys(CONFIG.instruments, 0)
-    trade_ids = dict.fromkeys(CONFIG.instruments, 0)
+    book_seqs: dict[str, int] = dict.fromkeys(CONFIG.instruments, 0)
+    trade_ids: dict[str, int] = dict.fromkeys(CONFIG.instruments, 0)
     for seq, command in enumerate(chain(gen.setup(), islice(gen, n)), start=1):
         ts = 1_000 * seq
         got = engine.apply(command, seq, ts)
@@ -57,7 +57,9 @@ def run_stream(seed: int, n: int, accounts: int = 4) -> Engine:
                 w = want[i] if i < len(want) else None
                 lines.append(f"{'  ' if g == w else '!='} engine {g!r}\n   ref    {w!r}")
             pytest.fail("\n".join(lines))
-        check_same(engine, ref, CONFIG)
+        # The live set: the stream lists assets and instruments and changes their parameters.
+        assert engine.config == ref.config
+        check_same(engine, ref, engine.config)
         # Contiguity, checked directly rather than only through the reference.
         for e in got:
             assert (e.seq, e.ts) == (seq, ts)
@@ -65,10 +67,10 @@ def run_stream(seed: int, n: int, accounts: int = 4) -> Engine:
                 assert e.exec_id == last_exec + 1
                 last_exec = e.exec_id
             elif isinstance(e, BookChanged):
-                assert e.book_seq == book_seqs[e.symbol] + 1
+                assert e.book_seq == book_seqs.get(e.symbol, 0) + 1
                 book_seqs[e.symbol] = e.book_seq
             elif isinstance(e, TradeExecuted):
-                assert e.trade_id == trade_ids[e.symbol] + 1
+                assert e.trade_id == trade_ids.get(e.symbol, 0) + 1
                 trade_ids[e.symbol] = e.trade_id
         gen.observe(got)
     return engine
