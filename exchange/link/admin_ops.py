@@ -116,6 +116,11 @@ async def _run(client: LinkClient, command: Command) -> Event:
     return first
 
 
+# Sends one command and answers its first event, or raises AdminError (other operator modules:
+# exchange.link.listing_ops).
+run_command = _run
+
+
 def _expect(event: Event, kind: type[_E]) -> _E:
     if not isinstance(event, kind):
         raise AdminError(Code.INTERNAL, f"unexpected answer {type(event).__name__}")

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
+import msgspec
 import structlog
 
 from exchange.link.auth import hello_proof, process_link_token
@@ -43,6 +44,7 @@ from exchange.link.messages import (
     Challenge,
     Heartbeat,
     Hello,
+    Instruments,
     Interest,
     KeyRevoked,
     MarketData,
@@ -73,6 +75,7 @@ _POLL_READ_BYTES = 256 * 1024  # as much as the event loop reads per wake-up
 ReportsCallback = Callable[[list[OrderEvent]], None]
 MarketDataCallback = Callable[[str, bytes], None]
 KeyRevokedCallback = Callable[[str], None]
+InstrumentsCallback = Callable[[Welcome], None]
 ClosedCallback = Callable[[BaseException | None], None]
 # Called once with the outcome of a submit: Result, Refused, or LinkDown (outcome unknown).
 SubmitCallback = Callable[["Result | Refused | LinkDown"], None]
@@ -127,6 +130,9 @@ class LinkClient:
         self.on_reports = on_reports
         self.on_market_data = on_market_data
         self.on_key_revoked = on_key_revoked
+        # Set by the owner after connect: told the updated Welcome when the live assets and
+        # instruments change (`welcome` already holds them before the callback runs).
+        self.on_instruments: InstrumentsCallback | None = None
         self.on_closed = on_closed
         self.max_pending = max_pending
         self._loop = asyncio.get_running_loop()
@@ -397,6 +403,12 @@ class LinkClient:
             # Every link gets it; only a gateway's trading link has sessions to close.
             if self.on_key_revoked is not None:
                 self._callback(self.on_key_revoked, msg.api_key)
+        elif isinstance(msg, Instruments):
+            if self._welcome is not None:
+                self._welcome = msgspec.structs.replace(
+                    self._welcome, config=msg.config, symbols=msg.symbols)
+                if self.on_instruments is not None:
+                    self._callback(self.on_instruments, self._welcome)
         elif isinstance(msg, Heartbeat):
             pass
         elif isinstance(msg, Challenge):

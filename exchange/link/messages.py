@@ -9,7 +9,7 @@ Conversation:
                       Interest, SessionOpened, SessionClosed, MdSubscribe, MdUnsubscribe,
                       Heartbeat
   matcher -> gateway: Welcome, then any of Result, Refused, Answer, Reports, MarketData,
-                      Heartbeat
+                      KeyRevoked, Instruments, Heartbeat
 
 - Submit(req_id, command) is journaled and answered by Result(req_id, seq, events) holding
   every event of that command, after the journal fsync. Refused(req_id, code) answers a
@@ -19,6 +19,9 @@ Conversation:
   gateway as Reports; the submitting gateway finds them in its Result.
 - SessionOpened with cancel_on_disconnect != "none" lets the matcher cancel that session's
   (or account's) orders through the journal if the gateway's link drops.
+- Welcome carries the live assets and instruments (the engine's, not a config file's);
+  Instruments carries them again, to every gateway, once a command that changed them
+  (ListAsset, ListInstrument, UpdateInstrument) is journaled.
 - MarketData carries the opaque per-symbol market-data batch (the same bytes that go to
   Redis when Redis is used), for symbols the gateway subscribed with MdSubscribe.
 - Heartbeat both ways every HEARTBEAT_INTERVAL_S; silence for LINK_TIMEOUT_S ends the link.
@@ -121,6 +124,14 @@ class KeyRevoked(_Msg, tag="key_revoked", kw_only=True, frozen=True):
     api_key: str
 
 
+class Instruments(_Msg, tag="instruments", kw_only=True, frozen=True):
+    """Pushed to every gateway once a listing command is journaled: the whole live set of
+    assets and instruments, which replaces the gateway's."""
+
+    config: ExchangeConfig
+    symbols: list[str]  # the shard this matcher owns, as in Welcome
+
+
 class MdSubscribe(_Msg, tag="md_sub", kw_only=True, frozen=True):
     symbols: list[str]
 
@@ -149,6 +160,7 @@ LinkMessage = (
     | SessionOpened
     | SessionClosed
     | KeyRevoked
+    | Instruments
     | MdSubscribe
     | MdUnsubscribe
     | MarketData

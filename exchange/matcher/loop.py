@@ -31,7 +31,14 @@ import structlog
 from exchange.journal.log import MAX_COMMAND_BYTES, Journal, encode_batch
 from exchange.journal.snapshots import SnapshotStore
 from exchange.link.codec import FrameTooLarge, append_frame, encode_command
-from exchange.link.messages import PROTOCOL_VERSION, KeyRevoked, Reports, Result, Welcome
+from exchange.link.messages import (
+    PROTOCOL_VERSION,
+    Instruments,
+    KeyRevoked,
+    Reports,
+    Result,
+    Welcome,
+)
 from exchange.marketdata.port import MarketDataPort, NullMarketData
 from exchange.matcher.engine_port import EngineLike
 from exchange.matcher.link_server import GatewayLink, LinkServer
@@ -48,14 +55,21 @@ from exchange.matcher.metrics import (
 from exchange.matcher.snapshotting import Snapshotter
 from exchange.model.codes import Code
 from exchange.model.commands import CancelAll, Command, RevokeApiKey
-from exchange.model.events import ORDER_EVENTS, ApiKeyRevoked, Event
+from exchange.model.events import (
+    LISTING_EVENTS,
+    ORDER_EVENTS,
+    ApiKeyRevoked,
+    Event,
+    InstrumentListed,
+)
 from exchange.model.instruments import ExchangeConfig
-from exchange.model.queries import Query, QueryResult
+from exchange.model.queries import BookSnapshot, GetBook, Query, QueryResult
 from exchange.model.sessions import CancelOnDisconnect
 
 log = structlog.get_logger("exchange.matcher.loop")
 
 _ORDER_EVENT_TYPES = frozenset(ORDER_EVENTS)
+_LISTING_EVENT_TYPES = frozenset(LISTING_EVENTS)
 REPORTS_PER_FRAME = 4096  # keeps a Reports frame far below MAX_FRAME_BYTES
 
 # A queued command: (link or None for the matcher's own, req_id, raw msgpack, decoded).
@@ -92,13 +106,15 @@ class Matcher:
         options: MatcherOptions,
         md_port: MarketDataPort | None = None,
     ) -> None:
-        self.config = config
+        # The live assets and instruments are the engine's (recovered from the journal and
+        # snapshots), of which `config` is only the start.
+        self.config = engine.config
         self.engine = engine
         self.journal = journal
         self.snapshots = snapshots
         self.options = options
         self.md_port: MarketDataPort = md_port if md_port is not None else NullMarketData()
-        self.symbols = sorted(config.instruments)
+        self.symbols = sorted(self.config.instruments)
         self.next_seq = last_seq + 1
         self.last_ts = last_ts
         self.queue: deque[Pending] = deque()
@@ -377,6 +393,8 @@ class Matcher:
                 for gateway in list(server.links):
                     if gateway.welcomed:
                         gateway.send(revoked)
+            if type(events[0]) in _LISTING_EVENT_TYPES:
+                self._listing_changed(events[0])
             batch_events.extend(events)
             seq += 1
         for target in reported:
@@ -393,6 +411,29 @@ class Matcher:
             self.md_port.on_batch(batch_events, ts)
         except Exception:
             log.exception("md_port_failed", seq=seq - 1)
+
+    def _listing_changed(self, event: Event) -> None:
+        """A journaled listing command changed the live set (this runs after the batch's
+        fsync): tell every welcomed gateway the whole set; start a new symbol's feed."""
+        server = self.server
+        assert server is not None
+        self.symbols = sorted(self.config.instruments)
+        message = Instruments(config=self.config, symbols=self.symbols)
+        for gateway in list(server.links):
+            if gateway.welcomed:
+                gateway.send(message)
+        # A port that keeps per-symbol state (the publisher) starts the new symbol's feed
+        # now, as it does for every symbol after recovery: heartbeats and a ticker at once.
+        prime = getattr(self.md_port, "prime", None)
+        if type(event) is InstrumentListed and prime is not None:
+            symbol = event.instrument.symbol
+            book = self.engine.answer(GetBook(symbol=symbol, depth=1))
+            if isinstance(book, BookSnapshot):
+                try:
+                    prime([book])
+                except Exception:
+                    log.exception("md_port_failed", symbol=symbol)
+        log.info("instruments_changed", change=type(event).__name__, symbols=self.symbols)
 
     def _send_large_result(
         self, link: GatewayLink, req_id: int, seq: int, events: list[Event]

@@ -185,12 +185,13 @@ def open_matcher(
     if isinstance(port, md_publish.MdPublisher):
         # Start the feed from the recovered books: heartbeats and tickers for every symbol
         # at once, not only for those that trade after the restart.
+        symbols = list(recovered.engine.config.instruments)  # listed ones included
         snapshots = [recovered.engine.answer(GetBook(symbol=symbol, depth=MAX_DEPTH))
-                     for symbol in config.instruments]
+                     for symbol in symbols]
         port.prime([s for s in snapshots if isinstance(s, BookSnapshot)])
         newest = [recovered.engine.answer(GetCandles(symbol=symbol, interval=interval, first=0,
                                                      last=LAST_BUCKET, limit=1))
-                  for symbol in config.instruments for interval in INTERVALS]
+                  for symbol in symbols for interval in INTERVALS]
         port.prime_candles([c for c in newest if isinstance(c, CandleList)])
     matcher.md_port = port
     return matcher

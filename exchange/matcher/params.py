@@ -10,6 +10,13 @@ parameter in `DATA_DIR/instruments.json` (written and fsynced before the journal
 every later start compares the config with it: any difference stops the start with one line
 naming the symbol, the field, the recorded and the new value.
 
+The record is the *initial* set and is never rewritten: the config file states where the
+exchange started. Assets and instruments listed later, and new live parameters (band, fees,
+limits, reference price), are journaled commands (ListAsset, ListInstrument,
+UpdateInstrument) whose result lives in the engine's state and snapshots, so a restart with
+the original config is never refused because of them; a config edited to make such a change
+itself is refused like any other difference (the admin commands make it, live).
+
 A directory written before this record existed gets it on its next start, from the config
 it is started with (there is nothing else to compare with).
 """
@@ -21,6 +28,7 @@ from pathlib import Path
 
 import msgspec
 
+from exchange.model.instruments import CONFIG_FIELDS as _CONFIG_FIELDS
 from exchange.model.instruments import ExchangeConfig
 
 RECORD = "instruments.json"
@@ -35,8 +43,6 @@ class _Recorded(msgspec.Struct, frozen=True, kw_only=True):
     instruments: dict[str, dict[str, object]]  # symbol -> the config's fields, as written
 
 
-_CONFIG_FIELDS = ("base", "quote", "tick_size", "lot_size", "min_qty", "max_qty",
-                  "price_band_pct", "maker_fee_bps", "taker_fee_bps", "reference_price")
 
 
 def _of(config: ExchangeConfig) -> _Recorded:
@@ -88,7 +94,8 @@ def check_or_record(data_dir: Path, config: ExchangeConfig) -> None:
         shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
         raise ParamsChanged(
             f"the config {shown}, but the state in {data_dir} was written with the values "
-            f"recorded in {path}; start with those")
+            f"recorded in {path}; start with those (new instruments and live parameters: "
+            f"exchange admin list-instrument / update-instrument)")
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -199,6 +199,10 @@ class ReportingEngine:
     def last_seq(self) -> int:
         return self.inner.last_seq
 
+    @property
+    def config(self) -> ExchangeConfig:
+        return self.inner.config
+
     def apply(self, command: Command, seq: int, ts: int) -> list[Event]:
         events = self._apply(command, seq, ts)
         self._record(events)

@@ -27,7 +27,7 @@ import structlog
 
 from exchange.link.client import LinkClient, LinkDown
 from exchange.link.codec import parse_address
-from exchange.link.messages import Refused, Result
+from exchange.link.messages import Refused, Result, Welcome
 from exchange.model.commands import Command
 from exchange.model.events import OrderEvent
 from exchange.model.instruments import ExchangeConfig
@@ -192,9 +192,9 @@ class MatcherLink:
                 continue
             delay = self.limits.backoff_min_s
             self._client = client
+            client.on_instruments = self._on_instruments
+            self._on_instruments(client.welcome)
             welcome = client.welcome
-            self.config = welcome.config
-            self.symbols = list(welcome.symbols)
             with contextlib.suppress(LinkDown):
                 self._announce(client)
             if not client.closed:
@@ -420,6 +420,17 @@ class MatcherLink:
 
     def set_market_data_handler(self, handler: MarketDataHandler) -> None:
         self._md_handler = handler
+
+    def _on_instruments(self, welcome: Welcome) -> None:
+        """The matcher's live assets and instruments, from a Welcome (every (re)connect) or
+        pushed after a listing command: the first becomes `config`, which the whole app
+        shares; later ones update that same object in place, so every transport validates
+        and renders with them from the next request on."""
+        if self.config is None:
+            self.config = welcome.config.copy()
+        else:
+            self.config.refresh(welcome.config)
+        self.symbols = list(welcome.symbols)
 
     def set_key_revoked_handler(self, handler: KeyRevokedHandler) -> None:
         self._key_revoked_handler = handler
