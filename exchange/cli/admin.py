@@ -8,6 +8,9 @@
     exchange admin --matcher ADDR withdraw --account N --asset USD --amount 1
     exchange admin --matcher ADDR halt BTC-USD | resume BTC-USD
     exchange admin --matcher ADDR balances --account N
+    exchange admin --matcher ADDR instruments | list-asset ... | list-instrument ...
+    exchange admin --matcher ADDR update-instrument SYMBOL --price-band-pct 5 ...
+      (listing: exchange/cli/admin_listing.py)
 
 --matcher defaults to $EXCHANGE_MATCHER and may come before or after the command. create-key
 seals the new secret with the key ring of --secrets-key-file (default
@@ -31,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from exchange import credentials
+from exchange.cli.admin_listing import COMMANDS as LISTING_COMMANDS
+from exchange.cli.admin_listing import add_listing_commands, execute_listing
 from exchange.link import admin_ops
 from exchange.link.admin_ops import AdminError
 from exchange.link.auth import LinkTokenError, load_token, process_link_token, use_link_token
@@ -76,9 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("symbol")
     p = sub.add_parser("balances", help="an account's balances", parents=[common])
     p.add_argument("--account", type=int, required=True)
+    add_listing_commands(sub, common)
 
 
 async def execute(client: LinkClient, args: argparse.Namespace) -> dict[str, Any]:
+    if args.admin_command in LISTING_COMMANDS:
+        return await execute_listing(client, args)
     config: ExchangeConfig = client.welcome.config
     match args.admin_command:
         case "create-account":

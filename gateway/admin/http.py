@@ -12,6 +12,10 @@ never queue behind order flow.
     POST /admin/accounts/{id}/withdraw        {"asset", "amount"}   -> {"asset", "available"}
     GET  /admin/accounts/{id}/balances                              -> {"balances": [...]}
     POST /admin/symbols/{symbol}/halt | /resume                     -> {"symbol", "halted"}
+    GET  /admin/instruments                                          -> {"assets", "instruments"}
+    POST /admin/assets                        {"asset", "decimals"} -> {"asset", "decimals"}
+    POST /admin/instruments                   {"symbol", fields...} -> the instrument
+    PATCH /admin/instruments/{symbol}         {live fields...}      -> the instrument
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from exchange.link import admin_ops
+from exchange.link import admin_ops, listing_ops
 from exchange.link.client import LinkClient, LinkDown
 from exchange.model.codes import MESSAGES, STATUS_OF, Code
 from gateway.json_limits import TooDeep, check_depth
@@ -78,6 +82,10 @@ class AdminApi:
         app.router.add_get("/admin/accounts/{account}/balances", self.balances)
         app.router.add_post("/admin/symbols/{symbol}/halt", self.halt)
         app.router.add_post("/admin/symbols/{symbol}/resume", self.resume)
+        app.router.add_get("/admin/instruments", self.instruments)
+        app.router.add_post("/admin/assets", self.list_asset)
+        app.router.add_post("/admin/instruments", self.list_instrument)
+        app.router.add_patch("/admin/instruments/{symbol}", self.update_instrument)
 
         async def cleanup(app: web.Application) -> None:
             await self.close()
@@ -213,3 +221,28 @@ class AdminApi:
         symbol = request.match_info["symbol"]
         await admin_ops.resume(await self._link(), symbol)
         return web.json_response({"symbol": symbol, "halted": False})
+
+    async def instruments(self, request: web.Request) -> web.Response:
+        config = (await self._link()).welcome.config
+        return web.json_response({
+            "assets": [{"asset": a.name, "decimals": a.decimals}
+                       for a in config.assets.values()],
+            "instruments": [listing_ops.instrument_view(i) for i in config.instruments.values()],
+        })
+
+    async def list_asset(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        asset = await listing_ops.list_asset(await self._link(), self._str(body, "asset"),
+                                             body.get("decimals"))
+        return web.json_response({"asset": asset.name, "decimals": asset.decimals})
+
+    async def list_instrument(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        inst = await listing_ops.list_instrument(await self._link(), body)
+        return web.json_response(listing_ops.instrument_view(inst))
+
+    async def update_instrument(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        inst = await listing_ops.update_instrument(await self._link(),
+                                                   request.match_info["symbol"], body)
+        return web.json_response(listing_ops.instrument_view(inst))

@@ -94,3 +94,39 @@ async def test_admin_cli_revokes_a_key_once(tmp_path: Path) -> None:
         assert json.loads(out.stderr)["error"] == {"code": 3010, "msg": "unknown api key"}
         out = await asyncio.to_thread(run, "revoke-key", "--key", "k" * 201)
         assert out.returncode == 1 and json.loads(out.stderr)["error"]["code"] == 1002
+
+
+async def test_admin_cli_lists_and_updates_instruments(tmp_path: Path) -> None:
+    async with MatcherProcess.started(tmp_path / "d") as proc:
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return _admin(proc.address, *args)
+
+        sol = ["--symbol", "SOL-USD", "--base", "SOL", "--quote", "USD", "--tick-size", "0.01",
+               "--lot-size", "0.01", "--min-qty", "0.01", "--max-qty", "10000",
+               "--price-band-pct", "10", "--maker-fee-bps", "10", "--taker-fee-bps", "20",
+               "--reference-price", "150.00"]
+        out = await asyncio.to_thread(run, "list-instrument", *sol)
+        assert out.returncode == 1
+        assert "unknown asset SOL" in json.loads(out.stderr)["error"]["msg"]
+        out = await asyncio.to_thread(run, "list-asset", "--asset", "SOL", "--decimals", "9")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {"asset": "SOL", "decimals": 9}
+        out = await asyncio.to_thread(run, "list-instrument", *sol)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["reference_price"] == "150.00"
+        out = await asyncio.to_thread(run, "update-instrument", "SOL-USD",
+                                      "--price-band-pct", "101")
+        assert out.returncode == 1 and json.loads(out.stderr)["error"]["code"] == 1002
+        out = await asyncio.to_thread(run, "update-instrument", "SOL-USD",
+                                      "--price-band-pct", "5", "--max-qty", "500")
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert (doc["price_band_pct"], doc["max_qty"], doc["tick_size"]) == (5, "500", "0.01")
+        out = await asyncio.to_thread(run, "instruments")
+        assert out.returncode == 0, out.stderr
+        listed = json.loads(out.stdout)
+        assert listed["instruments"][-1] == doc
+        assert {"asset": "SOL", "decimals": 9} in listed["assets"]
+        # Halting a listed symbol works on a fresh link (the matcher's live set).
+        out = await asyncio.to_thread(run, "halt", "SOL-USD")
+        assert out.returncode == 0, out.stderr
