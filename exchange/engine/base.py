@@ -82,6 +82,9 @@ class EngineBase:
         self._next_order_id = 1
         self._exec_id = 0  # last exec_id handed out
         self._closed: list[Order | None] = [None] * CLOSED_SLOTS
+        # Listing commands this object applied. Not state (no snapshot, no hash): the matcher
+        # compares it once per batch to notice a change to `config` without a per-command test.
+        self.listing_changes = 0
 
     def _reject(self, c: PlaceOrder, code: int, seq: int, ts: int, band_reference: int = 0
                 ) -> list[Event]:

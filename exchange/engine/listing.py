@@ -63,6 +63,7 @@ class Listing(EngineBase):
         self._net_deposits[asset.name] = 0
         for acct in self._accounts.values():
             acct.balances[asset.name] = Balance()
+        self.listing_changes += 1
         return [AssetListed(seq=seq, ts=ts, asset=asset)]
 
     def _list_instrument(self, c: ListInstrument, seq: int, ts: int) -> list[Event]:
@@ -76,6 +77,7 @@ class Listing(EngineBase):
             return _rejected(seq, ts, _INVALID, str(exc))
         self.config.instruments[inst.symbol] = inst
         self._books[inst.symbol] = Book(inst)
+        self.listing_changes += 1
         return [InstrumentListed(seq=seq, ts=ts, instrument=inst)]
 
     def _update_instrument(self, c: UpdateInstrument, seq: int, ts: int) -> list[Event]:
@@ -102,6 +104,7 @@ class Listing(EngineBase):
             bal.held += extra
         book.inst = inst
         self.config.instruments[inst.symbol] = inst
+        self.listing_changes += 1
         return [InstrumentUpdated(seq=seq, ts=ts, instrument=inst)]
 
     def _stop_hold_moves(

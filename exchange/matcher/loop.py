@@ -55,21 +55,14 @@ from exchange.matcher.metrics import (
 from exchange.matcher.snapshotting import Snapshotter
 from exchange.model.codes import Code
 from exchange.model.commands import CancelAll, Command, RevokeApiKey
-from exchange.model.events import (
-    LISTING_EVENTS,
-    ORDER_EVENTS,
-    ApiKeyRevoked,
-    Event,
-    InstrumentListed,
-)
+from exchange.model.events import ORDER_EVENTS, ApiKeyRevoked, Event
 from exchange.model.instruments import ExchangeConfig
-from exchange.model.queries import BookSnapshot, GetBook, Query, QueryResult
+from exchange.model.queries import BookSnapshot, Query, QueryResult
 from exchange.model.sessions import CancelOnDisconnect
 
 log = structlog.get_logger("exchange.matcher.loop")
 
 _ORDER_EVENT_TYPES = frozenset(ORDER_EVENTS)
-_LISTING_EVENT_TYPES = frozenset(LISTING_EVENTS)
 REPORTS_PER_FRAME = 4096  # keeps a Reports frame far below MAX_FRAME_BYTES
 
 # A queued command: (link or None for the matcher's own, req_id, raw msgpack, decoded).
@@ -115,6 +108,7 @@ class Matcher:
         self.options = options
         self.md_port: MarketDataPort = md_port if md_port is not None else NullMarketData()
         self.symbols = sorted(self.config.instruments)
+        self._listing_changes = engine.listing_changes
         self.next_seq = last_seq + 1
         self.last_ts = last_ts
         self.queue: deque[Pending] = deque()
@@ -393,10 +387,12 @@ class Matcher:
                 for gateway in list(server.links):
                     if gateway.welcomed:
                         gateway.send(revoked)
-            if type(events[0]) in _LISTING_EVENT_TYPES:
-                self._listing_changed(events[0])
             batch_events.extend(events)
             seq += 1
+        if self.engine.listing_changes != self._listing_changes:
+            # Rare, so checked once per batch rather than per command; before the flush, so
+            # that a submitter gets its Result and the new set in one write.
+            self._listing_changed()
         for target in reported:
             pending, target.reports = target.reports, []
             for start in range(0, len(pending), REPORTS_PER_FRAME):
@@ -412,28 +408,29 @@ class Matcher:
         except Exception:
             log.exception("md_port_failed", seq=seq - 1)
 
-    def _listing_changed(self, event: Event) -> None:
-        """A journaled listing command changed the live set (this runs after the batch's
-        fsync): tell every welcomed gateway the whole set; start a new symbol's feed."""
+    def _listing_changed(self) -> None:
+        """Listing commands of this batch changed the live set (this runs after the batch's
+        fsync): tell every welcomed gateway the whole set, and start the feed of each new
+        symbol from the empty book it had when the batch began (its events follow)."""
         server = self.server
         assert server is not None
+        self._listing_changes = self.engine.listing_changes
+        listed = [s for s in self.config.instruments if s not in self.symbols]
         self.symbols = sorted(self.config.instruments)
         message = Instruments(config=self.config, symbols=self.symbols)
         for gateway in list(server.links):
             if gateway.welcomed:
                 gateway.send(message)
-        # A port that keeps per-symbol state (the publisher) starts the new symbol's feed
-        # now, as it does for every symbol after recovery: heartbeats and a ticker at once.
+        # A port that keeps per-symbol state (the publisher) starts each symbol it will
+        # publish, as it does for every symbol after recovery: heartbeats and a ticker at once.
         prime = getattr(self.md_port, "prime", None)
-        if type(event) is InstrumentListed and prime is not None:
-            symbol = event.instrument.symbol
-            book = self.engine.answer(GetBook(symbol=symbol, depth=1))
-            if isinstance(book, BookSnapshot):
-                try:
-                    prime([book])
-                except Exception:
-                    log.exception("md_port_failed", symbol=symbol)
-        log.info("instruments_changed", change=type(event).__name__, symbols=self.symbols)
+        if listed and prime is not None:
+            try:
+                prime([BookSnapshot(symbol=symbol, book_seq=0, last_trade_id=0, bids=[],
+                                    asks=[]) for symbol in listed])
+            except Exception:
+                log.exception("md_port_failed", symbols=listed)
+        log.info("instruments_changed", symbols=self.symbols, listed=listed)
 
     def _send_large_result(
         self, link: GatewayLink, req_id: int, seq: int, events: list[Event]

@@ -203,6 +203,10 @@ class ReportingEngine:
     def config(self) -> ExchangeConfig:
         return self.inner.config
 
+    @property
+    def listing_changes(self) -> int:
+        return self.inner.listing_changes
+
     def apply(self, command: Command, seq: int, ts: int) -> list[Event]:
         events = self._apply(command, seq, ts)
         self._record(events)

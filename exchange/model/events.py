@@ -243,5 +243,3 @@ ORDER_EVENTS = (
     OrderTriggered,
 )
 MARKET_DATA_EVENTS = (BookChanged, TradeExecuted)
-# The events that change the live set of assets and instruments (gateways are told).
-LISTING_EVENTS = (AssetListed, InstrumentListed, InstrumentUpdated)

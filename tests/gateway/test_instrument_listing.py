@@ -1,7 +1,8 @@
 """Listing live, end to end: a real matcher subprocess and a gateway. An operator lists a new
 asset and instrument; the connected gateway learns them without a restart, orders on the new
-symbol match over WebSocket and reach /ws/md and REST; a new band refuses with 3002 at once;
-a matcher restart (journal replay) and a gateway (re)connecting keep it all."""
+symbol match over WebSocket (FIX validates them too) and reach /ws/md and REST; a new band
+refuses with 3002 at once; a matcher restart (journal replay) and a gateway (re)connecting
+keep it all."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from exchange.link.admin_ops import AdminError
 from exchange.link.client import LinkClient
 from exchange.model.instruments import Instrument
 from gateway.client import ExchangeError, TradeClient
+from tests.gateway.fix.test_fix_resume import fix_logon
 from tests.support.exchange_harness import RunningExchange, running_exchange, wait_until
 from tests.support.md_support import BookReplica, MdWs
 
@@ -48,7 +50,7 @@ async def place_refused(client: TradeClient, *args: Any) -> int:
 
 
 async def test_list_trade_change_band_and_restart(tmp_path: Path) -> None:
-    async with running_exchange(tmp_path) as ex, aiohttp.ClientSession() as http:
+    async with running_exchange(tmp_path, fix=True) as ex, aiohttp.ClientSession() as http:
         # Before the listing the gateway refuses the symbol itself.
         early = await ex.client(await ex.new_account({"USD": "1"}))
         assert await place_refused(early, "SOL-USD", "buy", "1", "150.00") == 1003
@@ -71,7 +73,8 @@ async def test_list_trade_change_band_and_restart(tmp_path: Path) -> None:
 
         # The account created before the listing has SOL at zero.
         assert (await early.balances())["SOL"]["available"] == "0.000000000"
-        seller = await ex.client(await ex.new_account({"SOL": "10"}))
+        seller_creds = await ex.new_account({"SOL": "10"})
+        seller = await ex.client(seller_creds)
         buyer = await ex.client(await ex.new_account({"USD": "10000"}))
         sub = await md_subscriber(ex, http, inst)
         await seller.place("SOL-USD", "sell", "2.00", "150.00")
@@ -85,6 +88,17 @@ async def test_list_trade_change_band_and_restart(tmp_path: Path) -> None:
         assert "SOL-USD" in [i["symbol"] for i in listed["instruments"]]
         status, trades = await ex.get("/api/trades/SOL-USD")
         assert status == 200 and len(trades["trades"]) == 1
+        # FIX validates with the new instrument too: its tick, then the engine's checks.
+        fix, reply = await fix_logon(ex, seller_creds)
+        assert reply.msg_type == "A"
+        for clordid, price, status_39, code in (("f1", "151.001", "8", "1002"),
+                                                ("f2", "151.00", "0", "")):
+            await fix.send("D", [(11, clordid), (55, "SOL-USD"), (54, "2"), (38, "0.50"),
+                                 (40, "2"), (44, price), (59, "1")])
+            report = await fix.expect("8")
+            assert report.get(39) == status_39
+            assert (report.get(58) or "").startswith(code)
+        await fix.close()
 
         # A narrower band: 160.00 was inside 10% of 150.00 (a refusal would raise), is
         # outside 5%.

@@ -78,6 +78,7 @@ class StubEngine:
 
     def __init__(self, config: ExchangeConfig, state: _StubState | None = None) -> None:
         self.config = config
+        self.listing_changes = 0  # the stub lists nothing
         self.s = state if state is not None else _StubState()
 
     @classmethod
