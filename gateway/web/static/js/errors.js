@@ -23,6 +23,7 @@ export const ERROR_TEXT = {
   3008: "Unknown account.",
   3009: "Duplicate API key.",
   3010: "Unknown or revoked API key.",
+  3011: "Already listed: that asset or instrument exists.",
 };
 
 // "Insufficient balance: ... (code 3001)"; retry_after_ms and the server's own words added.
