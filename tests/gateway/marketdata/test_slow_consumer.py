@@ -69,8 +69,10 @@ async def raw_session(port: int, api_key: str, secret: str
 
 async def test_slow_consumer_is_closed_and_orders_stay(tmp_path: Path) -> None:
     # Room for a reading client's bursts (50 answers + 50 reports at once), not for a
-    # client that stops reading.
-    trade = limits(send_buffer=200,
+    # client that stops reading. The slow client never answers pings either: the heartbeat
+    # is set far beyond the test so that only the full buffer can close it, however long a
+    # loaded machine takes to place the orders that fill it.
+    trade = limits(send_buffer=200, heartbeat_s=600.0,
                    orders=RateLimit(type="orders", limit=100_000, window_ms=1_000),
                    requests=RateLimit(type="requests", limit=100_000, window_ms=1_000))
     async with running_exchange(tmp_path, trade=trade) as ex:
