@@ -80,19 +80,23 @@ class Amending(Stops):
         bal.available += amount
         total = level.total - (o.shown_qty or leaves)  # an iceberg's level shows its slice
         level.total = total
+        # A store to a Struct field costs ~10x a slot store (msgspec's setattr is not
+        # specialized by CPython), so links that are already None are not written again.
         prev = o.prev
         nxt = o.next
+        o.level = None
         if prev is None:
             level.head = nxt
         else:
             prev.next = nxt
+            o.prev = None
         if nxt is None:
             level.tail = prev
+            if prev is None:
+                side.drop_level(price)
         else:
             nxt.prev = prev
-        o.prev = o.next = o.level = None
-        if level.head is None:
-            side.drop_level(price)
+            o.next = None
         oid = o.order_id
         del acct.open[oid]
         del acct.by_coid[o.client_order_id]
@@ -133,8 +137,19 @@ class Amending(Stops):
             or (new_price is not None and new_price <= 0)
         ):
             return self._cancel_rejected(c, _INVALID, seq, ts)
-        o = self._find_open(c.account_id, c.symbol, c.order_id, c.client_order_id)
-        if o is None:
+        # `_find_open`, written out: the account is needed below too.
+        acct = self._accounts.get(c.account_id)
+        o: Order | None = None
+        if acct is not None:
+            order_id = c.order_id
+            coid = c.client_order_id
+            if order_id is not None:
+                o = acct.open.get(order_id)
+                if o is not None and coid is not None and o.client_order_id != coid:
+                    o = None
+            else:
+                o = acct.by_coid.get(coid)  # type: ignore[arg-type]
+        if o is None or acct is None or o.symbol != c.symbol:
             return self._cancel_rejected(c, _UNKNOWN_ORDER, seq, ts)
         if o.level is None:  # a stop order not yet triggered
             return self._amend_stop(c, book, o, seq, ts)
@@ -145,8 +160,8 @@ class Amending(Stops):
         qty = o.qty if new_qty is None else new_qty
         price = old_price if new_price is None else new_price
         cum = o.cum_qty
-        events: list[Event] = []
         if qty <= cum:
+            events: list[Event] = []
             self._cancel_order(book, o, "amend", events, seq, ts)
             self._book_changed(book, events, seq, ts)
             return events
@@ -165,7 +180,6 @@ class Amending(Stops):
                 crosses = price >= -best if is_buy else price <= best
             if crosses and o.post_only:
                 return self._cancel_rejected(c, _POST_ONLY, seq, ts)
-        acct = self._accounts[o.account_id]
         old_leaves = o.qty - cum
         leaves = qty - cum
         if is_buy:
@@ -191,24 +205,24 @@ class Amending(Stops):
             old_vis = old_leaves
             vis = leaves
         side = book.bids if is_buy else book.asks
-        status = NEXT_ON_AMEND.get(o.status)
+        current = o.status
+        status = NEXT_ON_AMEND.get(current)
         if status is None:
-            raise InvalidStateTransition(f"amend in status {o.status!r}")
-        o.status = status
+            raise InvalidStateTransition(f"amend in status {current!r}")
+        if status is not current:  # the table keeps the status: usually nothing to store
+            o.status = status
         o.updated_ts = ts
         exec_id = self._exec_id + 1
         self._exec_id = exec_id
-        events.append(
-            replace(
-                book.tpl.amended_kept if kept else book.tpl.amended_moved, seq=seq, ts=ts,
-                exec_id=exec_id, account_id=o.account_id, order_id=o.order_id,
-                client_order_id=o.client_order_id, side=o.side, price=price, qty=qty,
-                cum_qty=cum, leaves_qty=leaves, cum_notional=o.cum_notional, status=status,
-                session_id=o.session_id,
-            )
+        amended = replace(
+            book.tpl.amended_kept if kept else book.tpl.amended_moved, seq=seq, ts=ts,
+            exec_id=exec_id, account_id=o.account_id, order_id=o.order_id,
+            client_order_id=o.client_order_id, side=o.side, price=price, qty=qty,
+            cum_qty=cum, leaves_qty=leaves, cum_notional=o.cum_notional, status=status,
+            session_id=o.session_id,
         )
         if o.stop_price is not None:  # a triggered stop keeps reporting its stop price
-            events[-1] = replace(events[-1], stop_price=o.stop_price)
+            amended = replace(amended, stop_price=o.stop_price)
         level = o.level
         assert level is not None
         if kept or not crosses:
@@ -220,13 +234,15 @@ class Amending(Stops):
                 o.shown_qty = vis
             if kept:
                 if vis == old_vis:
-                    return events
+                    return [amended]
                 total = level.total + vis - old_vis
                 level.total = total
                 change = [(price, total)]
             else:
                 old_total = level.total - old_vis
                 level.total = old_total
+                # Out of its level, then `rest` puts it at the back of the (new) level and
+                # sets its level, price and back link; only `next` needs clearing here.
                 prev = o.prev
                 nxt = o.next
                 if prev is None:
@@ -235,16 +251,15 @@ class Amending(Stops):
                     prev.next = nxt
                 if nxt is None:
                     level.tail = prev
+                    if prev is None:
+                        side.drop_level(old_price)
                 else:
                     nxt.prev = prev
-                o.prev = o.next = None
-                if level.head is None:
-                    side.drop_level(old_price)
-                o.price = price
+                    o.next = None
                 total = side.rest(o, price, vis)
                 if price == old_price:
                     if total == old_total + old_vis:
-                        return events  # an iceberg's slice moved back: nothing shows
+                        return [amended]  # an iceberg's slice moved back: nothing shows
                     change = [(price, total)]
                 elif (price > old_price) is is_buy:
                     change = [(price, total), (old_price, old_total)]
@@ -252,16 +267,17 @@ class Amending(Stops):
                     change = [(old_price, old_total), (price, total)]
             book_seq = book.book_seq + 1
             book.book_seq = book_seq
-            events.append(
+            return [
+                amended,
                 BookChanged(
                     seq=seq, ts=ts, symbol=book.symbol, book_seq=book_seq,
                     bids=change if is_buy else [], asks=[] if is_buy else change,
-                )
-            )
-            return events
+                ),
+            ]
         # A new price that crosses: out of the book while it takes (so it cannot meet
         # itself); `_finish_taker` rests what is left at the back of its level. It stays in
         # the account's open orders meanwhile, which keeps their id order.
+        events = [amended]
         self._release(book, o, old_leaves)
         o.price = price
         o.qty = qty

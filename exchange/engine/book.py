@@ -66,7 +66,8 @@ class Side:
         level.tail = order
 
     def rest(self, order: Order, price: int, leaves: int) -> int:
-        """`add` for a command that changes only this level: no tracking; the new total."""
+        """`add` for a command that changes only this level: no tracking; the new total.
+        `order.next` must already be None (a new order, or one just unlinked)."""
         key = price if self.is_bid else -price
         level = self.levels.get(key)
         if level is None:
