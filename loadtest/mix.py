@@ -8,7 +8,10 @@ Every price and quantity is a whole number of ticks/lots, formatted canonically.
 
 This runs once per request in the generator, so draws use `random()` directly (uniform
 integers as `int(random() * n)`, whose bias is below 2**-40 for these ranges) rather than
-`randint`/`choice`, which cost several Python calls each.
+`randint`/`choice`, which cost several Python calls each, and each action carries its request
+already encoded: the JSON text after the request id, spliced from per-instrument and per-side
+templates and cached price and quantity strings, instead of a params dict for a JSON encoder
+(the session splices in the id). `Action.params` decodes it back, for tests and debugging.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from exchange.model.instruments import Instrument
 
@@ -77,14 +82,68 @@ class OpenOrders:
 
 @dataclass(slots=True)
 class Action:
-    """One request to send: the wire method, its params, and the mix kind it came from."""
+    """One request to send: the wire method, the request's JSON after its id, and the mix
+    kind it came from. The session stamps `scheduled_ns` when it queues the request and keeps
+    the action as the request's pending entry until the answer comes."""
 
     kind: str
     method: str
-    params: dict[str, Any]
+    # `{"id":N` + body is the whole request: b',"method":"...","params":{...}}'.
+    body: bytes
     client_order_id: str
     # Set for a new resting order, so the session tracks it as open once acknowledged.
     resting: OpenOrder | None = None
+    scheduled_ns: int = 0
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The request's params, decoded from the encoded body."""
+        request: dict[str, Any] = msgspec.json.decode(b'{"id":0' + self.body)
+        params: dict[str, Any] = request["params"]
+        return params
+
+
+def request_body(method: str, params: dict[str, Any]) -> bytes:
+    """The body of a request with any params (the slow, general way: not for the hot path)."""
+    return b',"method":' + msgspec.json.encode(method) + b',"params":' + (
+        msgspec.json.encode(params) + b"}"
+    )
+
+
+def _json_safe(text: str) -> bool:
+    """True when `text` needs no escaping inside a JSON string (it is spliced in as is)."""
+    return msgspec.json.encode(text) == f'"{text}"'.encode()
+
+
+class _Texts:
+    """Per instrument: its price and quantity strings by ticks/lots (formatted once), and the
+    request templates around them."""
+
+    def __init__(self, inst: Instrument) -> None:
+        self.inst = inst
+        self.prices: dict[int, str] = {}
+        self.qtys: dict[int, str] = {}
+        sym = inst.symbol
+        if not _json_safe(sym):
+            raise ValueError(f"symbol {sym!r} needs JSON escaping")
+        self.place = {
+            side: f',"method":"order.place","params":{{"symbol":"{sym}","side":"{side}",'
+                  '"type":"limit","qty":"'
+            for side in ("buy", "sell")
+        }
+        self.target = f'"params":{{"symbol":"{sym}","client_order_id":"'
+
+    def price(self, ticks: int) -> str:
+        text = self.prices.get(ticks)
+        if text is None:
+            text = self.prices[ticks] = self.inst.ticks_to_price(ticks)
+        return text
+
+    def qty(self, lots: int) -> str:
+        text = self.qtys.get(lots)
+        if text is None:
+            text = self.qtys[lots] = self.inst.lots_to_qty(lots)
+        return text
 
 
 class Mix:
@@ -101,6 +160,8 @@ class Mix:
         if not instruments:
             raise ValueError("the mix needs at least one instrument")
         self.instruments = list(instruments)
+        if not _json_safe(tag):
+            raise ValueError(f"tag {tag!r} needs JSON escaping")
         self.tag = tag
         self.rng = random.Random(seed)
         self._random = self.rng.random
@@ -110,6 +171,7 @@ class Mix:
         self.open = OpenOrders()
         self._next = 0
         self._by_symbol = {i.symbol: i for i in self.instruments}
+        self._texts = {i.symbol: _Texts(i) for i in self.instruments}
 
     def _new_cid(self) -> str:
         self._next += 1
@@ -144,61 +206,52 @@ class Mix:
     def _place(self) -> Action:
         rnd = self._random
         inst = self._instrument()
+        texts = self._texts[inst.symbol]
         side = "buy" if rnd() < 0.5 else "sell"
         offset = 1 + int(rnd() * DEPTH_TICKS)
         ticks = inst.reference_ticks - offset if side == "buy" else inst.reference_ticks + offset
         lots = inst.min_lots * (1 + int(rnd() * MAX_LOTS))
         cid = self._new_cid()
         order = OpenOrder(cid, inst.symbol, side, ticks, lots)
-        params = {
-            "symbol": inst.symbol,
-            "side": side,
-            "type": "limit",
-            "qty": inst.lots_to_qty(lots),
-            "price": inst.ticks_to_price(ticks),
-            "tif": "GTC",
-            "client_order_id": cid,
-        }
-        return Action(PLACE, "order.place", params, cid, order)
+        body = (f'{texts.place[side]}{texts.qty(lots)}","price":"{texts.price(ticks)}",'
+                f'"tif":"GTC","client_order_id":"{cid}"}}}}')
+        return Action(PLACE, "order.place", body.encode(), cid, order)
 
     def _marketable(self) -> Action:
         rnd = self._random
         inst = self._instrument()
+        texts = self._texts[inst.symbol]
         side = "buy" if rnd() < 0.5 else "sell"
         sweep = DEPTH_TICKS // 2 + SWEEP_TICKS
         ticks = inst.reference_ticks + sweep if side == "buy" else inst.reference_ticks - sweep
         lots = inst.min_lots * (1 + int(rnd() * (MAX_LOTS // 4)))
         cid = self._new_cid()
-        params = {
-            "symbol": inst.symbol,
-            "side": side,
-            "type": "limit",
-            "qty": inst.lots_to_qty(lots),
-            "price": inst.ticks_to_price(ticks),
-            "tif": "IOC",
-            "client_order_id": cid,
-        }
-        return Action(MARKETABLE, "order.place", params, cid)
+        body = (f'{texts.place[side]}{texts.qty(lots)}","price":"{texts.price(ticks)}",'
+                f'"tif":"IOC","client_order_id":"{cid}"}}}}')
+        return Action(MARKETABLE, "order.place", body.encode(), cid)
 
     def _cancel(self) -> Action:
         order = self.open.pick(self.rng)
+        cid = order.client_order_id
         # Forget it now: a second cancel of the same order would only earn a 3005.
-        self.open.remove(order.client_order_id)
-        params = {"symbol": order.symbol, "client_order_id": order.client_order_id}
-        return Action(CANCEL, "order.cancel", params, order.client_order_id)
+        self.open.remove(cid)
+        body = f',"method":"order.cancel",{self._texts[order.symbol].target}{cid}"}}}}'
+        return Action(CANCEL, "order.cancel", body.encode(), cid)
 
     def _amend(self) -> Action:
         order = self.open.pick(self.rng)
         inst = self._by_symbol[order.symbol]
-        params: dict[str, Any] = {"symbol": order.symbol, "client_order_id": order.client_order_id}
+        texts = self._texts[order.symbol]
+        cid = order.client_order_id
         if order.qty_lots > inst.min_lots and self._random() < 0.5:
             # Lower the quantity (keeps queue priority); stays a whole number of lots.
             order.qty_lots = max(inst.min_lots, order.qty_lots // 2)
-            params["new_qty"] = inst.lots_to_qty(order.qty_lots)
+            change = f'"new_qty":"{texts.qty(order.qty_lots)}"'
         else:
             # Move the price within the resting side's range (loses queue priority).
             offset = 1 + int(self._random() * DEPTH_TICKS)
             ref = inst.reference_ticks
             order.price_ticks = ref - offset if order.side == "buy" else ref + offset
-            params["new_price"] = inst.ticks_to_price(order.price_ticks)
-        return Action(AMEND, "order.amend", params, order.client_order_id)
+            change = f'"new_price":"{texts.price(order.price_ticks)}"'
+        body = f',"method":"order.amend",{texts.target}{cid}",{change}}}}}'
+        return Action(AMEND, "order.amend", body.encode(), cid)

@@ -2,22 +2,22 @@
 
 The connection is the lean `loadtest.ws` client: every message arrives through
 `on_message` straight from the protocol's `data_received`. The send path never waits for
-anything: `queue` encodes, registers the request and frames it; `flush` writes what one
-pacing pass queued on this connection with one write and records each request's send lag
-against the time after that write (`send` is both at once).
+anything: `queue` splices the request id into the action's encoded body, registers the
+action itself as the pending request and frames it; `flush` writes what one pacing pass
+queued on this connection with one write and records each request's send lag against the
+time after that write (`send` is both at once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 import msgspec
 
 from loadtest import wire
 from loadtest.checks import UNDECODABLE, AckTracker, SessionChecker, Violations
-from loadtest.mix import Action, Mix
+from loadtest.mix import Action, Mix, request_body
 from loadtest.recorder import Recorder
 from loadtest.ws import WsClient
 
@@ -28,13 +28,7 @@ MAX_PENDING = 50_000
 MAX_REFUSALS = 100_000
 CLEANUP = "cleanup"
 UNKNOWN_ORDER = 3005  # what a cancel/amend of an order that is already gone gets
-
-
-@dataclass(slots=True)
-class Pending:
-    method: str
-    scheduled_ns: int
-    action: Action | None
+CANCEL_ALL = request_body("orders.cancel_all", {})
 
 
 class LogonError(RuntimeError):
@@ -109,8 +103,9 @@ class Session:
             return False
         req_id = self.next_id
         self.next_id = req_id + 1
-        conn.queue(wire.request(req_id, action.method, action.params))
-        pending[req_id] = Pending(action.method, scheduled_ns, action)
+        conn.queue(b'{"id":%d%b' % (req_id, action.body))
+        action.scheduled_ns = scheduled_ns
+        pending[req_id] = action
         self._queued.append(scheduled_ns)
         return True
 
@@ -118,15 +113,21 @@ class Session:
     def queued(self) -> int:
         return len(self._queued)
 
-    def flush(self) -> None:
-        """Write the queued requests (one write) and record their send lag."""
+    def flush(self) -> int:
+        """Write the queued requests (one write) and record their send lag; returns the
+        monotonic time just after the write (the send time)."""
         if self.conn is not None:
             self.conn.flush()
         sent_ns = time.monotonic_ns()
-        on_sent = self.rec.on_sent
-        for scheduled_ns in self._queued:
-            on_sent(scheduled_ns, sent_ns)
-        self._queued.clear()
+        queued = self._queued
+        if len(queued) == 1:
+            self.rec.on_sent(queued[0], sent_ns)
+        else:
+            on_sent = self.rec.on_sent
+            for scheduled_ns in queued:
+                on_sent(scheduled_ns, sent_ns)
+        queued.clear()
+        return sent_ns
 
     def send(self, action: Action, scheduled_ns: int) -> bool:
         """Send one scheduled request now; False if a bound stopped it."""
@@ -139,8 +140,9 @@ class Session:
         if self.conn is None:
             return
         req_id = self._take_id()
-        if self.conn.send(wire.request(req_id, "orders.cancel_all", {})):
-            self.acks.sent(req_id, Pending(CLEANUP, time.monotonic_ns(), None))
+        if self.conn.send(b'{"id":%d%b' % (req_id, CANCEL_ALL)):
+            self.acks.sent(req_id, Action(CLEANUP, "orders.cancel_all", CANCEL_ALL, "",
+                                          scheduled_ns=time.monotonic_ns()))
 
     def on_message(self, data: bytes | str, recv_ns: int) -> None:
         try:
@@ -159,19 +161,14 @@ class Session:
             self._on_response(msg, recv_ns)
 
     def _on_response(self, msg: wire.Inbound, recv_ns: int) -> None:
-        pending = self.acks.pending.pop(msg.id, None)  # type: ignore[arg-type]
-        if pending is None:
-            pending = self.acks.answered(msg.id)  # a violation, or a late answer
-        if not isinstance(pending, Pending):
-            return
-        if pending.method == CLEANUP:
+        action = self.acks.pending.pop(msg.id, None)  # type: ignore[arg-type]
+        if action is None:
+            action = self.acks.answered(msg.id)  # a violation, or a late answer
+        if not isinstance(action, Action) or action.kind == CLEANUP:
             return
         self.last_ack_ns = recv_ns
         code = None if msg.status == 200 else (msg.error.code if msg.error else -1)
-        self.rec.on_ack(pending.method, pending.scheduled_ns, recv_ns, code)
-        action = pending.action
-        if action is None:
-            return
+        self.rec.on_ack(action.method, action.scheduled_ns, recv_ns, code)
         if code is None:
             order = action.resting
             if order is not None and msg.result is not None:

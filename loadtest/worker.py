@@ -51,43 +51,50 @@ class Sender:
 
     Each tick sends everything due by now, each request stamped with its own scheduled time,
     and asks to be woken at the next due time: the schedule never waits for an answer. The
-    requests one pass sends on one connection go out in one write.
+    requests one pass sends on one connection go out in one write. The next due time is kept
+    between ticks (one `due_ns` per request), and the time read after a pass's writes is
+    the `now` that decides whether more fell due meanwhile.
     """
 
     def __init__(self, sessions: list[Session], schedule: Schedule) -> None:
         self.sessions = sessions
         self.schedule = schedule
         self.k = 0  # the next request to send
+        self.next_due = schedule.due_ns(0)  # its scheduled time
         self.wakes = 0
 
     def tick(self) -> int | None:
         schedule, sessions = self.schedule, self.sessions
         due_ns, count, n = schedule.due_ns, schedule.count, len(sessions)
-        k = self.k
+        k, scheduled = self.k, self.next_due
         self.wakes += 1
+        if k >= count:
+            return None
         now = time.monotonic_ns()
-        while True:
+        while scheduled <= now:
             touched: list[Session] = []
-            while k < count:
-                scheduled = due_ns(k)
-                if scheduled > now:
-                    break
+            while True:
                 session = sessions[k % n]
                 if session.queue(session.mix.next_action(), scheduled) and (
                     session.queued == 1
                 ):
                     touched.append(session)
                 k += 1
+                if k >= count:
+                    break
+                scheduled = due_ns(k)
+                if scheduled > now:
+                    break
             for session in touched:
-                session.flush()
+                now = session.flush()
             if k >= count:
-                break
+                self.k = k
+                return None
             # Sending took time: whatever fell due meanwhile goes now, not after a wake-up.
-            now = time.monotonic_ns()
-            if due_ns(k) > now:
-                break
-        self.k = k
-        return due_ns(k) if k < count else None
+            if not touched:
+                now = time.monotonic_ns()
+        self.k, self.next_due = k, scheduled
+        return scheduled
 
 
 async def _send_loop(sessions: list[Session], schedule: Schedule, pacer: Pacer) -> None:

@@ -141,6 +141,16 @@ class WsClient(asyncio.Protocol):
     # ---- receiving -----------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         recv_ns = time.monotonic_ns()
+        if not self._buf and self._handshake_done and len(data) > 4 and data[0] == 0x81:
+            # The usual segment: exactly one final, unmasked text frame (an answer).
+            length = data[1]
+            if length < 126:
+                if len(data) == 2 + length:
+                    self.on_message(data[2:], recv_ns)
+                    return
+            elif length == 126 and len(data) == 4 + (data[2] << 8 | data[3]):
+                self.on_message(data[4:], recv_ns)
+                return
         if not self._handshake_done:
             self._buf += data
             if not self._parse_handshake():

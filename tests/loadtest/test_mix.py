@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from collections import Counter
 
+import msgspec
+import pytest
+
 from exchange.model.instruments import Instrument, load_config
-from loadtest.mix import AMEND, CANCEL, MARKETABLE, PLACE, Mix, OpenOrder, OpenOrders
+from loadtest.mix import (
+    AMEND,
+    CANCEL,
+    MARKETABLE,
+    PLACE,
+    Mix,
+    OpenOrder,
+    OpenOrders,
+    request_body,
+)
 
 
 def instruments() -> list[Instrument]:
@@ -112,3 +124,24 @@ def test_open_orders_swap_remove_keeps_the_index_right() -> None:
     assert len(oo) == 8
     for cid, pos in oo.index.items():
         assert oo.items[pos].client_order_id == cid
+
+
+def test_the_spliced_request_is_what_the_json_encoder_writes() -> None:
+    # The body is spliced from templates; it must be byte for byte the encoder's JSON of its
+    # method and params (which Action.params decodes back), so the exchange sees the same text.
+    mix = Mix(instruments(), "t-1a", seed=9)
+    kinds: Counter[str] = Counter()
+    for _ in range(2_000):
+        action = mix.next_action()
+        kinds[action.kind] += 1
+        assert action.body == request_body(action.method, action.params)
+        request = msgspec.json.decode(b'{"id":12' + action.body)
+        assert request["id"] == 12 and request["method"] == action.method
+        if action.resting is not None:
+            mix.open.add(action.resting)
+    assert set(kinds) == {PLACE, CANCEL, AMEND, MARKETABLE}
+
+
+def test_a_tag_that_would_need_escaping_is_refused() -> None:
+    with pytest.raises(ValueError, match="escaping"):
+        Mix(instruments(), 'bad"tag', seed=1)

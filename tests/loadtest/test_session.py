@@ -9,10 +9,10 @@ from typing import Any
 from exchange.model.instruments import load_config
 from loadtest import checks
 from loadtest.checks import Violations
-from loadtest.mix import Mix
+from loadtest.mix import Action, Mix
 from loadtest.recorder import SEND_LAG, Recorder, ack_name
 from loadtest.schedule import Schedule
-from loadtest.session import Pending, Session
+from loadtest.session import Session
 from loadtest.worker import Sender
 from loadtest.ws import WsClient
 from tests.loadtest.test_ws import FakeTransport, split_client_frames
@@ -37,7 +37,8 @@ def report(session: Session, seq: int, cid: str, exec_type: str, status: str) ->
 def test_an_accepted_resting_order_becomes_a_cancel_target_until_it_trades() -> None:
     s = make_session()
     action = s.mix._place()
-    s.acks.sent(1, Pending(action.method, 1_000_000, action))
+    action.scheduled_ns = 1_000_000
+    s.acks.sent(1, action)
     answer(s, 1, result={"status": "new"})
     assert s.mix.open.get(action.client_order_id) is not None
     assert s.rec.hist(ack_name("order.place")).get_total_count() == 1
@@ -48,9 +49,8 @@ def test_an_accepted_resting_order_becomes_a_cancel_target_until_it_trades() -> 
 def test_refusals_explained_by_a_report_are_races_the_rest_are_errors() -> None:
     s = make_session()
     for i, cid in enumerate(("filled-one", "stp-canceled", "mystery", "filled-one"), start=1):
-        cancel = s.mix._place()  # any action object; only the method and cid matter here
-        cancel = type(cancel)("cancel", "order.cancel", {}, cid)
-        s.acks.sent(i, Pending("order.cancel", 0, cancel))
+        cancel = Action("cancel", "order.cancel", b"", cid)  # only method and cid matter here
+        s.acks.sent(i, cancel)
     report(s, 1, "filled-one", "trade", "filled")
     report(s, 2, "stp-canceled", "canceled", "canceled")
     for i in (1, 2, 3):
@@ -89,8 +89,9 @@ def connected_sessions(n: int) -> tuple[list[Session], list[FakeTransport]]:
 async def test_one_pass_writes_each_connection_once_and_records_lag_after_the_write() -> None:
     sessions, transports = connected_sessions(3)
     now = time.monotonic_ns()
-    # 10/s started 750 ms ago: 8 requests are due, round-robin over 3 sessions.
-    schedule = Schedule(start_ns=now - 750_000_000, rate_per_s=10.0, count=20)
+    # 1/s started 7.5 s ago: 8 requests are due, round-robin over 3 sessions, and the next
+    # one only in 0.5 s (a pass on a loaded machine must not see it fall due).
+    schedule = Schedule(start_ns=now - 7_500_000_000, rate_per_s=1.0, count=20)
     sender = Sender(sessions, schedule)
     next_ns = sender.tick()
     after = time.monotonic_ns()
