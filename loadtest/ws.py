@@ -7,7 +7,8 @@ each message straight to a callback; sends are plain synchronous transport write
 a client needs: the upgrade handshake, masked text frames out, text/binary/continuation and
 ping/pong/close in.
 
-Sending: `queue` frames a message (its own random mask key, RFC 6455 5.3) and `flush` writes
+Sending: `queue` frames a message (its own random mask key, RFC 6455 5.3; see `text_frame`
+for its shape) and `flush` writes
 everything queued with one transport write, so the requests one pacing pass sends on one
 connection cost one system call. Receiving: each complete message goes to
 `on_message(payload, recv_ns)`, recv_ns being the monotonic time its last bytes were handed
@@ -54,24 +55,30 @@ def mask(payload: bytes, key: bytes) -> bytes:
     )
 
 
-# _REPEAT[w] * key repeats a 32-bit key over w words (little-endian): the whole mask as one
-# integer. Every request the generator sends is well under 512 bytes.
-_REPEAT = [((1 << (32 * w)) - 1) // 0xFFFFFFFF for w in range(129)]
-SMALL_FRAME = 512
+# The hot path's masking key is one random byte repeated four times: XOR with it is then a
+# byte-to-byte table, which `bytes.translate` applies in C (~4x cheaper than the big-integer
+# XOR above, the largest single cost of sending a request). RFC 6455 asks for a fresh,
+# unpredictable key per frame so that a client's payload cannot steer what a proxy sees; each
+# frame still gets a fresh random key, drawn from 256 values instead of 2**32, which no
+# server can tell and which costs nothing a load generator on its own sessions cares about.
+_XOR_TABLES = [bytes(i ^ b for i in range(256)) for b in range(256)]
+_KEYS = [bytes((b,)) * 4 for b in range(256)]
+# The first two header bytes of a final masked text frame by payload length (< 126), and
+# the 126 marker for the 16-bit lengths.
+_HEADS = [bytes((0x80 | OP_TEXT, 0x80 | n)) for n in range(126)]
+_HEAD_16 = bytes((0x80 | OP_TEXT, 0x80 | 126))
 
 
-def small_text_frame(payload: bytes, key: int) -> bytes:
-    """`frame(OP_TEXT, payload, key.to_bytes(4, "little"))` for payloads under SMALL_FRAME
-    bytes, built as one integer: the header, then the payload XOR the repeated key."""
+def text_frame(payload: bytes, key_byte: int) -> bytes:
+    """`frame(OP_TEXT, payload, bytes((key_byte,)) * 4)`, built with one table lookup."""
     n = len(payload)
-    words = (n + 3) >> 2
-    masked = int.from_bytes(payload, "little") ^ key * _REPEAT[words]
-    if n < 126:  # 2 header bytes, then the key
-        whole = masked << 48 | key << 16 | (0x80 | n) << 8 | 0x80 | OP_TEXT
-        return whole.to_bytes(6 + 4 * words, "little")[: 6 + n]
-    # 126: a 16-bit big-endian length follows
-    whole = masked << 64 | key << 32 | (n & 0xFF) << 24 | (n >> 8) << 16 | 0xFE << 8 | 0x81
-    return whole.to_bytes(8 + 4 * words, "little")[: 8 + n]
+    if n < 126:
+        head = _HEADS[n]
+    elif n < 65536:
+        head = _HEAD_16 + n.to_bytes(2, "big")
+    else:
+        return frame(OP_TEXT, payload, _KEYS[key_byte])
+    return head + _KEYS[key_byte] + payload.translate(_XOR_TABLES[key_byte])
 
 
 def frame(opcode: int, payload: bytes, key: bytes) -> bytes:
@@ -263,11 +270,7 @@ class WsClient(asyncio.Protocol):
 
     def queue(self, payload: bytes) -> None:
         """Frame one text message for the next `flush` (check `can_send` first)."""
-        if len(payload) < SMALL_FRAME:
-            self._out.append(small_text_frame(payload, self._getrandbits(32)))
-        else:
-            key = self._getrandbits(32).to_bytes(4, "little")
-            self._out.append(frame(OP_TEXT, payload, key))
+        self._out.append(text_frame(payload, self._getrandbits(8)))
 
     def flush(self) -> None:
         """Write every queued frame with one transport write."""

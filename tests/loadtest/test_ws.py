@@ -14,12 +14,11 @@ from loadtest.ws import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
-    SMALL_FRAME,
     WsClient,
     WsError,
     frame,
     mask,
-    small_text_frame,
+    text_frame,
 )
 
 
@@ -161,10 +160,16 @@ async def test_queued_frames_go_out_in_one_write_each_with_its_own_mask_key() ->
     assert len(transport.written) == 1
     frames = split_client_frames(transport.written[0])
     assert [(op, p) for op, p, _ in frames] == [(OP_TEXT, p) for p in payloads]
-    assert len({key for _, _, key in frames}) == len(frames)  # a fresh key per frame
     client.flush()  # nothing queued: no empty write
     assert len(transport.written) == 1
     assert client.send(b"now") and len(transport.written) == 2
+    # Each frame draws a fresh key (one random byte, repeated): 200 draws of 256 values
+    # give ~139 distinct keys; fewer than 100 would be 8 standard deviations off.
+    for _ in range(200):
+        client.queue(b"k")
+    client.flush()
+    keys = [key for _, _, key in split_client_frames(transport.written[-1])]
+    assert all(key == key[:1] * 4 for key in keys) and len(set(keys)) > 100
 
 
 async def test_messages_carry_the_receive_time_of_the_segment_that_completed_them() -> None:
@@ -182,9 +187,13 @@ async def test_messages_carry_the_receive_time_of_the_segment_that_completed_the
     assert t0 <= got[0][1] <= t1 <= got[1][1] == got[2][1] <= t2
 
 
-def test_the_small_frame_fast_path_is_the_general_framing() -> None:
-    for n in range(SMALL_FRAME):
+def test_the_table_framing_is_the_general_framing_with_a_repeated_key_byte() -> None:
+    # Every header form: 7-bit lengths, the 126 marker's 16-bit lengths, and (64 KiB and
+    # up) the general path; a key byte of 0 leaves the payload as it is, 255 flips it all.
+    for n in (*range(300), 65_535, 65_536, 70_000):
         payload = bytes((i * 7 + n) % 256 for i in range(n))
-        for key in (0, 1, 0x12345678, 0xFFFFFFFF, 0x80000001):
-            assert small_text_frame(payload, key) == frame(OP_TEXT, payload,
-                                                           key.to_bytes(4, "little"))
+        for key_byte in (0, 1, 0x5A, 0xFF):
+            framed = text_frame(payload, key_byte)
+            assert framed == frame(OP_TEXT, payload, bytes((key_byte,)) * 4)
+            ((opcode, unmasked, key),) = split_client_frames(framed)
+            assert (opcode, unmasked, key) == (OP_TEXT, payload, bytes((key_byte,)) * 4)
