@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+from msgspec import UNSET, UnsetType
+
 from exchange.model.events import (
     OrderAccepted,
     OrderAmended,
@@ -44,58 +47,93 @@ def _price(inst: Instrument, ticks: int | None) -> str | None:
     return None if ticks is None else inst.ticks_to_price(ticks)
 
 
-def execution_report(config: ExchangeConfig, event: OrderEvent,
-                     seq: int | None) -> dict[str, Any]:
-    """The pushed `{"type": "execution", ...}` message for one order event (`seq`: the
-    session's push sequence; None for a report replayed inside a response)."""
+class ExecutionReport(msgspec.Struct, gc=False):
+    """The pushed `{"type": "execution", ...}` message, fields in wire order.
+
+    A struct rather than a dict: built with positional arguments and encoded by msgspec
+    without a dict in between (a report is the message the gateway sends most). UNSET fields
+    are left out of the JSON: `seq` in a report replayed inside a response, and the fields
+    only some kinds of event carry.
+    """
+
+    type: str
+    seq: int | UnsetType
+    account_seq: int
+    exec_id: int
+    order_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    order_type: str
+    tif: str
+    exec_type: str
+    ord_status: str
+    price: str | None
+    qty: str
+    cum_qty: str
+    leaves_qty: str
+    avg_px: str
+    ts: int
+    engine_seq: int
+    last_qty: str
+    last_px: str
+    liquidity: str | None
+    fee: str
+    fee_asset: str
+    trade_id: int | UnsetType = UNSET
+    reject_code: int | UnsetType = UNSET
+    cancel_reason: str | UnsetType = UNSET
+    stop_price: str | UnsetType = UNSET
+    display_qty: str | UnsetType = UNSET
+
+
+def report(config: ExchangeConfig, event: OrderEvent, seq: int | None) -> ExecutionReport:
+    """The execution report of one order event (`seq`: the session's push sequence; None for
+    a report replayed inside a response)."""
     inst = config.instruments[event.symbol]
-    report: dict[str, Any] = {
-        "type": "execution",
-        "seq": seq,
-        "account_seq": event.account_seq,
-        "exec_id": event.exec_id,
-        "order_id": event.order_id,
-        "client_order_id": event.client_order_id,
-        "symbol": event.symbol,
-        "side": event.side,
-        "order_type": event.order_type,
-        "tif": event.tif,
-        "exec_type": EXEC_TYPE[type(event)],
-        "ord_status": event.status,
-        "price": _price(inst, event.price),
-        "qty": inst.lots_to_qty(event.qty),
-        "cum_qty": inst.lots_to_qty(event.cum_qty),
-        "leaves_qty": inst.lots_to_qty(event.leaves_qty),
-        "avg_px": avg_px(inst, event.cum_notional, event.cum_qty),
-        "ts": event.ts,
-        "engine_seq": event.seq,
-    }
-    if isinstance(event, OrderFilled):
-        report["last_qty"] = inst.lots_to_qty(event.last_qty)
-        report["last_px"] = inst.ticks_to_price(event.last_px)
-        report["liquidity"] = event.liquidity
-        report["fee"] = config.units_to_asset(event.fee_asset, event.fee)
-        report["fee_asset"] = event.fee_asset
-        report["trade_id"] = event.trade_id
+    lots, ticks = inst.lots_to_qty, inst.ticks_to_price
+    price = event.price
+    cum_qty = event.cum_qty
+    if type(event) is OrderFilled:
+        fill_qty, fill_px = lots(event.last_qty), ticks(event.last_px)
+        liquidity: str | None = event.liquidity
+        fee_asset = event.fee_asset
+        fee = config.units_to_asset(fee_asset, event.fee)
     else:
         # No execution in this report: zero last fill and fee (FIX sends 31/32 = 0 too).
-        report["last_qty"] = inst.lots_to_qty(0)
-        report["last_px"] = inst.ticks_to_price(0)
-        report["liquidity"] = None
-        report["fee"] = config.units_to_asset(inst.quote, 0)
-        report["fee_asset"] = inst.quote
-    if isinstance(event, OrderRejected):
-        report["reject_code"] = event.code
-    elif isinstance(event, OrderCanceled):
-        report["cancel_reason"] = event.reason
-    elif isinstance(event, OrderAccepted | OrderAmended | OrderTriggered):
+        fill_qty, fill_px, liquidity = lots(0), ticks(0), None
+        fee_asset = inst.quote
+        fee = config.units_to_asset(fee_asset, 0)
+    out = ExecutionReport(
+        "execution", UNSET if seq is None else seq, event.account_seq, event.exec_id,
+        event.order_id, event.client_order_id, event.symbol, event.side, event.order_type,
+        event.tif, EXEC_TYPE[type(event)], event.status,
+        None if price is None else ticks(price), lots(event.qty), lots(cum_qty),
+        lots(event.leaves_qty), avg_px(inst, event.cum_notional, cum_qty), event.ts,
+        event.seq, fill_qty, fill_px, liquidity, fee, fee_asset,
+    )
+    if type(event) is OrderFilled:
+        out.trade_id = event.trade_id
+    elif type(event) is OrderRejected:
+        out.reject_code = event.code
+    elif type(event) is OrderCanceled:
+        out.cancel_reason = event.reason
+    elif type(event) is OrderAccepted:
         if event.stop_price is not None:
-            report["stop_price"] = inst.ticks_to_price(event.stop_price)
-        if isinstance(event, OrderAccepted) and event.display_qty:
-            report["display_qty"] = inst.lots_to_qty(event.display_qty)
-    if seq is None:
-        del report["seq"]
-    return report
+            out.stop_price = ticks(event.stop_price)
+        if event.display_qty:
+            out.display_qty = lots(event.display_qty)
+    elif (type(event) is OrderAmended or type(event) is OrderTriggered) and (
+            event.stop_price is not None):
+        out.stop_price = ticks(event.stop_price)
+    return out
+
+
+def execution_report(config: ExchangeConfig, event: OrderEvent,
+                     seq: int | None) -> dict[str, Any]:
+    """`report` as a dict of JSON values (what the encoder writes for it)."""
+    built: dict[str, Any] = msgspec.to_builtins(report(config, event, seq))
+    return built
 
 
 def order_state(config: ExchangeConfig, order: OrderState) -> dict[str, Any]:

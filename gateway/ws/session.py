@@ -26,7 +26,7 @@ from aiohttp import WSCloseCode, web
 from exchange.model.events import OrderEvent
 from exchange.model.instruments import ExchangeConfig
 from gateway.core.ratelimit import TokenBucket
-from gateway.core.reports import execution_report
+from gateway.core.reports import report
 from gateway.core.sessions import TradingSession
 from gateway.frames import Flusher, text_frame
 from gateway.metrics import GatewayMetrics
@@ -70,7 +70,7 @@ class TradeSession(TradingSession):
         self._closer: asyncio.Task[None] | None = None
         self.on_sent: Callable[[str, float], None] | None = None
 
-    def send(self, message: dict[str, Any], *, received_at: float | None = None,
+    def send(self, message: object, *, received_at: float | None = None,
              method: str = "") -> bool:
         """Frame a message for this loop turn's write; on a full buffer close (False)."""
         if self.close_reason is not None:
@@ -122,7 +122,7 @@ class TradeSession(TradingSession):
 
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
         self.report_seq += 1
-        self.send(execution_report(config, event, self.report_seq))
+        self.send(report(config, event, self.report_seq))
         self.metrics.count_report(event.symbol)
 
     def close(self, reason: str, code: int = WSCloseCode.OK) -> None:

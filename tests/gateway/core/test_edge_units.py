@@ -7,16 +7,24 @@ import hashlib
 import hmac
 from typing import Any
 
+import msgspec
 import pytest
 
 from exchange.model.codes import Code
 from exchange.model.commands import PlaceOrder
-from exchange.model.events import OrderFilled
+from exchange.model.events import (
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+)
 from exchange.model.instruments import load_config
 from exchange.model.queries import ApiKeyInfo
 from gateway.core import auth, validation
 from gateway.core.ratelimit import BucketTable, RateLimit, TokenBucket
-from gateway.core.reports import avg_px, execution_report
+from gateway.core.reports import avg_px, execution_report, report
 from gateway.core.validation import EnvelopeError, RequestError
 
 CONFIG = load_config()
@@ -181,3 +189,50 @@ def test_execution_report_is_canonical() -> None:
     assert (report["fee"], report["fee_asset"]) == ("0.00000012", "BTC")
     inst = CONFIG.instruments["BTC-USD"]
     assert avg_px(inst, 0, 0) == "0.00" and avg_px(inst, 3, 2) == "0.02"
+
+
+def _order_fields(**changes: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = dict(
+        seq=9, ts=123, exec_id=4, account_id=1, order_id=2, client_order_id="c",
+        symbol="BTC-USD", side="sell", order_type="limit", tif="GTC", price=10125, qty=5000,
+        cum_qty=0, leaves_qty=5000, cum_notional=0, status="new", session_id="",
+        account_seq=17)
+    fields.update(changes)
+    return fields
+
+
+def test_execution_report_fields_per_event_kind() -> None:
+    """Each kind carries the fields docs/PROTOCOL.md gives it and no other; `seq` only when
+    pushed. The pushed bytes are the JSON of the same report."""
+    events = {
+        "new": OrderAccepted(**_order_fields(post_only=False)),
+        "stop": OrderAccepted(**_order_fields(order_type="stop_limit", post_only=False,
+                                              stop_price=10200, display_qty=1000)),
+        "rejected": OrderRejected(**_order_fields(order_id=0, status="rejected", code=3001)),
+        "canceled": OrderCanceled(**_order_fields(status="canceled", leaves_qty=0,
+                                                  reason="user")),
+        "replaced": OrderAmended(**_order_fields(kept_priority=True)),
+        "market": OrderExpired(**_order_fields(order_type="market", tif="IOC", price=None,
+                                               status="expired", leaves_qty=0)),
+    }
+    common = {"type", "seq", "account_seq", "exec_id", "order_id", "client_order_id", "symbol",
+              "side", "order_type", "tif", "exec_type", "ord_status", "price", "qty",
+              "cum_qty", "leaves_qty", "avg_px", "ts", "engine_seq", "last_qty", "last_px",
+              "liquidity", "fee", "fee_asset"}
+    extra = {"new": set(), "stop": {"stop_price", "display_qty"}, "rejected": {"reject_code"},
+             "canceled": {"cancel_reason"}, "replaced": set(), "market": set()}
+    for name, event in events.items():
+        pushed = execution_report(CONFIG, event, 5)
+        assert set(pushed) == common | extra[name], name
+        assert msgspec.json.decode(msgspec.json.encode(report(CONFIG, event, 5))) == pushed
+        assert pushed["account_seq"] == 17 and pushed["engine_seq"] == 9
+        assert (pushed["last_qty"], pushed["last_px"], pushed["liquidity"]) == (
+            "0.0000", "0.00", None)
+        assert (pushed["fee"], pushed["fee_asset"]) == ("0.000000", "USD")
+        replayed = execution_report(CONFIG, event, None)
+        assert set(replayed) == set(pushed) - {"seq"}
+    assert execution_report(CONFIG, events["stop"], 1)["stop_price"] == "102.00"
+    assert execution_report(CONFIG, events["stop"], 1)["display_qty"] == "0.1000"
+    assert execution_report(CONFIG, events["rejected"], 1)["reject_code"] == 3001
+    assert execution_report(CONFIG, events["canceled"], 1)["cancel_reason"] == "user"
+    assert execution_report(CONFIG, events["market"], 1)["price"] is None
