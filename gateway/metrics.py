@@ -141,6 +141,7 @@ class GatewayMetrics:
         # Per (method, code) and per method: one dict lookup per request, no key tuple.
         self._request_tallies: dict[str, dict[int, Tally]] = {}
         self._ack_tallies: dict[str, HistogramTally] = {}
+        self._report_tallies: dict[str, Tally] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -185,7 +186,10 @@ class GatewayMetrics:
         self.ack_histogram(method).observe(seconds)
 
     def count_report(self, symbol: str) -> None:
-        self.tally(self.reports, symbol).value += 1
+        tally = self._report_tallies.get(symbol)
+        if tally is None:
+            tally = self._report_tallies[symbol] = self.tally(self.reports, symbol)
+        tally.value += 1
 
 
 class Tally:

@@ -58,6 +58,7 @@ READ_METHODS = frozenset({STATUS, OPEN, BALANCES, REPLAY, TRADES, HISTORY})
 # Integers the link carries as msgpack int64; also keeps absurd values out of the engine.
 MAX_WIRE_INT = 2**53
 MAX_ID_CHARS = 64
+_ID_BOUND = 2**63
 _CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,36}")
 _NONCE = re.compile(r"[\x21-\x7e]{1,64}")
 _API_KEY = re.compile(r"[\x21-\x7e]{1,128}")
@@ -77,8 +78,9 @@ class RequestError(Exception):
         self.retry_after_ms = retry_after_ms
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(msgspec.Struct, frozen=True):
+    # A struct, not a frozen dataclass: one is built per message, and a frozen dataclass's
+    # __init__ sets each field through object.__setattr__.
     id: RequestId
     method: str
     params: dict[str, Any]
@@ -105,8 +107,9 @@ def parse_request(data: str | bytes) -> Request:
         raise EnvelopeError("a request is a JSON object")
     raw_id = obj.get("id")
     request_id: RequestId = None
-    is_int = isinstance(raw_id, int) and not isinstance(raw_id, bool) and abs(raw_id) < 2**63
-    if (isinstance(raw_id, str) and len(raw_id) <= MAX_ID_CHARS) or is_int:
+    # type() is int: a bool is not an id.
+    if (type(raw_id) is int and -_ID_BOUND < raw_id < _ID_BOUND) or (
+            type(raw_id) is str and len(raw_id) <= MAX_ID_CHARS):
         request_id = raw_id
     else:
         raise EnvelopeError("'id' must be an integer or a string of at most 64 characters")
@@ -120,8 +123,9 @@ def parse_request(data: str | bytes) -> Request:
         params = {}
     if not isinstance(params, dict):
         raise EnvelopeError("'params' must be an object", request_id)
-    extra = set(obj) - {"id", "method", "params"}
-    if extra:
+    # "id" and "method" are there: any other key makes the object longer than these.
+    if len(obj) > 2 + ("params" in obj):
+        extra = set(obj) - {"id", "method", "params"}
         raise EnvelopeError(f"unknown field(s): {', '.join(sorted(extra))[:100]}", request_id)
     return Request(id=request_id, method=method, params=params)
 
@@ -130,6 +134,8 @@ def parse_request(data: str | bytes) -> Request:
 
 
 def _check_known(params: dict[str, Any], allowed: frozenset[str]) -> None:
+    if params.keys() <= allowed:  # the usual case, without building a set
+        return
     extra = set(params) - allowed
     if extra:
         names = ", ".join(sorted(extra))[:200]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ from gateway.metrics import GatewayMetrics
 log = structlog.get_logger("gateway.ws.session")
 
 _ENCODER = msgspec.json.Encoder()
+_TEXT_FIN16 = struct.Struct("!BBH")
 _LINGER_S = 10.0
 # A burst (one cancel_all of many orders) may queue past `send_buffer` while the socket still
 # takes everything; only a socket that is backed up makes the client slow. This factor bounds
@@ -75,7 +77,11 @@ class TradeSession(TradingSession):
         """Frame a message for this loop turn's write; on a full buffer close (False)."""
         if self.close_reason is not None:
             return False
-        frame = text_frame(_ENCODER.encode(message))
+        payload = _ENCODER.encode(message)
+        # text_frame, inline for the usual answer or report (< 126 bytes never; < 64 KiB).
+        size = len(payload)
+        frame = (_TEXT_FIN16.pack(0x81, 126, size) + payload if 126 <= size < 65536
+                 else text_frame(payload))
         transport = self.request.transport
         in_socket = -1 if transport is None else transport.get_write_buffer_size()
         buffered = self._pending_bytes + max(in_socket, 0)
