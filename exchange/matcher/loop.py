@@ -42,16 +42,7 @@ from exchange.link.messages import (
 from exchange.marketdata.port import MarketDataPort, NullMarketData
 from exchange.matcher.engine_port import EngineLike
 from exchange.matcher.link_server import GatewayLink, LinkServer
-from exchange.matcher.metrics import (
-    BATCH_SIZE,
-    COMMANDS,
-    FSYNC_SECONDS,
-    JOURNAL_BYTES,
-    LAST_SEQ,
-    QUEUE_DEPTH,
-    QUEUE_FULL,
-    REFUSED,
-)
+from exchange.matcher.metrics import BATCHES, QUEUE_FULL, REFUSED
 from exchange.matcher.snapshotting import Snapshotter
 from exchange.model.codes import Code
 from exchange.model.commands import CancelAll, Command, RevokeApiKey
@@ -335,8 +326,9 @@ class Matcher:
                             self._start_write(first_seq, data, idle=True))
             batch, first_seq, ts, size, fut = inflight
             seconds = await fut  # OSError here is fatal: see run()
-            FSYNC_SECONDS.observe(seconds)
-            JOURNAL_BYTES.inc(size)
+            figures = BATCHES
+            figures.fsync_seconds.observe(seconds)
+            figures.journal_bytes += size
             inflight = None
             write_error: OSError | None = None
             if self.queue:
@@ -345,7 +337,7 @@ class Matcher:
                     inflight = (nbatch, nfirst, nts, len(ndata), self._start_write(nfirst, ndata))
                 except OSError as exc:
                     write_error = exc  # batch N is durable: answer it, then stop
-            QUEUE_DEPTH.set(len(self.queue))
+            figures.queue_depth = len(self.queue)
             self._apply(batch, first_seq, ts)
             if write_error is not None:
                 raise write_error
@@ -400,9 +392,10 @@ class Matcher:
         for link in answered:
             link.flush()
         n = len(batch)
-        BATCH_SIZE.observe(n)
-        COMMANDS.inc(n)
-        LAST_SEQ.set(seq - 1)
+        figures = BATCHES
+        figures.batch_size.observe(n)
+        figures.commands += n
+        figures.last_seq = seq - 1
         try:
             self.md_port.on_batch(batch_events, ts)
         except Exception:
