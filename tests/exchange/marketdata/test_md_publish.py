@@ -170,9 +170,8 @@ class FakeRedis:
 
 
 def writer_waits(transport: RedisTransport) -> bool:
-    """The writer is held at its bound (max_writes or max_outstanding) until replies come."""
-    room = transport._room
-    return room is not None and not room.done()
+    """Writing is held at its bound (max_writes or max_outstanding) until replies come."""
+    return transport.window_full() and transport.pending > 0
 
 
 def test_pre_encoded_publish_is_what_redis_py_packs() -> None:
@@ -279,3 +278,23 @@ async def test_redis_killed_is_seen_without_publishing(redis_server: RedisServer
     await transport.stop()
     await pubsub.aclose()  # type: ignore[no-untyped-call]
     await sub.aclose()
+
+
+async def test_a_reply_split_across_reads_is_counted_once_complete() -> None:
+    async with FakeRedis() as fake:
+        fake.answer = False
+        transport = RedisTransport(fake.url)
+        await transport.start()
+        await wait_until(lambda: transport.connected, WAIT_S)
+        for i in range(3):
+            transport.send("A", b"%d" % i)
+            await asyncio.sleep(0)  # a loop turn each: one write of one publish each
+        await wait_until(lambda: len(fake.published) == 3, WAIT_S)
+        assert transport.outstanding == 3 and len(transport._inflight) == 3
+        assert fake._writer is not None
+        fake._writer.write(b":1\r\n:1")  # one reply and the start of the next
+        await wait_until(lambda: transport.outstanding == 2, WAIT_S)
+        fake._writer.write(b"\r\n:1\r\n")
+        await wait_until(lambda: transport.outstanding == 0, WAIT_S)
+        assert fake.connections == 1
+        await transport.stop()
