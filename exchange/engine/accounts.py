@@ -30,12 +30,17 @@ class Account:
 
 
 class ApiKey:
-    __slots__ = ("account_id", "api_key", "permissions", "secret")
+    __slots__ = ("account_id", "api_key", "orders_limit", "permissions", "requests_limit",
+                 "secret")
 
     def __init__(
-        self, api_key: str, account_id: int, secret: str, permissions: tuple[Permission, ...]
+        self, api_key: str, account_id: int, secret: str, permissions: tuple[Permission, ...],
+        orders_limit: int = 0, requests_limit: int = 0,
     ) -> None:
         self.api_key = api_key
         self.account_id = account_id
         self.secret = secret
         self.permissions = permissions
+        # The key's rate-limit tier, per the gateway's window; 0: the gateway's default.
+        self.orders_limit = orders_limit
+        self.requests_limit = requests_limit

@@ -1,4 +1,5 @@
-"""Operator commands: accounts, API keys, deposits and withdrawals, halts.
+"""Operator commands: accounts, API keys and their rate-limit tiers, deposits and
+withdrawals, halts.
 
 Each answers with its past-tense event or a CommandRejected, and changes nothing on reject.
 """
@@ -11,12 +12,14 @@ from exchange.engine.accounts import FEE_ACCOUNT, Account, ApiKey
 from exchange.engine.base import EngineBase
 from exchange.model.codes import Code
 from exchange.model.commands import (
+    MAX_KEY_LIMIT,
     CreateAccount,
     CreateApiKey,
     Deposit,
     HaltSymbol,
     ResumeSymbol,
     RevokeApiKey,
+    SetKeyLimits,
     Withdraw,
 )
 from exchange.model.events import (
@@ -26,6 +29,7 @@ from exchange.model.events import (
     CommandRejected,
     Deposited,
     Event,
+    KeyLimitsSet,
     SymbolHalted,
     SymbolResumed,
     Withdrawn,
@@ -43,6 +47,12 @@ _DUP_KEY = int(Code.DUPLICATE_API_KEY)
 _UNKNOWN_KEY = int(Code.UNKNOWN_API_KEY)
 
 
+def _limit_ok(value: int | None) -> bool:
+    """A key limit as a command may carry it: None (unchanged), 0 (the gateway's default)
+    or 1..MAX_KEY_LIMIT. `type() is int`: a bool is no limit."""
+    return value is None or (type(value) is int and 0 <= value <= MAX_KEY_LIMIT)
+
+
 class Admin(EngineBase):
     """Operator commands, as methods of the engine."""
 
@@ -53,7 +63,8 @@ class Admin(EngineBase):
         return [AccountCreated(seq=seq, ts=ts, account_id=account_id, label=c.label)]
 
     def _create_api_key(self, c: CreateApiKey, seq: int, ts: int) -> list[Event]:
-        if not c.api_key or not c.secret or not c.permissions:
+        if (not c.api_key or not c.secret or not c.permissions
+                or not _limit_ok(c.orders_limit) or not _limit_ok(c.requests_limit)):
             return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
         if c.account_id == FEE_ACCOUNT or c.account_id not in self._accounts:
             return [
@@ -61,12 +72,30 @@ class Admin(EngineBase):
             ]
         if c.api_key in self._api_keys:
             return [CommandRejected(seq=seq, ts=ts, code=_DUP_KEY, reason="duplicate api key")]
-        self._api_keys[c.api_key] = ApiKey(c.api_key, c.account_id, c.secret, c.permissions)
+        self._api_keys[c.api_key] = ApiKey(c.api_key, c.account_id, c.secret, c.permissions,
+                                           c.orders_limit, c.requests_limit)
         return [
             ApiKeyCreated(
                 seq=seq, ts=ts, account_id=c.account_id, api_key=c.api_key,
-                permissions=c.permissions,
+                permissions=c.permissions, orders_limit=c.orders_limit,
+                requests_limit=c.requests_limit,
             )
+        ]
+
+    def _set_key_limits(self, c: SetKeyLimits, seq: int, ts: int) -> list[Event]:
+        """A key's rate-limit tier; the matcher pushes it to every gateway once journaled."""
+        if not _limit_ok(c.orders_limit) or not _limit_ok(c.requests_limit):
+            return [CommandRejected(seq=seq, ts=ts, code=_INVALID, reason="invalid field value")]
+        key = self._api_keys.get(c.api_key)
+        if key is None:
+            return [CommandRejected(seq=seq, ts=ts, code=_UNKNOWN_KEY, reason="unknown api key")]
+        if c.orders_limit is not None:
+            key.orders_limit = c.orders_limit
+        if c.requests_limit is not None:
+            key.requests_limit = c.requests_limit
+        return [
+            KeyLimitsSet(seq=seq, ts=ts, account_id=key.account_id, api_key=key.api_key,
+                         orders_limit=key.orders_limit, requests_limit=key.requests_limit)
         ]
 
     def _revoke_api_key(self, c: RevokeApiKey, seq: int, ts: int) -> list[Event]:

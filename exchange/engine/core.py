@@ -36,6 +36,7 @@ from exchange.model.commands import (
     PlaceOrder,
     ResumeSymbol,
     RevokeApiKey,
+    SetKeyLimits,
     UpdateInstrument,
     Withdraw,
 )
@@ -65,6 +66,8 @@ class Engine(Placing, Amending, Admin, Listing, Queries, Snapshots, Invariants):
                 return self._create_api_key(command, seq, ts)
             case RevokeApiKey():
                 return self._revoke_api_key(command, seq, ts)
+            case SetKeyLimits():
+                return self._set_key_limits(command, seq, ts)
             case Deposit():
                 return self._deposit(command, seq, ts)
             case Withdraw():

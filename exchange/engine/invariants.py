@@ -9,6 +9,7 @@ from __future__ import annotations
 from exchange.engine.accounts import FEE_ACCOUNT
 from exchange.engine.base import EngineBase
 from exchange.engine.orders import CLOSED_MASK, CLOSED_SLOTS, Order
+from exchange.model.commands import MAX_KEY_LIMIT
 
 
 class Invariants(EngineBase):
@@ -72,3 +73,5 @@ class Invariants(EngineBase):
             assert closed.level is None and closed.prev is None and closed.next is None
         for api in self._api_keys.values():
             assert api.account_id in self._accounts
+            assert 0 <= api.orders_limit <= MAX_KEY_LIMIT, "key orders limit"
+            assert 0 <= api.requests_limit <= MAX_KEY_LIMIT, "key requests limit"

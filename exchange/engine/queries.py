@@ -87,7 +87,8 @@ class Queries(EngineBase):
                     return NotFound(code=int(Code.BAD_CREDENTIALS))
                 return ApiKeyInfo(
                     api_key=key.api_key, account_id=key.account_id, secret=key.secret,
-                    permissions=key.permissions,
+                    permissions=key.permissions, orders_limit=key.orders_limit,
+                    requests_limit=key.requests_limit,
                 )
             case GetTrades():
                 book = self._books.get(query.symbol)

@@ -82,7 +82,8 @@ class Snapshots(EngineBase):
                 for a in self._accounts.values()
             ],
             api_keys=[
-                ApiKeyRecord(k.api_key, k.account_id, k.secret, k.permissions)
+                ApiKeyRecord(k.api_key, k.account_id, k.secret, k.permissions,
+                             k.orders_limit, k.requests_limit)
                 for k in self._api_keys.values()
             ],
             books=[
@@ -139,7 +140,8 @@ class Snapshots(EngineBase):
             self._accounts[ar.account_id] = acct
         for kr in state.api_keys:
             self._api_keys[kr.api_key] = ApiKey(
-                kr.api_key, kr.account_id, kr.secret, kr.permissions
+                kr.api_key, kr.account_id, kr.secret, kr.permissions,
+                kr.orders_limit, kr.requests_limit,
             )
         resting: list[Order] = []  # every open order, in the books or waiting as a stop
         for br2 in state.books:

@@ -37,6 +37,10 @@ class ApiKeyRecord(msgspec.Struct, array_like=True):
     account_id: int
     secret: str
     permissions: tuple[Permission, ...]
+    # The key's rate-limit tier (0: the gateway's default). Last, with defaults: a version 2
+    # snapshot, written before tiers existed, loads with every key on the default.
+    orders_limit: int = 0
+    requests_limit: int = 0
 
 
 class BookRecord(msgspec.Struct, array_like=True):
@@ -71,8 +75,9 @@ class EngineState(msgspec.Struct, array_like=True):
     instruments: list[Instrument] = []
 
 
-# 2: shared order fields, stop orders, icebergs; 3: the live assets and instruments.
-STATE_VERSION = 3
-LOADABLE_VERSIONS = (2, 3)
+# 2: shared order fields, stop orders, icebergs; 3: the live assets and instruments; 4: key
+# rate-limit tiers (the key records' trailing limits, which 2 and 3 load as the default).
+STATE_VERSION = 4
+LOADABLE_VERSIONS = (2, 3, 4)
 ENCODER = msgspec.msgpack.Encoder()
 DECODER = msgspec.msgpack.Decoder(EngineState)

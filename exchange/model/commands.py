@@ -88,6 +88,25 @@ class CreateApiKey(_Command, tag="create_api_key", kw_only=True, frozen=True):
     # Generated outside the engine (randomness has no place in it) and journaled with the key.
     secret: str
     permissions: tuple[Permission, ...] = ("trade", "read")
+    # The key's rate-limit tier (see SetKeyLimits); 0 is the gateway's configured default.
+    orders_limit: int = 0
+    requests_limit: int = 0
+
+
+# A key's explicit limits lie in 1..MAX_KEY_LIMIT per the gateway's window; 0 means the
+# gateway's own default. The bound keeps a typo from switching a key's limit off in effect.
+MAX_KEY_LIMIT = 1_000_000
+
+
+class SetKeyLimits(_Command, tag="set_key_limits", kw_only=True, frozen=True):
+    """A key's rate-limit tier: `orders_limit` for the key's order bucket (shared by all its
+    sessions, WebSocket and FIX), `requests_limit` for each of its WebSocket connections'
+    request bucket, both per the gateway's window. None leaves a limit as it is; 0 returns
+    it to the gateway's default."""
+
+    api_key: str
+    orders_limit: int | None = None
+    requests_limit: int | None = None
 
 
 class RevokeApiKey(_Command, tag="revoke_api_key", kw_only=True, frozen=True):
@@ -171,6 +190,7 @@ Command = (
     | CreateAccount
     | CreateApiKey
     | RevokeApiKey
+    | SetKeyLimits
     | Deposit
     | Withdraw
     | HaltSymbol

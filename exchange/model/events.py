@@ -13,9 +13,9 @@ one command are ordered; the first one answers the command itself:
 - Batch       -> the events of each of its commands in turn (each starts with the event
                  that answers it), or CommandRejected
 - a trade that reaches a stop order's stop price -> OrderTriggered, then its fills/rest
-- operator commands -> AccountCreated / ApiKeyCreated / ApiKeyRevoked / Deposited / Withdrawn /
-                 SymbolHalted / SymbolResumed / AssetListed / InstrumentListed /
-                 InstrumentUpdated, or CommandRejected
+- operator commands -> AccountCreated / ApiKeyCreated / ApiKeyRevoked / KeyLimitsSet /
+                 Deposited / Withdrawn / SymbolHalted / SymbolResumed / AssetListed /
+                 InstrumentListed / InstrumentUpdated, or CommandRejected
 
 Order events carry the order's whole state after the event, so an execution report can be
 rendered from the event alone. Market-data events (BookChanged, TradeExecuted) are per symbol
@@ -143,6 +143,17 @@ class ApiKeyCreated(_Event, tag="api_key_created", kw_only=True, frozen=True):
     account_id: int
     api_key: str
     permissions: tuple[Permission, ...]
+    orders_limit: int = 0  # 0: the gateway's default
+    requests_limit: int = 0
+
+
+class KeyLimitsSet(_Event, tag="key_limits_set", kw_only=True, frozen=True):
+    """A key's rate-limit tier after SetKeyLimits (0: the gateway's default)."""
+
+    account_id: int
+    api_key: str
+    orders_limit: int
+    requests_limit: int
 
 
 class ApiKeyRevoked(_Event, tag="api_key_revoked", kw_only=True, frozen=True):
@@ -227,6 +238,7 @@ Event = (
     | AccountCreated
     | ApiKeyCreated
     | ApiKeyRevoked
+    | KeyLimitsSet
     | Deposited
     | Withdrawn
     | SymbolHalted

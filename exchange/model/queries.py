@@ -133,6 +133,9 @@ class ApiKeyInfo(_Answer, tag="api_key", kw_only=True, frozen=True):
     account_id: int
     secret: str
     permissions: tuple[Permission, ...]
+    # The key's rate-limit tier, per the gateway's window; 0: the gateway's default.
+    orders_limit: int = 0
+    requests_limit: int = 0
 
 
 class NotFound(_Answer, tag="not_found", kw_only=True, frozen=True):
