@@ -46,6 +46,7 @@ from exchange.link.messages import (
     Hello,
     Instruments,
     Interest,
+    KeyLimitsChanged,
     KeyRevoked,
     MarketData,
     MdSubscribe,
@@ -76,6 +77,7 @@ ReportsCallback = Callable[[list[OrderEvent]], None]
 MarketDataCallback = Callable[[str, bytes], None]
 KeyRevokedCallback = Callable[[str], None]
 InstrumentsCallback = Callable[[Welcome], None]
+KeyLimitsCallback = Callable[[KeyLimitsChanged], None]
 ClosedCallback = Callable[[BaseException | None], None]
 # Called once with the outcome of a submit: Result, Refused, or LinkDown (outcome unknown).
 SubmitCallback = Callable[["Result | Refused | LinkDown"], None]
@@ -125,6 +127,7 @@ class LinkClient:
         on_market_data: MarketDataCallback | None = None,
         on_closed: ClosedCallback | None = None,
         on_key_revoked: KeyRevokedCallback | None = None,
+        on_key_limits: KeyLimitsCallback | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.on_reports = on_reports
@@ -133,6 +136,7 @@ class LinkClient:
         # Set by the owner after connect: told the updated Welcome when the live assets and
         # instruments change (`welcome` already holds them before the callback runs).
         self.on_instruments: InstrumentsCallback | None = None
+        self.on_key_limits = on_key_limits
         self.on_closed = on_closed
         self.max_pending = max_pending
         self._loop = asyncio.get_running_loop()
@@ -168,6 +172,7 @@ class LinkClient:
         on_market_data: MarketDataCallback | None = None,
         on_closed: ClosedCallback | None = None,
         on_key_revoked: KeyRevokedCallback | None = None,
+        on_key_limits: KeyLimitsCallback | None = None,
         token: bytes | None = None,
     ) -> LinkClient:
         """Connect and handshake; raises LinkDown if the matcher is unreachable or refuses.
@@ -183,6 +188,7 @@ class LinkClient:
             on_market_data=on_market_data,
             on_closed=on_closed,
             on_key_revoked=on_key_revoked,
+            on_key_limits=on_key_limits,
         )
         loop = asyncio.get_running_loop()
         try:
@@ -409,6 +415,9 @@ class LinkClient:
                     self._welcome, config=msg.config, symbols=msg.symbols)
                 if self.on_instruments is not None:
                     self._callback(self.on_instruments, self._welcome)
+        elif isinstance(msg, KeyLimitsChanged):
+            if self.on_key_limits is not None:
+                self._callback(self.on_key_limits, msg)
         elif isinstance(msg, Heartbeat):
             pass
         elif isinstance(msg, Challenge):

@@ -9,7 +9,7 @@ Conversation:
                       Interest, SessionOpened, SessionClosed, MdSubscribe, MdUnsubscribe,
                       Heartbeat
   matcher -> gateway: Welcome, then any of Result, Refused, Answer, Reports, MarketData,
-                      KeyRevoked, Instruments, Heartbeat
+                      KeyRevoked, KeyLimitsChanged, Instruments, Heartbeat
 
 - Submit(req_id, command) is journaled and answered by Result(req_id, seq, events) holding
   every event of that command, after the journal fsync. Refused(req_id, code) answers a
@@ -24,6 +24,8 @@ Conversation:
   (ListAsset, ListInstrument, UpdateInstrument) is journaled.
 - MarketData carries the opaque per-symbol market-data batch (the same bytes that go to
   Redis when Redis is used), for symbols the gateway subscribed with MdSubscribe.
+- KeyRevoked and KeyLimitsChanged go to every welcomed gateway after the journal fsync of
+  the RevokeApiKey / SetKeyLimits: sessions of that key are closed or get its new limits.
 - Heartbeat both ways every HEARTBEAT_INTERVAL_S; silence for LINK_TIMEOUT_S ends the link.
 """
 
@@ -132,6 +134,16 @@ class Instruments(_Msg, tag="instruments", kw_only=True, frozen=True):
     symbols: list[str]  # the shard this matcher owns, as in Welcome
 
 
+class KeyLimitsChanged(_Msg, tag="key_limits", kw_only=True, frozen=True):
+    """Pushed to every gateway once a SetKeyLimits is journaled: the key's order bucket and
+    its connections' request buckets take the new limits at once (0: the gateway's default),
+    and the key's cached record is dropped."""
+
+    api_key: str
+    orders_limit: int
+    requests_limit: int
+
+
 class MdSubscribe(_Msg, tag="md_sub", kw_only=True, frozen=True):
     symbols: list[str]
 
@@ -161,6 +173,7 @@ LinkMessage = (
     | SessionClosed
     | KeyRevoked
     | Instruments
+    | KeyLimitsChanged
     | MdSubscribe
     | MdUnsubscribe
     | MarketData

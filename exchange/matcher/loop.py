@@ -34,6 +34,7 @@ from exchange.link.codec import FrameTooLarge, append_frame, encode_command
 from exchange.link.messages import (
     PROTOCOL_VERSION,
     Instruments,
+    KeyLimitsChanged,
     KeyRevoked,
     Reports,
     Result,
@@ -45,8 +46,8 @@ from exchange.matcher.link_server import GatewayLink, LinkServer
 from exchange.matcher.metrics import BATCHES, QUEUE_FULL, REFUSED
 from exchange.matcher.snapshotting import Snapshotter
 from exchange.model.codes import Code
-from exchange.model.commands import CancelAll, Command, RevokeApiKey
-from exchange.model.events import ORDER_EVENTS, ApiKeyRevoked, Event
+from exchange.model.commands import CancelAll, Command, RevokeApiKey, SetKeyLimits
+from exchange.model.events import ORDER_EVENTS, ApiKeyRevoked, Event, KeyLimitsSet
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.queries import BookSnapshot, Query, QueryResult
 from exchange.model.sessions import CancelOnDisconnect
@@ -379,6 +380,16 @@ class Matcher:
                 for gateway in list(server.links):
                     if gateway.welcomed:
                         gateway.send(revoked)
+            elif type(command) is SetKeyLimits and type(events[0]) is KeyLimitsSet:
+                # The same, for a key's new rate-limit tier: live sessions take it at once
+                # rather than when the gateway's key cache expires.
+                changed = events[0]
+                limits = KeyLimitsChanged(api_key=changed.api_key,
+                                          orders_limit=changed.orders_limit,
+                                          requests_limit=changed.requests_limit)
+                for gateway in list(server.links):
+                    if gateway.welcomed:
+                        gateway.send(limits)
             batch_events.extend(events)
             seq += 1
         if self.engine.listing_changes != self._listing_changes:
