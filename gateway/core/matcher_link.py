@@ -27,7 +27,7 @@ import structlog
 
 from exchange.link.client import LinkClient, LinkDown
 from exchange.link.codec import parse_address
-from exchange.link.messages import Refused, Result, Welcome
+from exchange.link.messages import KeyLimitsChanged, Refused, Result, Welcome
 from exchange.model.commands import Command
 from exchange.model.events import OrderEvent
 from exchange.model.instruments import ExchangeConfig
@@ -40,6 +40,7 @@ log = structlog.get_logger("gateway.core.matcher_link")
 
 ReportsHandler = Callable[[list[OrderEvent]], None]
 KeyRevokedHandler = Callable[[str], None]
+KeyLimitsHandler = Callable[[KeyLimitsChanged], None]
 # What a submitted command comes to: the matcher's Result or Refused, LinkDown (sent, outcome
 # unknown) or Unavailable (never sent). Called once, on the event loop.
 Outcome = Result | Refused | LinkDown | ConnectionError
@@ -132,6 +133,7 @@ class MatcherLink:
         self._reports_handler: ReportsHandler | None = None
         self._md_handler: MarketDataHandler | None = None
         self._key_revoked_handler: KeyRevokedHandler | None = None
+        self._key_limits_handler: KeyLimitsHandler | None = None
         self._state_handlers: list[LinkStateHandler] = []
         self.last_error: str = "not connected yet"
         # Read when scraped, not set per command: the gauges cost nothing on the hot path.
@@ -182,6 +184,7 @@ class MatcherLink:
                     on_reports=self._on_reports,
                     on_market_data=self._on_market_data,
                     on_key_revoked=self._on_key_revoked,
+                    on_key_limits=self._on_key_limits,
                 )
             except Exception as exc:  # LinkDown, OSError, a refused handshake...
                 self.last_error = str(exc)
@@ -438,6 +441,13 @@ class MatcherLink:
     def _on_key_revoked(self, api_key: str) -> None:
         if self._key_revoked_handler is not None:
             self._key_revoked_handler(api_key)
+
+    def set_key_limits_handler(self, handler: KeyLimitsHandler) -> None:
+        self._key_limits_handler = handler
+
+    def _on_key_limits(self, changed: KeyLimitsChanged) -> None:
+        if self._key_limits_handler is not None:
+            self._key_limits_handler(changed)
 
     def set_link_state_handler(self, handler: LinkStateHandler) -> None:
         self._state_handlers.append(handler)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from exchange.model.events import ORDER_EVENTS, OrderEvent
 from exchange.model.instruments import ExchangeConfig
 from exchange.model.sessions import CancelOnDisconnect
-from gateway.core.ratelimit import TokenBucket
+from gateway.core.ratelimit import RateLimit, TokenBucket
 
 _PREFIX = os.urandom(3).hex()
 _COUNTER = itertools.count(1)
@@ -52,6 +52,10 @@ class TradingSession:
     @property
     def logged_on(self) -> bool:
         return self.account_id is not None
+
+    def set_requests_limit(self, spec: RateLimit) -> None:
+        """The key's per-connection request limit (its tier), at logon and when it changes.
+        A transport without a request bucket of its own (FIX) has nothing to change."""
 
     def push_report(self, config: ExchangeConfig, event: OrderEvent) -> None:
         """Send the execution report of one order event of this session's account."""

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from exchange.link.client import LinkDown
-from exchange.link.messages import Result
+from exchange.link.messages import KeyLimitsChanged, Result
 from exchange.model.codes import Code
 from exchange.model.commands import CancelAll, Command
 from exchange.model.events import AllCanceled
@@ -35,7 +35,7 @@ from gateway.core.abuse import LogonThrottle, LogSampler
 from gateway.core.deadlines import Deadlines
 from gateway.core.matcher_link import MatcherLink, Overloaded, Unavailable
 from gateway.core.outcomes import INTERNAL_ERROR, TIMED_OUT, Refusal, refusal
-from gateway.core.ratelimit import BucketTable, RateLimit
+from gateway.core.ratelimit import BucketTable, KeyTiers, RateLimit
 from gateway.core.sessions import SessionRegistry, TradingSession
 from gateway.core.validation import RequestError
 from gateway.metrics import GatewayMetrics
@@ -173,6 +173,10 @@ class TradingCore:
         link.set_reports_handler(lambda events: self.sessions.deliver(self.config, events))
         self._revoked = auth.RevokedKeys(limits.key_cache_size)
         link.set_key_revoked_handler(self.key_revoked)
+        # The tiers the matcher pushed, newest first: they win over a key record fetched
+        # before the push (a logon under way while the tier changed).
+        self._pushed_tiers = KeyTiers(limits.key_cache_size)
+        link.set_key_limits_handler(self.key_limits_changed)
         link.set_link_state_handler(self._link_state)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -300,7 +304,12 @@ class TradingCore:
         session.api_key = info.api_key
         session.permissions = tuple(info.permissions)
         session.cancel_on_disconnect = cancel_on_disconnect
-        session.orders_bucket = self.order_buckets.get(info.api_key)
+        tier = self._pushed_tiers.get(info.api_key)
+        orders_limit, requests_limit = (
+            tier if tier is not None else (info.orders_limit, info.requests_limit))
+        session.orders_bucket = self.order_buckets.get(info.api_key,
+                                                       self._orders_spec(orders_limit))
+        session.set_requests_limit(self._requests_spec(requests_limit))
         self.sessions.logged_on(session)
         self.link.add_account(info.account_id)
         if cancel_on_disconnect is not CancelOnDisconnect.NONE:
@@ -323,12 +332,53 @@ class TradingCore:
                 closed += 1
         log.info("api_key_revoked", sessions_closed=closed)
 
+    # ---- rate-limit tiers -----------------------------------------------------------------
+
+    def _orders_spec(self, orders_limit: int) -> RateLimit:
+        """A key's order bucket: its own limit per the gateway's window, or the default."""
+        default = self.limits.orders
+        if not orders_limit or orders_limit == default.limit:
+            return default
+        return RateLimit(type=default.type, limit=orders_limit, window_ms=default.window_ms)
+
+    def _requests_spec(self, requests_limit: int) -> RateLimit:
+        default = self.limits.requests
+        if not requests_limit or requests_limit == default.limit:
+            return default
+        return RateLimit(type=default.type, limit=requests_limit, window_ms=default.window_ms)
+
+    def key_limits_changed(self, changed: KeyLimitsChanged) -> None:
+        """The matcher journaled a SetKeyLimits: the key's live sessions take the new limits
+        now (the order bucket they share, each connection's request bucket), and its cached
+        record, which still holds the old ones, is dropped."""
+        self._apply_tier(changed.api_key, changed.orders_limit, changed.requests_limit)
+        self.keys.drop(changed.api_key)
+        self.metrics.key_cache.set(len(self.keys))
+        log.info("api_key_limits_changed", orders_limit=changed.orders_limit,
+                 requests_limit=changed.requests_limit)
+
+    def _apply_tier(self, api_key: str, orders_limit: int, requests_limit: int) -> None:
+        self._pushed_tiers.put(api_key, (orders_limit, requests_limit))
+        bucket = self.order_buckets.find(api_key)
+        if bucket is not None:
+            bucket.resize(self._orders_spec(orders_limit))
+        requests_spec = self._requests_spec(requests_limit)
+        for session in self.sessions.all:
+            if session.api_key == api_key:
+                session.set_requests_limit(requests_spec)
+
+    # ---- link state -----------------------------------------------------------------------
+
     def _link_state(self, up: bool) -> None:
-        """Back from a link loss: a revocation may have been missed meanwhile. Every cached key
-        is fetched afresh, and the keys of open sessions are asked for again."""
+        """Back from a link loss: a revocation or a tier change may have been missed
+        meanwhile. Every cached key is fetched afresh, and the keys of open sessions are asked
+        for again."""
         if not up:
             return
         self.keys.clear()
+        # Pushed tiers may be older than changes made while the link was down; the keys of
+        # open sessions get theirs again below, any other key at its next logon.
+        self._pushed_tiers.clear()
         self.metrics.key_cache.set(0)
         keys = sorted(self.sessions.per_key)
         if keys:
@@ -343,6 +393,8 @@ class TradingCore:
                 return  # the link is gone again: the next reconnect checks again
             if not isinstance(answer, ApiKeyInfo):
                 self.key_revoked(api_key)
+            else:
+                self._apply_tier(api_key, answer.orders_limit, answer.requests_limit)
 
     async def authenticate(self, *, api_key: str, timestamp_ms: int,
                            signed_timestamp: int | str, nonce: str, replay_key: str,

@@ -26,7 +26,7 @@ from aiohttp import WSCloseCode, web
 
 from exchange.model.events import OrderEvent
 from exchange.model.instruments import ExchangeConfig
-from gateway.core.ratelimit import TokenBucket
+from gateway.core.ratelimit import RateLimit, TokenBucket
 from gateway.core.reports import report
 from gateway.core.sessions import TradingSession
 from gateway.frames import Flusher, text_frame
@@ -71,6 +71,9 @@ class TradeSession(TradingSession):
         self._close_after: str | None = None
         self._closer: asyncio.Task[None] | None = None
         self.on_sent: Callable[[str, float], None] | None = None
+
+    def set_requests_limit(self, spec: RateLimit) -> None:
+        self.requests_bucket.resize(spec)
 
     def send(self, message: object, *, received_at: float | None = None,
              method: str = "") -> bool:

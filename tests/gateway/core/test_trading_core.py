@@ -44,6 +44,9 @@ class RecordingLink:
     def set_key_revoked_handler(self, handler: Any) -> None:
         pass
 
+    def set_key_limits_handler(self, handler: Any) -> None:
+        pass
+
     def set_link_state_handler(self, handler: Any) -> None:
         pass
 
