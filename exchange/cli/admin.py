@@ -4,6 +4,8 @@
     exchange admin --matcher ADDR create-key --account N [--permissions trade,read]
     exchange admin --matcher ADDR create-key --account N --ed25519-public-key HEX_OR_BASE64
     exchange admin --matcher ADDR revoke-key --key API_KEY
+    exchange admin --matcher ADDR set-key-limits --key API_KEY [--orders N] [--requests N]
+    exchange admin --matcher ADDR show-key --key API_KEY
     exchange admin --matcher ADDR deposit --account N --asset USD --amount 100.5
     exchange admin --matcher ADDR withdraw --account N --asset USD --amount 1
     exchange admin --matcher ADDR halt BTC-USD | resume BTC-USD
@@ -16,6 +18,12 @@
 seals the new secret with the key ring of --secrets-key-file (default
 $EXCHANGE_SECRETS_KEY_FILE or $EXCHANGE_SECRETS_KEY); an Ed25519 key needs none, the exchange
 stores only its public key.
+
+A key's rate-limit tier: `--orders N` is the key's order budget (all its sessions together,
+WebSocket and FIX), `--requests N` each of its WebSocket connections' request budget, both per
+the gateway's window (`--order-window-ms`, `--request-window-ms`), 1..1000000, or `default`
+for the gateway's own limit. create-key takes them as `--orders-limit` / `--requests-limit`.
+Output shows a limit left at the gateway's default as null.
 
 Exit code 0 on success; 1 with a JSON error on stderr ({"error": {"code", "msg"}}) when
 refused; 2 when the matcher cannot be reached (nothing was sent: code 5002, "cannot reach the
@@ -45,6 +53,15 @@ from exchange.logs import configure_logging
 from exchange.model.instruments import ExchangeConfig
 
 MATCHER_HELP = "matcher link address, unix:/path or tcp:host:port (default: $EXCHANGE_MATCHER)"
+ORDERS_LIMIT_HELP = ("orders per the gateway's order window for the key's sessions together, "
+                     "1..1000000, or 'default' for the gateway's limit")
+REQUESTS_LIMIT_HELP = ("requests per the gateway's request window for each WebSocket "
+                       "connection of the key, 1..1000000, or 'default'")
+
+
+def _tier(orders_limit: int, requests_limit: int) -> dict[str, int | None]:
+    """A key's limits as shown: null for one left at the gateway's default."""
+    return {"orders_limit": orders_limit or None, "requests_limit": requests_limit or None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +84,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--permissions", default="trade,read")
     p.add_argument("--ed25519-public-key", default=None,
                    help="an Ed25519 key: the exchange keeps this public key, no secret")
+    p.add_argument("--orders-limit", default="default", help=ORDERS_LIMIT_HELP)
+    p.add_argument("--requests-limit", default="default", help=REQUESTS_LIMIT_HELP)
+    p = sub.add_parser("set-key-limits", help="set an API key's rate-limit tier; its live "
+                       "sessions take it at once", parents=[common])
+    p.add_argument("--key", required=True, help="the api_key")
+    p.add_argument("--orders", default=None, help=ORDERS_LIMIT_HELP + " (default: unchanged)")
+    p.add_argument("--requests", default=None,
+                   help=REQUESTS_LIMIT_HELP + " (default: unchanged)")
+    p = sub.add_parser("show-key", help="an API key's account, permissions and rate-limit tier",
+                       parents=[common])
+    p.add_argument("--key", required=True, help="the api_key")
     p = sub.add_parser("revoke-key", help="revoke an API key: its sessions are closed and its "
                        "logons refused", parents=[common])
     p.add_argument("--key", required=True, help="the api_key to revoke")
@@ -93,14 +121,32 @@ async def execute(client: LinkClient, args: argparse.Namespace) -> dict[str, Any
             return {"account_id": await admin_ops.create_account(client, args.label)}
         case "create-key":
             perms = list(admin_ops.parse_permissions(args.permissions))
+            orders = admin_ops.parse_key_limit("--orders-limit", args.orders_limit)
+            requests = admin_ops.parse_key_limit("--requests-limit", args.requests_limit)
             if args.ed25519_public_key is not None:
-                key = await admin_ops.create_ed25519_key(client, args.account,
-                                                         args.ed25519_public_key, perms)
+                key = await admin_ops.create_ed25519_key(
+                    client, args.account, args.ed25519_public_key, perms,
+                    orders_limit=orders, requests_limit=requests)
                 return {"account_id": args.account, "api_key": key, "key_type": "ed25519",
-                        "permissions": perms}
-            key, secret = await admin_ops.create_api_key(client, args.account, perms)
+                        "permissions": perms, **_tier(orders, requests)}
+            key, secret = await admin_ops.create_api_key(
+                client, args.account, perms, orders_limit=orders, requests_limit=requests)
             return {"account_id": args.account, "api_key": key, "secret": secret,
-                    "permissions": perms}
+                    "permissions": perms, **_tier(orders, requests)}
+        case "set-key-limits":
+            changed = await admin_ops.set_key_limits(
+                client, args.key,
+                orders_limit=(None if args.orders is None
+                              else admin_ops.parse_key_limit("--orders", args.orders)),
+                requests_limit=(None if args.requests is None
+                                else admin_ops.parse_key_limit("--requests", args.requests)))
+            return {"api_key": changed.api_key, "account_id": changed.account_id,
+                    **_tier(changed.orders_limit, changed.requests_limit), "seq": changed.seq}
+        case "show-key":
+            info = await admin_ops.key_info(client, args.key)
+            return {"api_key": info.api_key, "account_id": info.account_id,
+                    "permissions": list(info.permissions),
+                    **_tier(info.orders_limit, info.requests_limit)}
         case "revoke-key":
             revoked = await admin_ops.revoke_api_key(client, args.key)
             return {"api_key": revoked.api_key, "account_id": revoked.account_id,

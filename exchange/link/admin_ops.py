@@ -25,6 +25,7 @@ from exchange.link.client import LinkClient
 from exchange.link.messages import Refused
 from exchange.model.codes import MESSAGES, Code
 from exchange.model.commands import (
+    MAX_KEY_LIMIT,
     Command,
     CreateAccount,
     CreateApiKey,
@@ -33,6 +34,7 @@ from exchange.model.commands import (
     Permission,
     ResumeSymbol,
     RevokeApiKey,
+    SetKeyLimits,
     Withdraw,
 )
 from exchange.model.events import (
@@ -42,12 +44,20 @@ from exchange.model.events import (
     CommandRejected,
     Deposited,
     Event,
+    KeyLimitsSet,
     SymbolHalted,
     SymbolResumed,
     Withdrawn,
 )
 from exchange.model.numbers import MAX_UNITS
-from exchange.model.queries import Balance, BalanceList, GetBalances, NotFound
+from exchange.model.queries import (
+    ApiKeyInfo,
+    Balance,
+    BalanceList,
+    GetApiKey,
+    GetBalances,
+    NotFound,
+)
 
 __all__ = [
     "PERMISSIONS",
@@ -59,9 +69,12 @@ __all__ = [
     "create_ed25519_key",
     "deposit",
     "halt",
+    "key_info",
+    "parse_key_limit",
     "parse_permissions",
     "resume",
     "revoke_api_key",
+    "set_key_limits",
     "withdraw",
 ]
 
@@ -104,6 +117,26 @@ def parse_permissions(value: str | Iterable[str]) -> tuple[Permission, ...]:
     return tuple(p for p in PERMISSIONS if p in names)
 
 
+def parse_key_limit(name: str, value: object) -> int:
+    """A key's rate limit as an operator gives it: an integer 1..MAX_KEY_LIMIT (also as
+    decimal digits), or "default" (0: the gateway's own setting); else AdminError 1002."""
+    if value == "default":
+        return 0
+    if type(value) is str and value.isdigit() and len(value) <= 12:
+        value = int(value)
+    if type(value) is not int or not 1 <= value <= MAX_KEY_LIMIT:
+        raise AdminError(Code.INVALID_VALUE,
+                         f"{name} must be an integer in 1..{MAX_KEY_LIMIT} (per the gateway's "
+                         f"window) or \"default\", got {value!r}")
+    return value
+
+
+def _check_api_key(api_key: str) -> None:
+    if not api_key or len(api_key) > MAX_API_KEY_CHARS or not api_key.isprintable():
+        raise AdminError(Code.INVALID_VALUE,
+                         f"api key must be 1 to {MAX_API_KEY_CHARS} printable characters")
+
+
 async def _run(client: LinkClient, command: Command) -> Event:
     outcome = await client.submit(command)
     if isinstance(outcome, Refused):
@@ -140,14 +173,18 @@ async def create_api_key(
     permissions: str | Iterable[str] = PERMISSIONS,
     *,
     ring: credentials.KeyRing | None = None,
+    orders_limit: int = 0,
+    requests_limit: int = 0,
 ) -> tuple[str, str]:
     """A new key for the account: returns (api_key, secret). The secret is shown only now.
 
     The matcher receives the secret sealed with `ring` (default: the process's key ring); with
-    no key ring configured nothing is sent (5002), never a clear secret.
+    no key ring configured nothing is sent (5002), never a clear secret. `orders_limit` and
+    `requests_limit` give the key a rate-limit tier of its own (0: the gateway's default).
     """
     check_account_id(account_id)
     perms = parse_permissions(permissions)
+    _check_tier(orders_limit, requests_limit)
     if account_id == FEE_ACCOUNT:
         raise AdminError(Code.INVALID_VALUE, f"account {FEE_ACCOUNT} is the exchange's fee "
                          "account and cannot have API keys; create an account first")
@@ -159,7 +196,8 @@ async def create_api_key(
     api_key = secrets.token_hex(16)
     secret = secrets.token_hex(32)
     command = CreateApiKey(account_id=account_id, api_key=api_key,
-                           secret=ring.seal(secret, api_key), permissions=perms)
+                           secret=ring.seal(secret, api_key), permissions=perms,
+                           orders_limit=orders_limit, requests_limit=requests_limit)
     _expect(await _run(client, command), ApiKeyCreated)
     return api_key, secret
 
@@ -169,19 +207,24 @@ async def create_ed25519_key(
     account_id: int,
     public_key: str,
     permissions: str | Iterable[str] = PERMISSIONS,
+    *,
+    orders_limit: int = 0,
+    requests_limit: int = 0,
 ) -> str:
     """A new key whose logons are signed with the Ed25519 private key of `public_key` (hex or
     base64 of the 32 raw bytes). The exchange stores only the public key. Returns the api_key.
     """
     check_account_id(account_id)
     perms = parse_permissions(permissions)
+    _check_tier(orders_limit, requests_limit)
     raw = credentials.parse_public_key(public_key)
     if raw is None:
         raise AdminError(Code.INVALID_VALUE,
                          "public key must be the 32 bytes of an Ed25519 key, hex or base64")
     api_key = secrets.token_hex(16)
     command = CreateApiKey(account_id=account_id, api_key=api_key,
-                           secret=credentials.ed25519_record(raw), permissions=perms)
+                           secret=credentials.ed25519_record(raw), permissions=perms,
+                           orders_limit=orders_limit, requests_limit=requests_limit)
     _expect(await _run(client, command), ApiKeyCreated)
     return api_key
 
@@ -189,10 +232,40 @@ async def create_ed25519_key(
 async def revoke_api_key(client: LinkClient, api_key: str) -> ApiKeyRevoked:
     """Withdraw a key for good: journaled, its sessions on every gateway are closed and its
     logons refused from then on. An unknown or already revoked key is AdminError 3010."""
-    if not api_key or len(api_key) > MAX_API_KEY_CHARS or not api_key.isprintable():
-        raise AdminError(Code.INVALID_VALUE,
-                         f"api key must be 1 to {MAX_API_KEY_CHARS} printable characters")
+    _check_api_key(api_key)
     return _expect(await _run(client, RevokeApiKey(api_key=api_key)), ApiKeyRevoked)
+
+
+def _check_tier(orders_limit: int | None, requests_limit: int | None) -> None:
+    for name, value in (("orders limit", orders_limit), ("requests limit", requests_limit)):
+        if value is not None and value != 0:
+            parse_key_limit(name, value)
+
+
+async def set_key_limits(client: LinkClient, api_key: str, *, orders_limit: int | None = None,
+                         requests_limit: int | None = None) -> KeyLimitsSet:
+    """A key's rate-limit tier: journaled, then pushed to every gateway, whose live sessions
+    of the key take it at once. None leaves a limit as it is, 0 returns it to the gateway's
+    default. An unknown key is AdminError 3010; a bad value 1002, with nothing sent."""
+    _check_api_key(api_key)
+    if orders_limit is None and requests_limit is None:
+        raise AdminError(Code.MALFORMED, "give an orders limit, a requests limit or both")
+    _check_tier(orders_limit, requests_limit)
+    command = SetKeyLimits(api_key=api_key, orders_limit=orders_limit,
+                           requests_limit=requests_limit)
+    return _expect(await _run(client, command), KeyLimitsSet)
+
+
+async def key_info(client: LinkClient, api_key: str) -> ApiKeyInfo:
+    """A key's account, permissions and rate-limit tier; AdminError 3010 for an unknown key.
+    The stored secret record is in the answer: callers show everything but it."""
+    _check_api_key(api_key)
+    answer = await client.ask(GetApiKey(api_key=api_key))
+    if isinstance(answer, NotFound):
+        raise AdminError(Code.UNKNOWN_API_KEY, "unknown api key")
+    if not isinstance(answer, ApiKeyInfo):
+        raise AdminError(Code.INTERNAL, f"unexpected answer {type(answer).__name__}")
+    return answer
 
 
 def _units(client: LinkClient, asset: str, amount: str) -> int:

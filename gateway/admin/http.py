@@ -6,8 +6,18 @@ state changes journaled by the matcher; they use their own link connection so th
 never queue behind order flow.
 
     POST /admin/accounts                      {"label"?}            -> {"account_id"}
-    POST /admin/accounts/{id}/keys            {"permissions"?}      -> {"api_key", "secret"}
+    POST /admin/accounts/{id}/keys            {"permissions"?, "orders_limit"?, "requests_limit"?}
+                                                                    -> {"api_key", "secret", ...}
+    GET  /admin/keys/{api_key}                                       -> {"api_key", "account_id",
+                                                  "permissions", "orders_limit", "requests_limit"}
+    POST /admin/keys/{api_key}/limits         {"orders_limit"?, "requests_limit"?}
+                                                                    -> {"api_key", "orders_limit",
+                                                                        "requests_limit"}
     DELETE /admin/keys/{api_key}                                     -> {"api_key", "revoked"}
+
+A key's limits are integers 1..1000000 per the gateway's window; null (or "default") is the
+gateway's own limit, and is how a limit left at the default is shown. A limit absent from a
+/limits body stays as it is.
     POST /admin/accounts/{id}/deposit         {"asset", "amount"}   -> {"asset", "available"}
     POST /admin/accounts/{id}/withdraw        {"asset", "amount"}   -> {"asset", "available"}
     GET  /admin/accounts/{id}/balances                              -> {"balances": [...]}
@@ -77,6 +87,8 @@ class AdminApi:
         app.router.add_post("/admin/accounts", self.create_account)
         app.router.add_post("/admin/accounts/{account}/keys", self.create_key)
         app.router.add_delete("/admin/keys/{api_key}", self.revoke_key)
+        app.router.add_get("/admin/keys/{api_key}", self.show_key)
+        app.router.add_post("/admin/keys/{api_key}/limits", self.set_key_limits)
         app.router.add_post("/admin/accounts/{account}/deposit", self.deposit)
         app.router.add_post("/admin/accounts/{account}/withdraw", self.withdraw)
         app.router.add_get("/admin/accounts/{account}/balances", self.balances)
@@ -159,6 +171,14 @@ class AdminApi:
             raise admin_ops.AdminError(int(Code.INVALID_VALUE), f"'{name}' must be a string")
         return value
 
+    @staticmethod
+    def _limit(body: dict[str, Any], name: str) -> int | None:
+        """A limit from a body: None if absent, 0 for null/"default", else 1..MAX_KEY_LIMIT."""
+        if name not in body:
+            return None
+        value = body[name]
+        return 0 if value is None else admin_ops.parse_key_limit(f"'{name}'", value)
+
     async def create_account(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         label = body.get("label", "")
@@ -173,9 +193,33 @@ class AdminApi:
         perms = body.get("permissions", list(admin_ops.PERMISSIONS))
         if not isinstance(perms, list | str):
             raise admin_ops.AdminError(int(Code.INVALID_VALUE), "'permissions' must be a list")
-        api_key, secret = await admin_ops.create_api_key(await self._link(), account_id, perms)
+        orders = self._limit(body, "orders_limit") or 0
+        requests = self._limit(body, "requests_limit") or 0
+        api_key, secret = await admin_ops.create_api_key(
+            await self._link(), account_id, perms, orders_limit=orders, requests_limit=requests)
         return web.json_response({"account_id": account_id, "api_key": api_key,
-                                  "secret": secret})
+                                  "secret": secret, "orders_limit": orders or None,
+                                  "requests_limit": requests or None})
+
+    async def show_key(self, request: web.Request) -> web.Response:
+        info = await admin_ops.key_info(await self._link(), request.match_info["api_key"])
+        return web.json_response({"api_key": info.api_key, "account_id": info.account_id,
+                                  "permissions": list(info.permissions),
+                                  "orders_limit": info.orders_limit or None,
+                                  "requests_limit": info.requests_limit or None})
+
+    async def set_key_limits(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        unknown = set(body) - {"orders_limit", "requests_limit"}
+        if unknown:
+            raise admin_ops.AdminError(int(Code.MALFORMED), f"unknown fields {sorted(unknown)}")
+        event = await admin_ops.set_key_limits(
+            await self._link(), request.match_info["api_key"],
+            orders_limit=self._limit(body, "orders_limit"),
+            requests_limit=self._limit(body, "requests_limit"))
+        return web.json_response({"account_id": event.account_id, "api_key": event.api_key,
+                                  "orders_limit": event.orders_limit or None,
+                                  "requests_limit": event.requests_limit or None})
 
     async def revoke_key(self, request: web.Request) -> web.Response:
         event = await admin_ops.revoke_api_key(await self._link(), request.match_info["api_key"])

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support.matcher_harness import REPO, MatcherProcess
 
@@ -130,3 +131,52 @@ async def test_admin_cli_lists_and_updates_instruments(tmp_path: Path) -> None:
         # Halting a listed symbol works on a fresh link (the matcher's live set).
         out = await asyncio.to_thread(run, "halt", "SOL-USD")
         assert out.returncode == 0, out.stderr
+
+
+async def test_admin_cli_key_limits(tmp_path: Path) -> None:
+    """create-key with a tier, set-key-limits (one limit or both, `default`), show-key; a bad
+    value is 1002 with nothing journaled, an unknown key 3010."""
+    async with MatcherProcess.started(tmp_path / "d") as proc:
+        def run(*args: str) -> dict[str, Any]:
+            out = _admin(proc.address, *args)
+            assert out.returncode == 0, out.stderr
+            doc: dict[str, Any] = json.loads(out.stdout)
+            return doc
+
+        def refused(*args: str) -> dict[str, Any]:
+            out = _admin(proc.address, *args)
+            assert out.returncode == 1, out.stdout
+            assert "Traceback" not in out.stderr
+            error: dict[str, Any] = json.loads(out.stderr)["error"]
+            return error
+
+        account = (await asyncio.to_thread(run, "create-account"))["account_id"]
+        doc = await asyncio.to_thread(run, "create-key", "--account", str(account),
+                                      "--orders-limit", "500")
+        key = doc["api_key"]
+        assert (doc["orders_limit"], doc["requests_limit"]) == (500, None)
+        doc = await asyncio.to_thread(run, "set-key-limits", "--key", key, "--requests", "2000")
+        assert (doc["orders_limit"], doc["requests_limit"]) == (500, 2000)
+        doc = await asyncio.to_thread(run, "show-key", "--key", key)
+        assert doc == {"api_key": key, "account_id": account, "permissions": ["trade", "read"],
+                       "orders_limit": 500, "requests_limit": 2000}
+        assert "secret" not in doc
+        doc = await asyncio.to_thread(run, "set-key-limits", "--key", key, "--orders", "default")
+        assert (doc["orders_limit"], doc["requests_limit"]) == (None, 2000)
+
+        seq = doc["seq"]
+        for args in (("--orders", "0"), ("--orders", "1000001"), ("--requests", "-3"),
+                     ("--orders", "fast"), ()):
+            error = await asyncio.to_thread(refused, "set-key-limits", "--key", key, *args)
+            assert error["code"] in (1001, 1002), error
+        error = await asyncio.to_thread(refused, "create-key", "--account", str(account),
+                                        "--orders-limit", "0")
+        assert error["code"] == 1002 and "1..1000000" in error["msg"]
+        error = await asyncio.to_thread(refused, "set-key-limits", "--key", "nosuchkey",
+                                        "--orders", "5")
+        assert error == {"code": 3010, "msg": "unknown api key"}
+        error = await asyncio.to_thread(refused, "show-key", "--key", "nosuchkey")
+        assert error["code"] == 3010
+        # Nothing was journaled by the refused ones but the unknown key's command.
+        doc = await asyncio.to_thread(run, "set-key-limits", "--key", key, "--orders", "1")
+        assert doc["seq"] == seq + 2 and doc["orders_limit"] == 1
