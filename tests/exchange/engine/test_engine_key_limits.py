@@ -11,6 +11,7 @@ from exchange.engine.core import Engine
 from exchange.engine.state import DECODER, ENCODER
 from exchange.model.commands import (
     MAX_KEY_LIMIT,
+    Command,
     CreateAccount,
     CreateApiKey,
     RevokeApiKey,
@@ -63,7 +64,9 @@ def test_an_out_of_range_limit_is_1002_and_changes_nothing(ex: Driver, bad: dict
     events = ex.do(SetKeyLimits(api_key="k1", **bad))
     assert len(events) == 1 and isinstance(events[0], CommandRejected)
     assert events[0].code == 1002
-    created = ex.do(CreateApiKey(account_id=1, api_key="k9", secret="s9", **bad))
+    created = ex.do(CreateApiKey(account_id=1, api_key="k9", secret="s9",
+                                 orders_limit=bad.get("orders_limit", 0),
+                                 requests_limit=bad.get("requests_limit", 0)))
     assert isinstance(created[0], CommandRejected) and created[0].code == 1002
     assert business_hash(ex.engine) == before
     assert _info(ex.engine, "k1").orders_limit == 7
@@ -100,7 +103,7 @@ def test_snapshot_and_replay_keep_the_tier(ex: Driver) -> None:
 
 
 def test_replaying_the_same_commands_gives_the_same_tier() -> None:
-    commands = [
+    commands: list[Command] = [
         CreateApiKey(account_id=1, api_key="k1", secret="s1", orders_limit=10),
         SetKeyLimits(api_key="k1", requests_limit=20),
         SetKeyLimits(api_key="k1", orders_limit=30),
