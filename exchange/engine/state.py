@@ -37,7 +37,7 @@ class ApiKeyRecord(msgspec.Struct, array_like=True):
     account_id: int
     secret: str
     permissions: tuple[Permission, ...]
-    # The key's rate-limit tier (0: the gateway's default). Last, with defaults: a version 2
+    # The key's rate-limit tier (0: the gateway's default). Last, with defaults: a version 2 or 3
     # snapshot, written before tiers existed, loads with every key on the default.
     orders_limit: int = 0
     requests_limit: int = 0

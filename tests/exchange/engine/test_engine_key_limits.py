@@ -1,5 +1,5 @@
 """A key's rate-limit tier: set at creation and by SetKeyLimits, shown by GetApiKey, bounded
-(a bad value changes nothing), kept by snapshots, and a version 2 snapshot (no tiers yet)
+(a bad value changes nothing), kept by snapshots, and an older snapshot (no tiers yet)
 still loads with every key on the gateway's default."""
 
 from __future__ import annotations
@@ -121,12 +121,12 @@ def test_replaying_the_same_commands_gives_the_same_tier() -> None:
     assert (info.orders_limit, info.requests_limit) == (30, 20)
 
 
-def test_a_version_2_snapshot_loads_with_every_key_on_the_default(ex: Driver) -> None:
+def test_an_older_snapshot_loads_with_every_key_on_the_default(ex: Driver) -> None:
     ex.do(CreateApiKey(account_id=1, api_key="k1", secret="s1", orders_limit=50))
     state = DECODER.decode(ex.engine.snapshot())
-    # Version 2 wrote four fields per key: drop the limits, as such a snapshot has none.
+    # Versions 2 and 3 wrote four fields per key: drop the limits, as such snapshots have none.
     raw = msgspec.msgpack.decode(ENCODER.encode(state))
-    raw[0] = 2
+    raw[0] = 3
     key_index = 7  # EngineState.api_keys
     raw[key_index] = [record[:4] for record in raw[key_index]]
     restored = Engine.restore(CONFIG, msgspec.msgpack.encode(raw))
