@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import structlog
 from aiohttp import web
@@ -36,35 +36,46 @@ def close_unmasked(ws: web.WebSocketResponse) -> None:
         task.add_done_callback(_closing.discard)
 
 
-class MaskedWebSocketResponse(web.WebSocketResponse):
-    """A WebSocketResponse whose frame reader refuses unmasked client frames.
+Q = TypeVar("Q", bound=WebSocketDataQueue)
 
-    `_post_start` does what `WebSocketResponse._post_start` does in aiohttp 3.14 (pinned in
-    pyproject.toml) with a `MaskCheck` in front of the parser; where those internals are
-    missing it falls back to aiohttp's own `_post_start` (frames then are not checked).
-    """
+
+def post_start_checked(ws: web.WebSocketResponse, request: web.BaseRequest,
+                       protocol: str | None, writer: Any, queue_type: type[Q],
+                       unavailable: str) -> Q | None:
+    """What `WebSocketResponse._post_start` does in aiohttp 3.14 (pinned in pyproject.toml),
+    with a `queue_type` queue between the frame parser and `receive()` and a `MaskCheck` in
+    front of the parser. Returns the queue; where those internals are missing, logs
+    `unavailable`, does aiohttp's own `_post_start` (frames then are not checked) and
+    returns None."""
+    try:
+        loop = ws._loop
+        assert loop is not None
+        queue = queue_type(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
+        parser = WebSocketReader(queue, ws._max_msg_size, bool(ws._compress), ws._decode_text)
+        callback = None if ws._heartbeat is None else ws._on_data_received
+    except (AttributeError, TypeError) as exc:  # pragma: no cover - aiohttp internals moved
+        log.warning(unavailable, error=repr(exc))
+        web.WebSocketResponse._post_start(ws, request, protocol, writer)
+        return None
+    ws._ws_protocol = protocol
+    ws._writer = writer
+    ws._reset_heartbeat()
+    ws._reader = queue
+    ws._parser = parser
+    # Feeds what arrived with the upgrade request at once, through the check.
+    checked = cast(WebSocketReader, MaskCheck(parser, lambda: close_unmasked(ws)))
+    request.protocol.set_parser(checked, data_received_cb=callback)
+    request.protocol.keep_alive(False)
+    return queue
+
+
+class MaskedWebSocketResponse(web.WebSocketResponse):
+    """A WebSocketResponse whose frame reader refuses unmasked client frames."""
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None,
                     writer: Any) -> None:
-        try:
-            loop = self._loop
-            assert loop is not None
-            queue = WebSocketDataQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
-            parser = WebSocketReader(queue, self._max_msg_size, bool(self._compress),
-                                     self._decode_text)
-            callback = None if self._heartbeat is None else self._on_data_received
-        except (AttributeError, TypeError) as exc:  # pragma: no cover - aiohttp internals moved
-            log.warning("ws_mask_check_unavailable", error=repr(exc))
-            super()._post_start(request, protocol, writer)
-            return
-        self._ws_protocol = protocol
-        self._writer = writer
-        self._reset_heartbeat()
-        self._reader = queue
-        self._parser = parser
-        checked = cast(WebSocketReader, MaskCheck(parser, lambda: close_unmasked(self)))
-        request.protocol.set_parser(checked, data_received_cb=callback)
-        request.protocol.keep_alive(False)
+        post_start_checked(self, request, protocol, writer, WebSocketDataQueue,
+                           "ws_mask_check_unavailable")
 
 
 class MaskCheck:

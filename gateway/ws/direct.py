@@ -17,17 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-import structlog
 from aiohttp import WSMsgType, web
-from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
-from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+from aiohttp._websocket.reader import WebSocketDataQueue
 
-from gateway.masking import MaskCheck, close_unmasked
-
-log = structlog.get_logger("gateway.ws.direct")
-
+from gateway.masking import post_start_checked
 
 # (message data, its size in bytes) of one text or binary message.
 DirectHandler = Callable[[Any, int], None]
@@ -58,24 +53,6 @@ def post_start(ws: web.WebSocketResponse, request: web.BaseRequest, protocol: st
     Returns the queue, or None after doing the standard `_post_start` when this aiohttp's
     internals are not the ones this was written against.
     """
-    try:
-        loop = ws._loop
-        assert loop is not None
-        queue = DirectQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
-        parser = WebSocketReader(queue, ws._max_msg_size, bool(ws._compress), ws._decode_text)
-        callback = None if ws._heartbeat is None else ws._on_data_received
-    except (AttributeError, TypeError) as exc:  # pragma: no cover - aiohttp internals moved
-        log.warning("ws_direct_unavailable", error=repr(exc))
-        web.WebSocketResponse._post_start(ws, request, protocol, writer)
-        return None
-    ws._ws_protocol = protocol
-    ws._writer = writer
-    ws._reset_heartbeat()
-    ws._reader = queue
-    ws._parser = parser
-    # Feeds what arrived with the upgrade request at once: into the queue, since `direct`
-    # is not set yet.
-    checked = cast(WebSocketReader, MaskCheck(parser, lambda: close_unmasked(ws)))
-    request.protocol.set_parser(checked, data_received_cb=callback)
-    request.protocol.keep_alive(False)
-    return queue
+    # Until `direct` is set, what arrived with the upgrade request goes into the queue.
+    return post_start_checked(ws, request, protocol, writer, DirectQueue,
+                              "ws_direct_unavailable")
