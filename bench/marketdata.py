@@ -282,7 +282,7 @@ async def watch_redis(url: str, stats: Stats, upstream_us: list[int]) -> None:
                     upstream_us.append((now - batch.ts) // 1000)
                     stats.at_redis[batch.seq] = now
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await client.aclose()
 
 
