@@ -2,10 +2,11 @@
 
 One publisher, two transports:
 - `RedisTransport` publishes each symbol's batch to channel `md:<symbol>`. `send` never
-  blocks the matcher: it puts the payload on a bounded queue that the transport's own task
-  drains, writing what has piled up as one pipelined write on one connection, with a
-  bounded number of writes and publishes awaiting their replies. When Redis is unreachable
-  the task reconnects with capped exponential backoff; what is queued or unanswered
+  blocks the matcher: it puts the payload on a bounded list that is written, once per loop
+  turn, as one pipelined write on one connection with replies off (`CLIENT REPLY OFF`),
+  bounded by the transport's write buffer; a periodic PING probe checks that Redis still
+  answers and confirms what was written before it. When Redis is unreachable the
+  transport reconnects with capped exponential backoff; what is queued or unconfirmed
   meanwhile is dropped and counted, because gateways see the sequence gap and fetch a
   snapshot anyway (Redis pub/sub is at-most-once: gap detection is the recovery path, not
   redelivery).
@@ -41,20 +42,21 @@ log = structlog.get_logger("exchange.marketdata.publish")
 
 QUEUE_MAX: Final = 10_000  # batches; at ~1 KB each, ~10 MB at most
 DRAIN_CHUNK: Final = 512  # batches per write
-MAX_OUTSTANDING: Final = 2048  # publishes written and not yet answered, at most
-# Writes not yet fully answered, at most. Pipelined (a write does not wait for the one
-# before), but bounded: while Redis answers, what the matcher sends piles up into the next
-# write, so under load there are fewer, larger writes (measured: ~2x less CPU per publish
-# than one write per loop turn when the matcher sends one batch per turn).
-MAX_WRITES: Final = 4
-REPLY_TIMEOUT_S: Final = 2.0  # replies due and none read for this long: the connection is dead
-WATCH_TICK_S: Final = 0.5
+# Bytes written and not yet taken by the kernel, at most (plus one write): with replies off
+# this, not a count of unanswered publishes, is the bound on what is in flight. Past it,
+# batches wait in the pending list (QUEUE_MAX), and past that they are dropped.
+WRITE_BUFFER_HIGH: Final = 1 << 20
+PROBE_INTERVAL_S: Final = 0.5  # a probe (replies on, PING, replies off) this often
+REPLY_TIMEOUT_S: Final = 2.0  # a probe unanswered for this long: the connection is dead
 BACKOFF_MIN_S: Final = 0.05
 BACKOFF_MAX_S: Final = 5.0
 STOP_FLUSH_S: Final = 2.0
 
 PUBLISHED = Counter(
-    "md_publish_batches_total", "Market-data batches handed to the transport", ["transport"]
+    "md_publish_batches_total",
+    "Market-data batches published: handed to the link server (link), or written to Redis "
+    "and confirmed processed by the answer to a later PING probe (redis)",
+    ["transport"],
 )
 DROPPED = Counter(
     "md_publish_dropped_total",
@@ -98,18 +100,32 @@ class LinkTransport:
 
 
 class RedisTransport:
-    """PUBLISH over one dedicated Redis connection, pipelined, with a bounded window.
+    """PUBLISH over one dedicated Redis connection, with replies off, bounded by bytes.
 
     `send` appends the encoded PUBLISH to a bounded list of pending ones and, once per
     event-loop turn, what is pending goes out as one write, straight from the caller's turn:
-    no queue hand-off and no task wake-up per batch. A reader task reads the replies in bulk
-    (a PUBLISH answers with one integer line, so a read of N lines answers N publishes) and
-    acknowledges whole writes. At most `max_writes` writes and `max_outstanding` publishes are
-    unanswered at a time: past that, publishes wait in the pending list (what arrives
-    meanwhile goes into the next write), the list fills, and `send` drops. One connection
-    and one writer keep every channel in order. A reply that is not an integer (an error),
-    EOF, or `REPLY_TIMEOUT_S` without a reply while some are due ends the connection: what
-    was unanswered is counted as dropped, and the transport reconnects with backoff.
+    no queue hand-off and no task wake-up per batch. One connection and one writer keep every
+    channel in order.
+
+    Replies are off (`CLIENT REPLY OFF`, sent once after the handshake): Redis answers no
+    PUBLISH, so the matcher's process is not woken once per write only to count integers
+    (on a VM each wake-up costs more CPU than the write). What the replies gave is kept so:
+    - Bound: what is written and not yet taken by the kernel is at most `write_buffer_high`
+      bytes (plus one write); past that, publishes wait in the pending list, which holds at
+      most `queue_max`, and `send` drops (counted, reason queue_full).
+    - Liveness: every `PROBE_INTERVAL_S` a probe goes out behind the publishes,
+      `CLIENT REPLY ON` + `PING` + `CLIENT REPLY OFF` (Redis answers `+OK`, `+PONG`, and
+      nothing to OFF). A probe unanswered for `REPLY_TIMEOUT_S` ends the connection, as EOF
+      does. At most one probe is in flight.
+    - Delivery: Redis runs one connection's commands in order, so a probe's answer says
+      that every publish written before it was processed; those are counted published.
+      When the connection ends, the publishes written since the last answered probe are
+      not known delivered and are counted lost (reason publish_failed), though some may
+      have been; then the transport reconnects with backoff.
+    - Errors: with replies off, Redis sends no error reply to a PUBLISH it refuses (an ACL
+      denying the channel, say): such a publish is counted published. The probe's replies
+      are read strictly: anything but `+OK\\r\\n+PONG\\r\\n` (an error to CLIENT REPLY,
+      which an ACL or an old server can refuse) ends the connection.
 
     redis-py opens the connection (URL, TLS, AUTH, SELECT, the PING handshake); after that
     its stream reader and writer are used directly: its client layer (pool, retry wrapper,
@@ -125,11 +141,11 @@ class RedisTransport:
         url: str,
         *,
         queue_max: int = QUEUE_MAX,
-        max_outstanding: int = MAX_OUTSTANDING,
-        max_writes: int = MAX_WRITES,
+        write_buffer_high: int = WRITE_BUFFER_HIGH,
     ) -> None:
         self._url = url
         self.queue_max = queue_max
+        self.write_buffer_high = write_buffer_high
         self._pending: collections.deque[bytes] = collections.deque()  # encoded PUBLISHes
         self._task: asyncio.Task[None] | None = None
         self._pool: aioredis.ConnectionPool | None = None
@@ -139,14 +155,14 @@ class RedisTransport:
         self.connected = False
         self._full_drops = 0
         self._full_logged_at = -1e9
-        self.max_outstanding = max_outstanding
-        self.max_writes = max_writes
         self._headers: dict[str, bytes] = {}  # symbol -> encoded "PUBLISH md:<symbol>"
-        # Per connection: publishes per write not yet fully answered, oldest first.
-        self._inflight: collections.deque[int] = collections.deque()
-        self.outstanding = 0  # publishes written, reply not yet read
-        self._answered = 0  # replies read towards the oldest unanswered write
-        self._replies = 0  # replies read in all, for the stall watchdog
+        # Per connection: publishes written before the probe in flight (since the one
+        # before it), and publishes written after it; the probe's answer confirms the first.
+        self._covered = 0
+        self._unprobed = 0
+        self._probe_at: float | None = None  # loop time the probe in flight was written
+        self._partial = b""  # the start of a probe answer, split across reads
+        self._full = asyncio.Event()  # set when the write buffer is full and publishes wait
         self._drained: asyncio.Future[None] | None = None  # stop() waits here
         _LIVE.add(self)
 
@@ -155,9 +171,20 @@ class RedisTransport:
         """Publishes waiting to be written."""
         return len(self._pending)
 
-    def window_full(self) -> bool:
-        """As many writes or publishes are unanswered as the window allows."""
-        return self.outstanding >= self.max_outstanding or len(self._inflight) >= self.max_writes
+    @property
+    def unconfirmed(self) -> int:
+        """Publishes written on this connection and not yet confirmed by a probe."""
+        return self._covered + self._unprobed
+
+    @property
+    def probing(self) -> bool:
+        """A probe is written and its answer not yet read."""
+        return self._probe_at is not None
+
+    def write_buffer_size(self) -> int:
+        """Bytes written and not yet taken by the kernel (0 while not connected)."""
+        writer = self._writer
+        return 0 if writer is None else writer.transport.get_write_buffer_size()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -189,25 +216,42 @@ class RedisTransport:
             self._full_drops = 0
 
     def _flush(self) -> None:
-        """Write what is pending, as far as the window allows, one write per DRAIN_CHUNK."""
+        """Write what is pending while the write buffer has room, one write per DRAIN_CHUNK."""
         self._flush_scheduled = False
         writer = self._writer
         pending = self._pending
-        inflight = self._inflight
         if writer is None or writer.transport.is_closing():
             return  # the reader sees the end of the connection and reconnects
-        limit = self.max_outstanding
-        while pending and len(inflight) < self.max_writes and self.outstanding < limit:
-            n = min(len(pending), DRAIN_CHUNK, limit - self.outstanding)
+        transport = writer.transport
+        high = self.write_buffer_high
+        written = 0
+        while pending:
+            # `>` as the transport's own pause test: at `high` exactly it does not pause,
+            # and drain() would return at once.
+            if transport.get_write_buffer_size() > high:
+                self._full.set()  # _resume writes the rest once the kernel took some
+                break
+            n = min(len(pending), DRAIN_CHUNK)
             if n == len(pending):
                 data = b"".join(pending)
                 pending.clear()
             else:
                 popleft = pending.popleft
                 data = b"".join([popleft() for _ in range(n)])
-            inflight.append(n)
-            self.outstanding += n
+            written += n
             writer.write(data)
+        self._unprobed += written
+        if self._drained is not None:
+            self._check_drained()
+
+    def _probe(self) -> None:
+        """Write a probe behind what is written; its answer confirms all that is before it."""
+        writer = self._writer
+        assert writer is not None and self._loop is not None and self._probe_at is None
+        writer.write(_PROBE)
+        self._probe_at = self._loop.time()
+        self._covered = self._unprobed
+        self._unprobed = 0
 
     async def _connect(self) -> Connection:
         """Open a connection that answers a PING, backing off between tries."""
@@ -241,16 +285,22 @@ class RedisTransport:
             try:
                 if reader is None or writer is None:
                     raise RedisConnectionError("connection closed")
+                writer.transport.set_write_buffer_limits(high=self.write_buffer_high)
                 self._writer = writer
+                # Replies off before any publish; the first probe's answer, read strictly,
+                # says that OFF was accepted (a refusal is an error line before the +OK).
+                writer.write(_REPLY_OFF)
+                self._probe()
                 self._flush()  # what was sent while connecting
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._read(reader), name="md-redis-reader")
                     group.create_task(self._watch(), name="md-redis-watchdog")
+                    group.create_task(self._resume(writer), name="md-redis-resume")
             except* (RedisError, OSError, TimeoutError) as failed:
                 self._writer = None
                 self.connected = False
                 REDIS_UP.set(0)
-                lost = self._forget_inflight()
+                lost = self._forget_unconfirmed()
                 if lost:
                     DROPPED.labels("redis", "publish_failed").inc(lost)
                 error = failed.exceptions[0]
@@ -260,75 +310,90 @@ class RedisTransport:
                 await close_connection(conn)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        """Read the probes' answers: the only replies Redis sends on this connection."""
         while True:
             data = await reader.read(READ_BYTES)
             if not data:
                 raise RedisConnectionError("connection closed by the server")
-            if data.translate(None, _INTEGER_REPLY_BYTES):
-                # Anything but ":<n>\r\n" lines: an error reply ("-ERR ...") or a protocol
-                # mix-up. Either way the publishes in flight are not known to be delivered.
-                raise ResponseError(f"unexpected reply from Redis: {data[:200]!r}")
-            replies = data.count(b"\n")  # lines completed by this read
-            if replies:
-                self._on_replies(replies)
+            self._on_reply_bytes(data)
 
-    def _on_replies(self, replies: int) -> None:
-        self._replies += replies
-        inflight = self._inflight
-        answered = self._answered + replies
-        done = 0
-        while inflight and answered >= inflight[0]:
-            n = inflight.popleft()
-            answered -= n
-            done += n
-        if answered and not inflight:
+    def _on_reply_bytes(self, data: bytes) -> None:
+        got = self._partial + data
+        answers, rest = divmod(len(got), len(_PROBE_REPLY))
+        if got != _PROBE_REPLY * answers + _PROBE_REPLY[:rest]:
+            # An error line ("-ERR ...", "-NOPERM ...") or a protocol mix-up: what was
+            # written since the last answer is not known to be delivered.
+            raise ResponseError(f"unexpected reply from Redis: {got[:200]!r}")
+        if answers > (0 if self._probe_at is None else 1):  # one probe in flight at most
             raise ResponseError("reply without a request")
-        self._answered = answered
-        if done:
-            self.outstanding -= done
-            PUBLISHED_REDIS.inc(done)
-            if self._pending:
-                self._flush()
-            else:
-                self._check_drained()
+        self._partial = got[answers * len(_PROBE_REPLY):]
+        if answers:
+            self._on_probe_answered()
+
+    def _on_probe_answered(self) -> None:
+        confirmed = self._covered
+        self._covered = 0
+        self._probe_at = None
+        if confirmed:
+            PUBLISHED_REDIS.inc(confirmed)
+        if self._drained is not None:
+            self._check_drained()
 
     def _check_drained(self) -> None:
+        """stop() is waiting: done when nothing is pending or unconfirmed, else probe."""
         drained = self._drained
-        if drained is not None and not self._pending and not self.outstanding:
+        if drained is None or self._pending:
+            return  # pending publishes: _flush calls again once they are written
+        if not self._covered and not self._unprobed:
             self._drained = None
             if not drained.done():
                 drained.set_result(None)
+        elif self._probe_at is None and self._writer is not None:
+            self._probe()  # now, not at the next tick: stop() waits for it
 
     async def _watch(self) -> None:
-        """Replies due but none for REPLY_TIMEOUT_S: the server or the path to it is stuck."""
-        seen = self._replies
-        quiet = 0.0
+        """Probe every PROBE_INTERVAL_S; a probe unanswered for REPLY_TIMEOUT_S ends it all."""
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(WATCH_TICK_S)
-            if self.outstanding and self._replies == seen:
-                quiet += WATCH_TICK_S
-                if quiet >= REPLY_TIMEOUT_S:
-                    raise TimeoutError(f"no reply from Redis for {quiet:.1f} s")
-            else:
-                quiet = 0.0
-                seen = self._replies
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            sent_at = self._probe_at
+            if sent_at is None:
+                self._probe()
+            elif (quiet := loop.time() - sent_at) >= REPLY_TIMEOUT_S:
+                raise TimeoutError(f"no reply from Redis for {quiet:.1f} s")
 
-    def _forget_inflight(self) -> int:
-        """The connection is gone: what was written and not answered counts as lost."""
-        lost = self.outstanding
-        self._inflight.clear()
-        self.outstanding = 0
-        self._answered = 0
+    async def _resume(self, writer: asyncio.StreamWriter) -> None:
+        """Write the rest once the kernel took what filled the write buffer.
+
+        A task that sleeps unless the buffer filled: no wake-up at all while writes go
+        straight to the socket.
+        """
+        while True:
+            await self._full.wait()
+            self._full.clear()
+            await writer.drain()  # returns below the low-water mark (high / 4)
+            self._flush()
+
+    def _forget_unconfirmed(self) -> int:
+        """The connection is gone: what no probe confirmed counts as lost."""
+        lost = self._covered + self._unprobed
+        self._covered = self._unprobed = 0
+        self._probe_at = None
+        self._partial = b""
+        self._full.clear()
         self._check_drained()
         return lost
 
     async def stop(self) -> None:
         if self._task is not None:
-            # Give pending batches a bounded time to go out and be answered, then stop.
-            if self.connected and (self._pending or self.outstanding):
+            # Give pending batches a bounded time to go out and be confirmed by a probe
+            # (replies on, PING, wait for the PONG), then stop.
+            if self.connected and (self._pending or self.unconfirmed):
                 self._drained = asyncio.get_running_loop().create_future()
+                self._check_drained()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(self._drained), STOP_FLUSH_S)
+                self._drained = None
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -342,7 +407,16 @@ class RedisTransport:
 
 
 READ_BYTES: Final = 64 * 1024
-_INTEGER_REPLY_BYTES: Final = b":0123456789\r\n"  # all a PUBLISH reply is made of
+
+
+def _command(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+_REPLY_OFF: Final = _command(b"CLIENT", b"REPLY", b"OFF")  # answered by nothing
+# Replies on for one PING, then off again: answered by "+OK" (ON) and "+PONG".
+_PROBE: Final = _command(b"CLIENT", b"REPLY", b"ON") + _command(b"PING") + _REPLY_OFF
+_PROBE_REPLY: Final = b"+OK\r\n+PONG\r\n"
 # Transports alive in this process, for the queue-depth gauge (read at scrape time).
 _LIVE: weakref.WeakSet[RedisTransport] = weakref.WeakSet()
 QUEUE_DEPTH.set_function(lambda: sum(t.pending for t in list(_LIVE)))
