@@ -353,6 +353,21 @@ async def test_a_probe_answer_split_across_reads_counts_once_complete(
         await transport.stop()
 
 
+async def publishes_again(transport: RedisTransport, url: str) -> None:
+    """Once reconnected, a new publish reaches a subscriber."""
+    await wait_until(lambda: transport.connected, 15)
+    sub = aioredis.Redis.from_url(url)
+    pubsub = sub.pubsub()
+    await pubsub.subscribe(channel_of("A"))
+    transport.send("A", b"back")
+    async with asyncio.timeout(10):
+        while (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is None:
+            pass
+    assert msg["data"] == b"back"
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await sub.aclose()
+
+
 @pytest.mark.redis
 async def test_a_stopped_redis_is_found_by_the_probe(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch,
@@ -369,18 +384,8 @@ async def test_a_stopped_redis_is_found_by_the_probe(
         await wait_until(lambda: not transport.connected, WAIT_S)  # no publish needed
     finally:
         proc.send_signal(signal.SIGCONT)
-    await wait_until(lambda: transport.connected, 15)
-    sub = aioredis.Redis.from_url(redis_server.url)
-    pubsub = sub.pubsub()
-    await pubsub.subscribe(channel_of("A"))
-    transport.send("A", b"back")
-    async with asyncio.timeout(10):
-        while (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is None:
-            pass
-    assert msg["data"] == b"back"
+    await publishes_again(transport, redis_server.url)
     await transport.stop()
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
-    await sub.aclose()
 
 
 @pytest.mark.redis
@@ -402,17 +407,7 @@ async def test_a_restart_loses_and_counts_what_no_probe_confirmed(
     assert failed._value.get() - before_failed == 5
     assert PUBLISHED_REDIS._value.get() == before_published
     await asyncio.to_thread(redis_server.start)
-    await wait_until(lambda: transport.connected, 15)
-    sub = aioredis.Redis.from_url(redis_server.url)
-    pubsub = sub.pubsub()
-    await pubsub.subscribe(channel_of("A"))
-    transport.send("A", b"back")
-    async with asyncio.timeout(10):
-        while (msg := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is None:
-            pass
-    assert msg["data"] == b"back"
+    await publishes_again(transport, redis_server.url)
     await transport.stop()  # confirms "back" by a probe
     assert PUBLISHED_REDIS._value.get() - before_published == 1
     assert failed._value.get() - before_failed == 5
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
-    await sub.aclose()
