@@ -31,20 +31,25 @@ BATCH = 1000
 REJECTIONS = (OrderRejected, CancelRejected, CommandRejected)
 
 
+# A command's kind in the mix, as the benchmarks time it (bench.engine_compare too).
+PLACE_RESTING, PLACE_TAKING, CANCEL, AMEND, OTHER = range(5)
 KIND_NAMES = ("place resting", "place taking", "cancel", "amend", "other")
 
 
-def _kind(cmd: Command) -> int:
+def command_kind(cmd: Command) -> int:
+    """PLACE_TAKING for a market order or a non-GTC limit (IOC, FOK), PLACE_RESTING for a GTC
+    limit, CANCEL, AMEND, else OTHER."""
     if isinstance(cmd, PlaceOrder):
-        return 1 if cmd.order_type == "market" or cmd.tif != "GTC" else 0
+        return PLACE_TAKING if cmd.order_type == "market" or cmd.tif != "GTC" else PLACE_RESTING
     if isinstance(cmd, CancelOrder):
-        return 2
+        return CANCEL
     if isinstance(cmd, AmendOrder):
-        return 3
-    return 4
+        return AMEND
+    return OTHER
 
 
-def _pct(sorted_ns: array[int], p: float) -> float:
+def percentile_us(sorted_ns: Sequence[int], p: float) -> float:
+    """The p-th percentile of ascending nanosecond timings, in µs."""
     idx = min(len(sorted_ns) - 1, int(len(sorted_ns) * p / 100.0))
     return sorted_ns[idx] / 1000.0
 
@@ -95,7 +100,7 @@ def run(
             results.append(events)
         first = i - len(batch)
         for j, (cmd, events) in enumerate(zip(batch, results, strict=True)):
-            kinds[first + j] = _kind(cmd)
+            kinds[first + j] = command_kind(cmd)
             if type(events[0]) in REJECTIONS:
                 rejected += 1
             observe(events)
@@ -105,7 +110,7 @@ def run(
     total_ns = sum(lat)
     ordered = array("q", sorted(lat))
     cps = int(commands * 1e9 / total_ns)
-    p50, p99, p999 = _pct(ordered, 50), _pct(ordered, 99), _pct(ordered, 99.9)
+    p50, p99, p999 = (percentile_us(ordered, p) for p in (50, 99, 99.9))
     print(f"machine: {machine.cpu_model()}, python {platform.python_version()}")
     print(
         f"commands: {commands}  seed: {seed}  gc tuning: {gc_tuning}  gc runs: {gc_runs}  "
@@ -122,8 +127,8 @@ def run(
     # took it evenly: an estimate for comparing runs on a shared machine, not the result.
     print(f"throughput per CPU-second (estimate): {int(cps * wall / max(1, cpu))} commands/s")
     print(
-        f"latency us: p50={p50:.2f} p90={_pct(ordered, 90):.2f} p99={p99:.2f} "
-        f"p99.9={p999:.2f} p99.99={_pct(ordered, 99.99):.2f} max={ordered[-1] / 1000:.1f}"
+        f"latency us: p50={p50:.2f} p90={percentile_us(ordered, 90):.2f} p99={p99:.2f} "
+        f"p99.9={p999:.2f} p99.99={percentile_us(ordered, 99.99):.2f} max={ordered[-1] / 1000:.1f}"
     )
     fifth = commands // 5
     if fifth:
@@ -136,8 +141,9 @@ def run(
         sample = array("q", sorted(lat[i] for i in range(commands) if kinds[i] == k))
         if sample:
             print(
-                f"  {name:<16} {len(sample) * 100 / commands:5.1f}%  p50={_pct(sample, 50):.2f} "
-                f"p99={_pct(sample, 99):.2f} max={sample[-1] / 1000:.1f}"
+                f"  {name:<16} {len(sample) * 100 / commands:5.1f}%  "
+                f"p50={percentile_us(sample, 50):.2f} p99={percentile_us(sample, 99):.2f} "
+                f"max={sample[-1] / 1000:.1f}"
             )
     engine.validate()
     print(f"RESULT engine commands_per_s={cps} p99_us={p99:.2f}")

@@ -40,17 +40,30 @@ from types import ModuleType
 from typing import Any
 
 from bench import machine
+from bench.engine import (
+    AMEND,
+    BATCH,
+    CANCEL,
+    KIND_NAMES,
+    OTHER,
+    PLACE_RESTING,
+    PLACE_TAKING,
+    command_kind,
+    percentile_us,
+)
 from bench.engine_mix import MixGenerator
 from exchange.engine.core import Engine
 from exchange.model.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 from exchange.model.events import Event, OrderAccepted, OrderAmended
 from exchange.model.instruments import load_config
 
-BATCH = 1000
-KINDS = ("place", "cancel", "amend", "marketable")
-OTHER = "akhil4n-orderbook==0.1.1"
+# The kinds compared, in the order shown, by `bench.engine.command_kind`.
+SHOWN = ((PLACE_RESTING, "place"), (CANCEL, "cancel"), (AMEND, "amend"),
+         (PLACE_TAKING, "marketable"))
+KINDS = tuple(name for _, name in SHOWN)
+OTHER_BOOK = "akhil4n-orderbook==0.1.1"
 INSTALL_HINT = (
-    f"bench.engine_compare needs the other book, {OTHER}: "
+    f"bench.engine_compare needs the other book, {OTHER_BOOK}: "
     "pip install -e '.[bench]' (or: pip install 'akhil4n-orderbook==0.1.1')"
 )
 
@@ -61,16 +74,6 @@ def load_other() -> ModuleType | None:
         return importlib.import_module("orderbook")
     except ImportError:
         return None
-
-
-def _kind(cmd: Command) -> int:
-    if isinstance(cmd, PlaceOrder):
-        return 3 if cmd.order_type == "market" or cmd.tif != "GTC" else 0
-    if isinstance(cmd, CancelOrder):
-        return 1
-    if isinstance(cmd, AmendOrder):
-        return 2
-    return -1
 
 
 class OtherBook:
@@ -101,7 +104,7 @@ class OtherBook:
         clock = time.perf_counter_ns
         mod = self.mod
         book = self.book
-        if kind == 0:
+        if kind == PLACE_RESTING:
             assert isinstance(cmd, PlaceOrder)
             side = self.bid if cmd.side == "buy" else self.ask
             t0 = clock()
@@ -110,7 +113,7 @@ class OtherBook:
             t1 = clock()
             self._learn(o, events)
             return t1 - t0
-        if kind == 3:
+        if kind == PLACE_TAKING:
             assert isinstance(cmd, PlaceOrder)
             side = self.bid if cmd.side == "buy" else self.ask
             if cmd.order_type == "market":
@@ -123,7 +126,7 @@ class OtherBook:
             if o.remaining_quantity > 0:
                 book.cancel_order(o.order_id)
             return clock() - t0
-        if kind == 1:
+        if kind == CANCEL:
             assert isinstance(cmd, CancelOrder) and cmd.order_id is not None
             oid = self.ids.pop(cmd.order_id, None)
             if oid is None or oid not in book.orders:
@@ -156,11 +159,6 @@ class OtherBook:
         return t1 - t0
 
 
-def _pct(sorted_ns: Sequence[int], p: float) -> float:
-    idx = min(len(sorted_ns) - 1, int(len(sorted_ns) * p / 100.0))
-    return sorted_ns[idx] / 1000.0
-
-
 def run(commands: int, seed: int, book: int, mod: ModuleType) -> int:
     config = load_config()
     engine = Engine(config)
@@ -176,8 +174,8 @@ def run(commands: int, seed: int, book: int, mod: ModuleType) -> int:
         events = engine.apply(place, seq, seq * 1000)
         gen.observe(events)
         other.place_untimed(place, events)
-    lat_engine = [array("q") for _ in KINDS]
-    lat_other = [array("q") for _ in KINDS]
+    lat_engine = [array("q") for _ in KIND_NAMES]  # by command_kind
+    lat_other = [array("q") for _ in KIND_NAMES]
     apply = engine.apply
     clock = time.perf_counter_ns
     done = 0
@@ -193,8 +191,8 @@ def run(commands: int, seed: int, book: int, mod: ModuleType) -> int:
             results.append(events)
         for cmd, events, ns in zip(batch, results, spans, strict=True):
             gen.observe(events)
-            kind = _kind(cmd)
-            if kind < 0:
+            kind = command_kind(cmd)
+            if kind == OTHER:
                 continue
             lat_engine[kind].append(ns)
             ns_other = other.timed(cmd, events, kind)
@@ -204,17 +202,18 @@ def run(commands: int, seed: int, book: int, mod: ModuleType) -> int:
     engine.validate()
     print(f"machine: {machine.cpu_model()}, python {platform.python_version()}")
     print(f"commands: {commands}  seed: {seed}  book: {book} resting orders at start")
-    print(f"other book: {OTHER} (no amend: timed as its cancel + a new place)")
+    print(f"other book: {OTHER_BOOK} (no amend: timed as its cancel + a new place)")
     print(f"left out of the other book's figures (order no longer there): {other.missing}")
     print(f"{'kind':<11} {'engine p50':>10} {'p99':>7} {'other p50':>10} {'p99':>7} "
           f"{'ratio p50':>9} {'p99':>6}  (µs; ratio = engine / other)")
     ratios: list[str] = []
-    for k, name in enumerate(KINDS):
+    for k, name in SHOWN:
         e = sorted(lat_engine[k])
         o = sorted(lat_other[k])
         if not e or not o:
             continue
-        e50, e99, o50, o99 = _pct(e, 50), _pct(e, 99), _pct(o, 50), _pct(o, 99)
+        e50, e99 = percentile_us(e, 50), percentile_us(e, 99)
+        o50, o99 = percentile_us(o, 50), percentile_us(o, 99)
         print(f"{name:<11} {e50:>10.2f} {e99:>7.2f} {o50:>10.2f} {o99:>7.2f} "
               f"{e50 / o50:>9.2f} {e99 / o99:>6.2f}")
         ratios.append(f"{name}_p50_ratio={e50 / o50:.2f}")
