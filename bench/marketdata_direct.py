@@ -41,19 +41,13 @@ from exchange.model.queries import (
     TradeList,
 )
 from gateway.marketdata.source import LinkStateHandler, MarketDataHandler
+from loadtest.cluster import free_port
 
 SNAPSHOT_KEY: Final = "mdbench:snapshot:"
 STARTUP_S: Final = 20.0
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(BookSnapshot)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class RedisSnapshotSource:

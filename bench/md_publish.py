@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,9 @@ import uvloop
 
 from bench.machine import describe
 from exchange.marketdata.publish import RedisTransport
+from loadtest.cluster import free_port
 
 STARTUP_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _voluntary_switches() -> int:
@@ -110,7 +103,7 @@ def main() -> int:
     if redis_bin is None:
         print("needs the redis-server binary", file=sys.stderr)
         return 2
-    port = _free_port()
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="md-publish-bench-")
     proc = subprocess.Popen(
         [redis_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
