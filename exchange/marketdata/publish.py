@@ -410,8 +410,12 @@ class RedisTransport:
 READ_BYTES: Final = 64 * 1024
 
 
+def _bulk(arg: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(arg), arg)
+
+
 def _command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
 
 
 _REPLY_OFF: Final = _command(b"CLIENT", b"REPLY", b"OFF")  # answered by nothing
@@ -424,8 +428,8 @@ QUEUE_DEPTH.set_function(lambda: sum(t.pending for t in list(_LIVE)))
 
 
 def _publish_header(channel: str) -> bytes:
-    name = channel.encode()
-    return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n" % (len(name), name)
+    """PUBLISH and its channel, the first two of three arguments: `send` adds the payload."""
+    return b"*3\r\n" + _bulk(b"PUBLISH") + _bulk(channel.encode())
 
 
 
