@@ -1,26 +1,21 @@
 """Prometheus metrics of the matcher process (served on --metrics-port).
 
 The figures the batch loop updates on every batch (`BATCHES`) are plain Python numbers that a
-collector turns into the usual counters, gauges and histograms when Prometheus scrapes. A
-prometheus_client `observe`/`inc`/`set` takes a lock and cost 6-14 µs here, and the loop made
-six of them per batch: at 3-4 commands per batch, several µs of every command. The rest are
+collector turns into the usual counters, gauges and histograms when Prometheus scrapes
+(exchange/plain_metrics.py): the loop made six prometheus_client updates per batch, each with
+a lock, at 3-4 commands per batch several µs of every command. The rest are
 ordinary prometheus_client metrics: they move on rare events only.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.utils import floatToGoString
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from exchange.plain_metrics import PlainHistogram
 
 BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 # Dense where a group commit's fdatasync falls on a virtual disk (50 µs to 5 ms), so the
@@ -28,31 +23,6 @@ BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 
 FSYNC_BUCKETS: Final = (2.5e-5, 5e-5, 7.5e-5, 1e-4, 1.25e-4, 1.5e-4, 2e-4, 2.5e-4, 3e-4, 4e-4,
                         5e-4, 6e-4, 8e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1,
                         0.5, 1.0)
-
-
-class Tally:
-    """A histogram's counts in plain numbers: `observe` is a bisect and two additions."""
-
-    __slots__ = ("bounds", "counts", "total")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
-        self.total: float = 0
-
-    def observe(self, value: float) -> None:
-        # bisect_left: the first bound >= value, i.e. Prometheus' "le" bucket.
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
-        counts = list(self.counts)  # a consistent copy: the loop thread keeps counting
-        buckets: list[tuple[str, float]] = []
-        cumulative = 0
-        for bound, count in zip((*self.bounds, float("inf")), counts, strict=True):
-            cumulative += count
-            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
-        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.total)
 
 
 class BatchFigures:
@@ -66,8 +36,8 @@ class BatchFigures:
                  "queue_depth")
 
     def __init__(self) -> None:
-        self.batch_size = Tally(BATCH_SIZE_BUCKETS)
-        self.fsync_seconds = Tally(FSYNC_BUCKETS)
+        self.batch_size = PlainHistogram(BATCH_SIZE_BUCKETS)
+        self.fsync_seconds = PlainHistogram(FSYNC_BUCKETS)
         self.commands = 0
         self.journal_bytes = 0
         self.last_seq = 0

@@ -68,8 +68,7 @@ class SymbolFeed:
         self.instrument = instrument
         self._fetch_snapshot = fetch_snapshot
         self._fetch_trades = fetch_trades
-        self._m_batches = metrics.FEED_BATCHES.labels(symbol)
-        self._m_seq = metrics.BOOK_SEQ.labels(symbol)
+        self._figures = metrics.FEED.symbol(symbol)
         self.loaded = False  # a snapshot was loaded at least once
         self.saw_heartbeat = False  # the publisher heartbeats this symbol
         self.stale = False  # not ready because the feed went silent (see check_silence)
@@ -114,7 +113,7 @@ class SymbolFeed:
             group.set_members()
             if self.ready:
                 client.send(self._snapshot_frame(group))
-                metrics.SENT_BOOK.inc()
+                metrics.FEED.sent_book += 1
         self._rebuild_fans()
         if "ticker" in sub.channels and self.ready and self.last_ticker is not None:
             client.send(self.last_ticker)
@@ -142,7 +141,7 @@ class SymbolFeed:
         if sub is None or "book" not in sub.channels or not self.ready:
             return
         client.send(self._snapshot_frame(self.groups[(sub.depth, sub.interval_ms)]))
-        metrics.SENT_BOOK.inc()
+        metrics.FEED.sent_book += 1
 
     def _group(self, depth: int, interval_ms: int) -> BookView:
         group = self.groups.get((depth, interval_ms))
@@ -167,9 +166,9 @@ class SymbolFeed:
     # ---- feed --------------------------------------------------------------------------
 
     def on_batch(self, batch: MdBatch) -> None:
-        self._m_batches.inc()
+        self._figures.batches += 1
         self.last_batch_at = time.monotonic()
-        metrics.FEED_LAG.observe(max(0, time.time_ns() - batch.ts) / 1e9)
+        metrics.FEED.lag_seconds.observe(max(0, time.time_ns() - batch.ts) / 1e9)
         self._process(batch)
 
     def _process(self, batch: MdBatch) -> None:
@@ -220,8 +219,7 @@ class SymbolFeed:
             self.last_trade_id = batch.trades[-1].trade_id
         if batch.book is not None:
             self.book.apply(batch.book.bids, batch.book.asks)
-            self.seq = batch.seq
-            self._m_seq.set(self.seq)
+            self.seq = self._figures.seq = batch.seq
             if (self.bid_floor is not None or self.ask_ceiling is not None) and (
                 self._check_floor()
             ):
@@ -257,7 +255,7 @@ class SymbolFeed:
             )
             for client in fan:
                 client.send(data)
-        metrics.SENT_CANDLES.inc(len(fan) * len(candles))
+        metrics.FEED.sent_candles += len(fan) * len(candles)
 
     def _ticker_key(self) -> tuple[int | None, ...]:
         bid = self.book.bids.best()
@@ -303,7 +301,7 @@ class SymbolFeed:
         )
         for client in self.ticker_fan:
             client.send(data)
-        metrics.SENT_TICKER.inc(len(self.ticker_fan))
+        metrics.FEED.sent_ticker += len(self.ticker_fan)
 
     def _check_floor(self) -> bool:
         """Resync when a view could reach below the part of a truncated side we know.
@@ -338,7 +336,7 @@ class SymbolFeed:
             )
             for client in fan:
                 client.send(data)
-        metrics.SENT_TRADES.inc(len(fan) * len(trades))
+        metrics.FEED.sent_trades += len(fan) * len(trades)
 
     # ---- book views --------------------------------------------------------------------
 
@@ -356,7 +354,7 @@ class SymbolFeed:
         data = group.update(self.book, self.seq, self.symbol, self.instrument, self.last_ts)
         for client in group.fan:
             client.send(data)
-        metrics.SENT_BOOK.inc(len(group.fan))
+        metrics.FEED.sent_book += len(group.fan)
 
     def _send_delta(self, group: BookView, delta: BookDelta) -> None:
         data = group.apply_delta(
@@ -364,7 +362,7 @@ class SymbolFeed:
         )
         for client in group.fan:
             client.send(data)
-        metrics.SENT_BOOK.inc(len(group.fan))
+        metrics.FEED.sent_book += len(group.fan)
 
     def _schedule(self, group: BookView) -> None:
         loop = asyncio.get_running_loop()
@@ -440,7 +438,7 @@ class SymbolFeed:
         )
         for client in self.subs:
             client.send(data)
-        metrics.SENT_STATUS.inc(len(self.subs))
+        metrics.FEED.sent_status += len(self.subs)
 
     async def _fetch(self) -> None:
         while True:
@@ -479,7 +477,7 @@ class SymbolFeed:
         self.bid_floor = snapshot.bids[-1][0] if len(snapshot.bids) >= SNAPSHOT_DEPTH else None
         self.ask_ceiling = snapshot.asks[-1][0] if len(snapshot.asks) >= SNAPSHOT_DEPTH else None
         self.ready = True
-        self._m_seq.set(self.seq)
+        self._figures.seq = self.seq
         log.info("md_book_ready", symbol=self.symbol, seq=self.seq, resyncs=self.resyncs)
         for group in self.groups.values():
             group.cancel_timer()
@@ -487,7 +485,7 @@ class SymbolFeed:
             data = self._snapshot_frame(group)
             for client in group.fan:
                 client.send(data)
-            metrics.SENT_BOOK.inc(len(group.fan))
+            metrics.FEED.sent_book += len(group.fan)
         self._maybe_ticker(self.last_ts or time.time_ns())
         # Replay what arrived during the fetch: older batches are stale and skipped.
         pending, self.pending = self.pending, deque()
@@ -521,4 +519,4 @@ class SymbolFeed:
                 )
             client.send(data)
             sent += 1
-        metrics.SENT_HEARTBEAT.inc(sent)
+        metrics.FEED.sent_heartbeat += sent

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from exchange.matcher.metrics import BATCHES, FSYNC_BUCKETS, Tally
+from exchange.matcher.metrics import BATCHES, FSYNC_BUCKETS
+from exchange.plain_metrics import PlainHistogram
 
 
 def samples(text: bytes, name: str) -> list[str]:
@@ -12,18 +13,18 @@ def samples(text: bytes, name: str) -> list[str]:
             if line.startswith(name) and not line.startswith(f"{name}_created")]
 
 
-def test_a_tally_exposes_what_a_prometheus_histogram_with_the_same_buckets_would() -> None:
+def test_a_plain_histogram_exposes_what_a_prometheus_one_with_the_same_buckets_would() -> None:
     values = [0.0, 2.5e-5, 3e-5, 1e-4, 1.1e-4, 0.004, 0.9, 1.0, 7.0, 2.5e-5]
     registry = CollectorRegistry()
     reference = Histogram("x_seconds", "doc", buckets=FSYNC_BUCKETS, registry=registry)
-    tally = Tally(FSYNC_BUCKETS)
+    plain = PlainHistogram(FSYNC_BUCKETS)
     for value in values:
         reference.observe(value)
-        tally.observe(value)
+        plain.observe(value)
 
     class One:
         def collect(self):  # type: ignore[no-untyped-def]
-            yield tally.family("y_seconds", "doc")
+            yield plain.family("y_seconds", "doc")
 
     mine = CollectorRegistry()
     mine.register(One())

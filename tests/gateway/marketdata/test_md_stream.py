@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from exchange.marketdata.publish import make_port
 from exchange.marketdata.wire import decode_batch
@@ -85,6 +86,10 @@ def final_seq(flow: Flow) -> int:
     return max(flow.books)
 
 
+def md_sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_link_stream_matches_engine_at_every_seq(config: ExchangeConfig) -> None:
     flow = Flow(7, None, config)
     source = EngineSource(flow.engine)
@@ -98,10 +103,23 @@ async def test_link_stream_matches_engine_at_every_seq(config: ExchangeConfig) -
         subs = (full, top10, top3, conflated)
         first_trade = flow.last_trade_id
         batches_before = flow.book_batches
+        feed_batches = md_sample("md_feed_batches_total", symbol=SYMBOL)
+        lag_count = md_sample("md_feed_lag_seconds_count")
+        sent_book = md_sample("md_messages_sent_total", channel="book")
+        sent_trades = md_sample("md_messages_sent_total", channel="trades")
         await run_flow(flow, 600)
         end = final_seq(flow)
         for sub in subs:
             await sub.wait_for(lambda sub=sub: sub.replica.seq == end)  # type: ignore[misc]
+        # The fan-out's figures, as a scrape reads them: every message the subscribers got.
+        assert md_sample("md_book_seq", symbol=SYMBOL) == end
+        batches = md_sample("md_feed_batches_total", symbol=SYMBOL) - feed_batches
+        assert batches >= flow.book_batches - batches_before
+        assert md_sample("md_feed_lag_seconds_count") - lag_count == batches
+        assert (md_sample("md_messages_sent_total", channel="book") - sent_book
+                == sum(sub.replica.updates for sub in subs))
+        assert (md_sample("md_messages_sent_total", channel="trades") - sent_trades
+                == sum(1 for sub in subs for m in sub.messages if m["channel"] == "trades"))
         for sub in subs:
             assert sub.replica.resyncs == 0
             assert sub.replica.snapshots == 1
