@@ -283,7 +283,9 @@ async def bench(args: argparse.Namespace) -> int:
             print(f"batches: {batches:.0f}, mean {count / batches:.0f} commands; journal "
                   f"write+fsync mean {writes / batches * 1e6:.0f} us per batch", flush=True)
         m2 = await asyncio.to_thread(mut.metrics)
+        cpu2 = mut.cpu_seconds()
         latencies = await open_loop(drivers, args.rate, args.open_seconds)
+        cpu3 = mut.cpu_seconds()
         m3 = await asyncio.to_thread(mut.metrics)
         batches = m3.get("matcher_batch_commands_count", 0) - m2.get(
             "matcher_batch_commands_count", 0)
@@ -293,7 +295,8 @@ async def bench(args: argparse.Namespace) -> int:
             w50, w99, w999 = write_quantiles(m2, m3, (0.5, 0.99, 0.999))
             print(f"open loop batches: {batches:.0f}, mean {len(latencies) / batches:.1f} "
                   f"commands; journal write+fsync mean {writes / batches * 1e6:.0f} us "
-                  f"(p50 <= {w50:.0f}, p99 <= {w99:.0f}, p99.9 <= {w999:.0f} us)", flush=True)
+                  f"(p50 <= {w50:.0f}, p99 <= {w99:.0f}, p99.9 <= {w999:.0f} us); matcher CPU "
+                  f"{(cpu3 - cpu2) / max(len(latencies), 1) * 1e6:.1f} us per command", flush=True)
         latencies.sort()
         p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
         p999, worst = percentile(latencies, 99.9), latencies[-1] if latencies else float("nan")
