@@ -124,6 +124,8 @@ def write_quantiles(before: dict[str, float], after: dict[str, float],
     bounds = sorted((float(k[len(prefix):-2]), after[k] - before.get(k, 0.0))
                     for k in after if k.startswith(prefix))
     total = bounds[-1][1] if bounds else 0.0
+    if total <= 0:
+        return [float("nan")] * len(quantiles)  # no write between the two scrapes
     out = []
     for q in quantiles:
         bound = next((b for b, cumulative in bounds if cumulative >= q * total), float("nan"))
