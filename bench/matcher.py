@@ -45,8 +45,8 @@ MAX_DEPOSIT = 10**18
 
 
 class MatcherUnderTest:
-    def __init__(self, fsync: str, extra: list[str]) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="mbench-", dir="/tmp"))
+    def __init__(self, fsync: str, extra: list[str], parent: str = "/tmp") -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="mbench-", dir=parent))
         self.address = f"unix:{self.tmp / 'm.sock'}"
         self.log_path = self.tmp / "matcher.log"
         self.fsync = fsync
@@ -246,7 +246,7 @@ async def bench(args: argparse.Namespace) -> int:
     extra = ["--snapshot-every", str(args.snapshot_every)]
     if args.config:
         extra += ["--config", args.config]
-    mut = MatcherUnderTest(args.fsync, extra)
+    mut = MatcherUnderTest(args.fsync, extra, args.dir)
     for preallocated in (False, True):
         probe = await asyncio.to_thread(disk_probe.measure, mut.tmp, preallocated=preallocated)
         print(probe.line(), flush=True)
@@ -338,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", default=None,
                         help="drive this running matcher instead of starting one")
     parser.add_argument("--fsync", choices=("always", "never"), default="always")
+    parser.add_argument("--dir", default="/tmp",
+                        help="where the matcher's temporary data directory is made: put it on "
+                             "the disk that will hold the journal to measure that disk")
     args = parser.parse_args(argv)
     import uvloop
 
