@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.cluster import process_cpu_seconds
 from loadtest.floor_run import Floor, _rates, floor_line, result_line
 
 
@@ -42,3 +43,29 @@ def test_a_sweep_prints_one_result_per_rate(tmp_path: Path) -> None:
         fields = dict(part.split("=") for part in line.split()[2:])
         assert int(fields["achieved_per_s"]) > 0
         assert float(fields["p50_ms"]) > 0 and float(fields["server_us"]) > 0
+
+
+def test_cpu_time_of_a_light_process_is_read_below_one_scheduler_tick() -> None:
+    # The floor server at 100-200 requests/s uses a few ms of CPU per run: less than one
+    # 10 ms tick of /proc's utime + stime, which then read 0 or 10 ms, and 0 µs per request.
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "start = time.process_time()\n"
+        "while time.process_time() - start < 0.003: pass\n"
+        "print('spun', flush=True)\n"
+        "sys.stdin.readline()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        assert child.stdout.readline() == "ready\n"
+        before = process_cpu_seconds(child.pid)
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "spun\n"
+        after = process_cpu_seconds(child.pid)
+        assert before is not None and after is not None
+        assert 0.003 <= after - before < 0.009
+    finally:
+        child.communicate("done\n")
+    assert process_cpu_seconds(child.pid) is None  # reaped: gone
