@@ -177,15 +177,6 @@ def masked_text_frame(payload: bytes) -> bytes:
     return header + mask + masked
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc (Linux), 0.0 where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
 def percentile(sorted_values: list[int], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -288,7 +279,7 @@ async def watch_redis(url: str, stats: Stats, upstream_us: list[int]) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     from bench.marketdata_direct import Direct
-    from loadtest.cluster import Cluster
+    from loadtest.cluster import Cluster, process_cpu_seconds
 
     cluster: Cluster | Direct
     if args.mode == "direct":
@@ -348,7 +339,7 @@ async def run(args: argparse.Namespace) -> int:
         for i, (proc, _) in enumerate(children):
             assert proc.pid is not None
             pids[f"subscribers{i}"] = proc.pid
-        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        cpu0 = {name: process_cpu_seconds(pid) or 0.0 for name, pid in pids.items()}
         for _, end in children:
             end.send("record")
         stats.recording = True
@@ -360,7 +351,8 @@ async def run(args: argparse.Namespace) -> int:
             end.send("stop")
         elapsed = time.monotonic() - t0
         cpu = {
-            name: (cpu_seconds(pid) - cpu0[name]) / elapsed * 100 for name, pid in pids.items()
+            name: ((process_cpu_seconds(pid) or 0.0) - cpu0[name]) / elapsed * 100
+            for name, pid in pids.items()
         }
         sent = counters["sent"] - sent0
         for proc, end in children:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -39,6 +38,7 @@ from exchange.link.client import LinkClient, LinkDown
 from exchange.link.messages import Refused, Result
 from exchange.model.commands import Deposit
 from exchange.model.instruments import ExchangeConfig, load_config
+from loadtest.cluster import process_cpu_seconds
 
 # msgpack integers stop at 2**64; deposits far above any bench need but inside that.
 MAX_DEPOSIT = 10**18
@@ -97,12 +97,7 @@ class MatcherUnderTest:
         """User + system CPU time of the matcher process so far (0 if not ours)."""
         if self.proc is None:
             return 0.0
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return process_cpu_seconds(self.proc.pid) or 0.0
 
     def stop(self) -> str:
         if self.proc is not None and self.proc.poll() is None:
